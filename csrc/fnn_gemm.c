@@ -1,0 +1,126 @@
+/* fnn_gemm.c - kernel dispatch, the BLAS path and the stand-alone epilogues.
+ *
+ * fnn_gemm_s/d route one single-threaded product to the kernel asked for.
+ * The BLAS path computes the raw product with scipy's ?gemm (row-major
+ * C = A @ B is column-major C^T = B^T @ A^T, so the operands swap places) and
+ * then applies the epilogue over the block while it is still in cache; the
+ * engine keeps blocks small enough for that.  fastnn's own kernels
+ * (fnn_kernels_*.c) apply the epilogue inside the micro-kernel.
+ */
+#include "fnn_gemm.h"
+#include "fnn_activations.h"
+
+#ifdef FNN_HAVE_KERNELS
+#include "fnn_kernels.h"
+#endif
+
+static fnn_sgemm_fn blas_sgemm = 0;
+static fnn_dgemm_fn blas_dgemm = 0;
+
+void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm)
+{
+    blas_sgemm = sgemm;
+    blas_dgemm = dgemm;
+}
+
+/* One template for both types: T the element type, SUF its s/d suffix. */
+#define FNN_DEFINE_EPILOGUE(T, SUF)                                                  \
+void fnn_epilogue_apply_##SUF(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N,      \
+                              T *C, ptrdiff_t ldc)                                   \
+{                                                                                    \
+    const T p = (T)ep->act_param;                                                    \
+    const int act = ep->act;                                                         \
+    if (ep->kind == FNN_EPI_BIAS_ACT) {                                              \
+        const T *bias = (const T *)ep->bias;                                         \
+        for (ptrdiff_t i = 0; i < M; i++) {                                          \
+            T *c = C + i * ldc;                                                      \
+            if (bias) for (ptrdiff_t j = 0; j < N; j++) c[j] += bias[j];             \
+            if (act != FNN_ACT_LINEAR && act != FNN_ACT_SOFTMAX)                     \
+                for (ptrdiff_t j = 0; j < N; j++) c[j] = fnn_act_##SUF(act, c[j], p);\
+        }                                                                            \
+    } else if (ep->kind == FNN_EPI_DERIV) {                                          \
+        const T *Y = (const T *)ep->Y;                                               \
+        for (ptrdiff_t i = 0; i < M; i++) {                                          \
+            T *c = C + i * ldc;                                                      \
+            const T *y = Y + i * ep->ldy;                                            \
+            for (ptrdiff_t j = 0; j < N; j++) c[j] *= fnn_dact_##SUF(act, y[j], p);  \
+        }                                                                            \
+    }                                                                                \
+    /* FNN_EPI_STORE: alpha and beta are applied by the GEMM itself. */             \
+}                                                                                    \
+                                                                                     \
+static void blas_gemm_##SUF(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,   \
+                            const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,    \
+                            T *C, ptrdiff_t ldc, const fnn_epilogue *ep)             \
+{                                                                                    \
+    char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';                                 \
+    int m = (int)M, n = (int)N, k = (int)K;                                          \
+    int ilda = (int)lda, ildb = (int)ldb, ildc = (int)ldc;                           \
+    T alpha = 1, beta = 0;                                                           \
+    if (ep->kind == FNN_EPI_STORE) { alpha = (T)ep->alpha; beta = (T)ep->beta; }     \
+    if (K == 0) { /* BLAS would leave C untouched or scale it: do it by hand */      \
+        for (ptrdiff_t i = 0; i < M; i++)                                            \
+            for (ptrdiff_t j = 0; j < N; j++)                                        \
+                C[i * ldc + j] = beta == 0 ? (T)0 : beta * C[i * ldc + j];           \
+    } else {                                                                         \
+        blas_##SUF##gemm(&opb, &opa, &n, &m, &k, &alpha, (T *)B, &ildb,              \
+                         (T *)A, &ilda, &beta, C, &ildc);                            \
+    }                                                                                \
+    fnn_epilogue_apply_##SUF(ep, M, N, C, ldc);                                      \
+}
+
+FNN_DEFINE_EPILOGUE(float, s)
+FNN_DEFINE_EPILOGUE(double, d)
+
+#ifdef FNN_HAVE_KERNELS
+#define FNN_DISPATCH(SUF)                                                            \
+    switch (kernel) {                                                                \
+    case FNN_KERNEL_AVX512:                                                          \
+        fnn_kgemm_avx512_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
+    case FNN_KERNEL_AVX2:                                                            \
+        fnn_kgemm_avx2_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
+    case FNN_KERNEL_GENERIC:                                                         \
+        fnn_kgemm_generic_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
+    default: break;                                                                  \
+    }
+#else
+#define FNN_DISPATCH(SUF) (void)work;
+#endif
+
+void fnn_gemm_s(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    FNN_DISPATCH(s)
+    blas_gemm_s(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep);
+}
+
+void fnn_gemm_d(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+                double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    FNN_DISPATCH(d)
+    blas_gemm_d(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep);
+}
+
+size_t fnn_gemm_work_bytes(int kernel, size_t elem_size)
+{
+#ifdef FNN_HAVE_KERNELS
+    if (kernel != FNN_KERNEL_BLAS) return fnn_kgemm_work_bytes(elem_size);
+#endif
+    (void)kernel; (void)elem_size;
+    return 64;
+}
+
+int fnn_kernel_available(int kernel)
+{
+    switch (kernel) {
+    case FNN_KERNEL_BLAS: return 1;
+#ifdef FNN_HAVE_KERNELS
+    case FNN_KERNEL_GENERIC: return 1;
+    case FNN_KERNEL_AVX2: return fnn_cpu_has_avx2_fma();
+    case FNN_KERNEL_AVX512: return fnn_cpu_has_avx512();
+#endif
+    default: return 0;
+    }
+}

@@ -1,0 +1,95 @@
+/* fnn_gemm.h - the contract between the Cython engine and the GEMM kernels.
+ *
+ * Every matrix product of fastnn goes through fnn_gemm_s / fnn_gemm_d:
+ *     C = epilogue(op(A) @ op(B))          (row-major, single-threaded)
+ * The engine splits the output into fixed tiles and hands tiles to threads
+ * (see fastnn/_engine.pyx); a kernel never starts threads of its own.
+ *
+ * Determinism contract, which every kernel must keep: the value written to
+ * C[i][j] depends only on row i of op(A), column j of op(B), K and the
+ * epilogue - never on M, N, the tile's position or the thread.  That is what
+ * makes results bit-identical for any number of threads.
+ */
+#ifndef FNN_GEMM_H
+#define FNN_GEMM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Kernels.  FNN_KERNEL_BLAS calls scipy's BLAS through the pointers given to
+ * fnn_set_blas(); the others are fastnn's own micro-kernels. */
+enum {
+    FNN_KERNEL_AUTO = -1,
+    FNN_KERNEL_BLAS = 0,
+    FNN_KERNEL_GENERIC = 1,
+    FNN_KERNEL_AVX2 = 2,
+    FNN_KERNEL_AVX512 = 3
+};
+
+/* Activation codes, shared with fastnn/activations.py. */
+enum {
+    FNN_ACT_LINEAR = 0,
+    FNN_ACT_SIGMOID = 1,
+    FNN_ACT_TANH = 2,
+    FNN_ACT_RELU = 3,
+    FNN_ACT_LEAKY_RELU = 4, /* slope = act_param */
+    FNN_ACT_ELU = 5,        /* alpha = act_param */
+    FNN_ACT_SOFTPLUS = 6,
+    FNN_ACT_STEP = 7,
+    FNN_ACT_SIGN = 8,
+    FNN_ACT_SOFTMAX = 9     /* epilogue adds the bias only; rows are normalised by the engine */
+};
+
+/* Epilogue kinds. */
+enum {
+    FNN_EPI_STORE = 0,    /* C = alpha * acc + beta * C   (beta == 0: C is not read) */
+    FNN_EPI_BIAS_ACT = 1, /* C = f(acc + bias[j])         (bias may be NULL)          */
+    FNN_EPI_DERIV = 2     /* C = acc * f'(Y[i][j])        (f' from the layer output Y) */
+};
+
+typedef struct fnn_epilogue {
+    int kind;
+    int act;
+    double act_param;
+    double alpha, beta;   /* FNN_EPI_STORE only */
+    const void *bias;     /* FNN_EPI_BIAS_ACT: N values of the GEMM's type, or NULL */
+    const void *Y;        /* FNN_EPI_DERIV: M x N values, leading dimension ldy */
+    ptrdiff_t ldy;
+} fnn_epilogue;
+
+/* op(A) is M x K: trans_a == 0 -> A[i*lda + k], else A[k*lda + i].
+ * op(B) is K x N: trans_b == 0 -> B[k*ldb + j], else B[j*ldb + k].
+ * work: at least fnn_gemm_work_bytes(kernel, sizeof(T)) bytes, 64-byte aligned.
+ * M, N >= 1; K >= 0 (K == 0 gives acc = 0). */
+void fnn_gemm_s(int kernel, int trans_a, int trans_b,
+                ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+void fnn_gemm_d(int kernel, int trans_a, int trans_b,
+                ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+                double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+
+size_t fnn_gemm_work_bytes(int kernel, size_t elem_size);
+
+/* 1 if this build has the kernel and this CPU can run it. */
+int fnn_kernel_available(int kernel);
+
+/* Fortran BLAS ?gemm, as scipy.linalg.cython_blas exports them. */
+typedef void (*fnn_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
+                             float *, int *, float *, float *, int *);
+typedef void (*fnn_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
+                             double *, int *, double *, double *, int *);
+void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm);
+
+/* The epilogue on its own, over an M x N block already holding acc. */
+void fnn_epilogue_apply_s(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N, float *C, ptrdiff_t ldc);
+void fnn_epilogue_apply_d(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N, double *C, ptrdiff_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

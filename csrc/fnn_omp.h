@@ -1,0 +1,27 @@
+/* fnn_omp.h - the one place that touches OpenMP.
+ *
+ * Compiles with or without -fopenmp: without it fastnn runs serially and
+ * every helper answers as a single thread would.
+ */
+#ifndef FNN_OMP_H
+#define FNN_OMP_H
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline int fnn_omp_enabled(void) { return 1; }
+static inline int fnn_omp_max_threads(void) { return omp_get_max_threads(); }
+static inline int fnn_omp_thread_num(void) { return omp_get_thread_num(); }
+static inline int fnn_omp_num_threads(void) { return omp_get_num_threads(); }
+/* An orphaned barrier: binds to the innermost enclosing parallel region. */
+static inline void fnn_omp_barrier(void) {
+    _Pragma("omp barrier")
+}
+#else
+static inline int fnn_omp_enabled(void) { return 0; }
+static inline int fnn_omp_max_threads(void) { return 1; }
+static inline int fnn_omp_thread_num(void) { return 0; }
+static inline int fnn_omp_num_threads(void) { return 1; }
+static inline void fnn_omp_barrier(void) {}
+#endif
+
+#endif

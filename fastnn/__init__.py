@@ -1,0 +1,19 @@
+"""fastnn: fast fully-connected neural networks on the CPU.
+
+    import fastnn as fn
+    net = fn.Network([fn.Dense(64, 32, activation="relu"),
+                      fn.Dense(32, 10, activation="softmax")],
+                     loss="cross_entropy", seed=0)
+    net.fit(X, y, epochs=10, batch_size=32, optimizer=fn.SGD(lr=0.1))
+"""
+__version__ = "0.1.0"
+
+from ._config import (get_kernel, get_num_threads, set_kernel, set_num_threads,
+                      show_config)
+from .io import load
+from .layers import Dense
+from .network import History, Network
+from .optimizers import SGD, Adam, Optimizer
+
+__all__ = ["Network", "Dense", "History", "SGD", "Adam", "Optimizer", "load",
+           "show_config", "set_num_threads", "get_num_threads", "set_kernel", "get_kernel"]

@@ -1,0 +1,106 @@
+"""Input checks, made once in Python before the engine runs.
+
+Messages follow scikit-learn's wording: they name the parameter, what was
+expected and what came.
+"""
+import numbers
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype):
+    """np.dtype of ``dtype``, which must be float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_array(X, name, dtype, ndim=2, n_features=None):
+    """``X`` as a C-contiguous, finite array of ``dtype`` (no copy when it already is)."""
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"{name} must be an array-like of numbers, got {type(X).__name__}")
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array of shape "
+                         f"{'(n_samples, n_features)' if ndim == 2 else '(n_samples,)'}, "
+                         f"got an array of shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: got an array of shape {arr.shape}; "
+                         f"at least one sample is required")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the network expects "
+                         f"{n_features} (shape (n_samples, {n_features})); got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def check_positive_float(value, name, allow_zero=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def check_targets(y, loss, n_samples, n_outputs, dtype):
+    """Targets as a dense (n_samples, n_outputs) array of ``dtype``.
+
+    cross_entropy takes integer class labels (n_samples,) in [0, n_outputs)
+    or one-hot rows; the other losses take (n_samples, n_outputs) values, or
+    (n_samples,) for a single output.
+    """
+    if isinstance(y, (str, bytes)) or y is None:
+        raise TypeError(f"y must be an array-like, got {type(y).__name__}")
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"y must hold numbers, got an array of dtype {y.dtype}")
+    if y.shape[:1] != (n_samples,):
+        raise ValueError(f"X and y have different numbers of samples: X has {n_samples}, "
+                         f"y has shape {y.shape}")
+    if loss == "cross_entropy" and y.ndim == 1:
+        if y.dtype.kind == "f":
+            if not np.isfinite(y).all() or (y != np.round(y)).any():
+                raise ValueError("y must hold integer class labels for cross_entropy; "
+                                 "got non-integer values")
+        labels = y.astype(np.int64)
+        if labels.min() < 0 or labels.max() >= n_outputs:
+            raise ValueError(f"class labels must be in [0, {n_outputs - 1}] for a network "
+                             f"with {n_outputs} outputs; got labels from {labels.min()} "
+                             f"to {labels.max()}")
+        T = np.zeros((n_samples, n_outputs), dtype=dtype)
+        T[np.arange(n_samples), labels] = 1
+        return T
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        expected = f"(n_samples, {n_outputs})" + (" or (n_samples,)" if n_outputs == 1 else "")
+        if loss == "cross_entropy":
+            expected += " one-hot rows, or (n_samples,) integer labels"
+        raise ValueError(f"y must have shape {expected} for a network with {n_outputs} "
+                         f"outputs; got shape {y.shape}")
+    T = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(T).all():
+        raise ValueError("y contains NaN or infinity")
+    if loss == "binary_cross_entropy" and ((T < 0) | (T > 1)).any():
+        raise ValueError("y must hold values in [0, 1] for binary_cross_entropy")
+    return T

@@ -1,0 +1,55 @@
+"""Seeded weight initialisers: ``init(rng, n_in, n_out) -> float64 (n_in, n_out)``.
+
+The draws are made in float64 and cast to the network's dtype, so float32 and
+float64 networks built with the same seed start from the same weights.
+"""
+import numpy as np
+
+
+def glorot_uniform(rng, n_in, n_out):
+    limit = np.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, size=(n_in, n_out))
+
+
+def glorot_normal(rng, n_in, n_out):
+    return rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), size=(n_in, n_out))
+
+
+def he_uniform(rng, n_in, n_out):
+    limit = np.sqrt(6.0 / n_in)
+    return rng.uniform(-limit, limit, size=(n_in, n_out))
+
+
+def he_normal(rng, n_in, n_out):
+    return rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
+
+
+def lecun_normal(rng, n_in, n_out):
+    return rng.normal(0.0, np.sqrt(1.0 / n_in), size=(n_in, n_out))
+
+
+def uniform(rng, n_in, n_out, limit=0.05):
+    return rng.uniform(-limit, limit, size=(n_in, n_out))
+
+
+def zeros(rng, n_in, n_out):
+    return np.zeros((n_in, n_out))
+
+
+INITIALIZERS = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform,
+                                          he_normal, lecun_normal, uniform, zeros)}
+ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal"}
+
+
+def get(init):
+    """The initialiser named ``init`` (or ``init`` itself when callable)."""
+    if callable(init):
+        return init
+    if not isinstance(init, str):
+        raise TypeError(f"init must be a name or a callable(rng, n_in, n_out); "
+                        f"got {type(init).__name__}")
+    name = ALIASES.get(init, init)
+    if name not in INITIALIZERS:
+        raise ValueError(f"unknown init {init!r}; expected one of "
+                         f"{sorted(INITIALIZERS) + sorted(ALIASES)}")
+    return INITIALIZERS[name]

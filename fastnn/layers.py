@@ -1,0 +1,96 @@
+"""Dense: a fully-connected layer, A = f(X @ W + b)."""
+import numbers
+
+import numpy as np
+
+from . import activations, initializers
+
+
+class Dense:
+    """A fully-connected layer computing ``f(X @ W + b)``.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Number of inputs and of neurons.
+    activation : str, default "linear"
+        One of fastnn.activations.CODES (or an alias such as "logistic").
+        "softmax" is only allowed on the last layer.
+    use_bias : bool, default True
+    init : str or callable, default "glorot_uniform"
+        Weight initialiser (see fastnn.initializers); biases start at zero.
+    alpha : float, optional
+        Negative slope of leaky_relu (default 0.01) or alpha of elu (default 1).
+
+    Attributes
+    ----------
+    W : ndarray (n_in, n_out), writable, of the network's dtype
+    b : ndarray (n_out,), writable, or None without bias
+    """
+
+    def __init__(self, n_in, n_out, activation="linear", use_bias=True,
+                 init="glorot_uniform", alpha=None):
+        for value, name in ((n_in, "n_in"), (n_out, "n_out")):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.activation = activations.canonical_name(activation)
+        self.use_bias = bool(use_bias)
+        self.init = init
+        self._init = initializers.get(init)
+        if alpha is None:
+            alpha = activations.DEFAULT_ALPHA.get(self.activation, 0.0)
+        if not isinstance(alpha, numbers.Real) or not np.isfinite(alpha):
+            raise ValueError(f"Dense: alpha must be a finite number, got {alpha!r}")
+        self.alpha = float(alpha)
+        self._W = None
+        self._b = None
+
+    def build(self, dtype, rng):
+        """Allocate and initialise W and b in ``dtype`` (done by Network)."""
+        W = np.asarray(self._init(rng, self.n_in, self.n_out))
+        if W.shape != (self.n_in, self.n_out):
+            raise ValueError(f"Dense: init returned shape {W.shape}, expected "
+                             f"{(self.n_in, self.n_out)}")
+        self._W = np.ascontiguousarray(W, dtype=dtype)
+        self._b = np.zeros(self.n_out, dtype=dtype) if self.use_bias else None
+
+    def _check_param(self, value, shape, name):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"Dense.{name} must hold real numbers, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ValueError(f"Dense.{name} must have shape {shape}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"Dense.{name} contains NaN or infinity")
+        return np.array(arr, dtype=self._W.dtype, order="C")
+
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W = self._check_param(value, (self.n_in, self.n_out), "W")
+
+    @property
+    def b(self):
+        return self._b
+
+    @b.setter
+    def b(self, value):
+        if not self.use_bias:
+            raise ValueError("Dense.b cannot be set on a layer built with use_bias=False")
+        self._b = self._check_param(value, (self.n_out,), "b")
+
+    @property
+    def activation_code(self):
+        return activations.CODES[self.activation], self.alpha
+
+    def get_config(self):
+        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,
+                "use_bias": self.use_bias, "alpha": self.alpha}
+
+    def __repr__(self):
+        extra = "" if self.use_bias else ", use_bias=False"
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}{extra})"
