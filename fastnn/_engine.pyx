@@ -29,6 +29,12 @@ from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+cdef extern from "Python.h":
+    # Declared without "except -1": the engine clears the error itself and
+    # reports Ctrl-C through its status.
+    int PyErr_CheckSignals()
+    void PyErr_Clear()
+
 cnp.import_array()
 
 cdef extern from "fnn_gemm.h" nogil:
@@ -153,7 +159,8 @@ cdef struct Ctx:
     void *Tb
     double *row_loss      # (batch_size,) per-sample loss of the current batch
     double loss_sum       # written by thread 0
-    int status            # 0, or 1 when the loss became non-finite
+    int status            # STATUS_*: why the epoch ended
+    bint check_signals    # look for Ctrl-C between batches
     Py_ssize_t n_done     # samples trained on so far (written by thread 0)
     char **work           # per-thread GEMM scratch
 
@@ -436,6 +443,23 @@ cdef void gather_rows(floating *dst, const floating *src, const long long *idx,
         r += nt
 
 
+cdef enum:
+    STATUS_OK = 0
+    STATUS_NOT_FINITE = 1    # the loss of a batch was NaN or infinite
+    STATUS_INTERRUPTED = 2   # Ctrl-C: stopped after the last finished batch
+
+
+cdef bint interrupted() noexcept nogil:
+    """True when a signal handler raised (Ctrl-C); the error is cleared and
+    reported by the caller through the status instead."""
+    cdef int pending
+    with gil:
+        pending = PyErr_CheckSignals()
+        if pending != 0:
+            PyErr_Clear()
+    return pending != 0
+
+
 cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
     """Every minibatch of one epoch; run by each thread of the team."""
     cdef Py_ssize_t start, rows, r, n_in = c.layers[0].n_in
@@ -472,9 +496,15 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
         start += rows
         if not isfinite(s):
             if tid == 0:
-                c.status = 1
+                c.status = STATUS_NOT_FINITE
             break
+        # Ctrl-C: thread 0 (the caller's thread, which handles signals) looks
+        # once per batch; the barrier publishes its answer to the team.
+        if tid == 0 and c.check_signals and interrupted():
+            c.status = STATUS_INTERRUPTED
         fnn_omp_barrier()
+        if c.status == STATUS_INTERRUPTED:
+            break
 
 
 cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
@@ -493,6 +523,21 @@ cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
             train_worker(c, <double *>NULL, tid, nt)
         else:
             train_worker(c, <float *>NULL, tid, nt)
+
+
+# Below this many flops per thread in one stage of a step, the barrier that
+# ends the stage costs more than the thread saves (measured: a barrier is
+# ~1 us on two idle cores, far more when the cores are shared).
+DEF MIN_FLOPS_PER_THREAD_AND_STAGE = 2e6
+
+
+def threads_for_batch(list weights, Py_ssize_t batch_size, int n_threads):
+    """Threads worth using for a training step: small networks stay serial."""
+    if n_threads <= 1 or not fnn_omp_enabled():
+        return 1
+    flops = 6.0 * batch_size * sum(W.shape[0] * W.shape[1] for W in weights)
+    stages = 2 * len(weights) + 1
+    return int(max(1, min(n_threads, flops / stages / MIN_FLOPS_PER_THREAD_AND_STAGE)))
 
 
 cdef void *aligned(object arr):
@@ -534,7 +579,7 @@ cdef class Trainer:
         cdef Layer *L
         self.dtype = weights[0].dtype
         self.keep = []
-        self.n_threads = max(1, n_threads) if fnn_omp_enabled() else 1
+        self.n_threads = threads_for_batch(weights, batch_size, n_threads)
         self.layers = <Layer *>malloc(n_layers * sizeof(Layer))
         self.work = <char **>malloc(self.n_threads * sizeof(char *))
         if self.layers == NULL or self.work == NULL:
@@ -597,12 +642,13 @@ cdef class Trainer:
         self.ctx.beta1, self.ctx.beta2, self.ctx.eps = beta1, beta2, eps
         self.ctx.step0 = step
 
-    def run_epoch(self, X, T, perm=None):
+    def run_epoch(self, X, T, perm=None, bint check_signals=True):
         """Train on every minibatch of (X, T) in the order ``perm``.
 
         Returns (sum of the per-sample losses, number of samples trained on,
-        status); status is 1 when the loss stopped being finite, and training
-        stopped after that batch.
+        status): status is "ok", "not_finite" when the loss of a batch was not
+        finite (training stopped after that batch) or "interrupted" on Ctrl-C
+        (training stopped after the last finished batch).
         """
         cdef cnp.int64_t[::1] order
         self.ctx.X = cnp.PyArray_DATA(X)
@@ -614,12 +660,15 @@ cdef class Trainer:
             self.ctx.perm = <const long long *>&order[0]
         self.ctx.loss_sum = 0.0
         self.ctx.n_done = 0
-        self.ctx.status = 0
+        self.ctx.status = STATUS_OK
+        self.ctx.check_signals = check_signals
         cdef bint is_double = self.dtype == np.float64
         cdef int nt = self.n_threads
         with nogil:
             run_team(&self.ctx, is_double, nt)
-        return self.ctx.loss_sum, self.ctx.n_done, self.ctx.status
+        status = {STATUS_OK: "ok", STATUS_NOT_FINITE: "not_finite",
+                  STATUS_INTERRUPTED: "interrupted"}[self.ctx.status]
+        return self.ctx.loss_sum, self.ctx.n_done, status
 
 
 # ---------------------------------------------------------------------------
@@ -707,7 +756,10 @@ def forward(list weights, list biases, list activations, X, list outputs,
         layers[l].b = data_or_null(biases[l])
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
-    n_threads = max(1, min(n_threads, 256, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK))
+    # One chunk per task, and no thread for less work than a parallel region costs.
+    flops = 2.0 * n * sum(W.shape[0] * W.shape[1] for W in weights)
+    n_threads = int(max(1, min(n_threads, 256, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
+                               flops / MIN_FLOPS_PER_THREAD_AND_STAGE)))
     if not fnn_omp_enabled():
         n_threads = 1
     itemsize = X.dtype.itemsize

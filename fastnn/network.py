@@ -30,6 +30,7 @@ class History:
     def __init__(self):
         self.epoch = []
         self.history = {"loss": []}
+        self.interrupted = False   # True when Ctrl-C stopped the training
 
     def append(self, epoch, **values):
         self.epoch.append(epoch)
@@ -229,15 +230,26 @@ class Network:
             for epoch in range(epochs):
                 perm = self._rng.permutation(X.shape[0]) if shuffle else None
                 trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
+                snapshot = self._snapshot(optimizer)
                 t0 = time.perf_counter()
                 loss_sum, n_done, status = trainer.run_epoch(X, T, perm)
                 seconds = time.perf_counter() - t0
-                optimizer.step += steps_per_epoch if status == 0 else -(-n_done // batch_size)
-                if status != 0:
+                n_batches = -(-n_done // batch_size)
+                optimizer.step += n_batches
+                if status == "not_finite":
+                    self._restore(snapshot, optimizer)
                     raise FloatingPointError(
-                        f"the training loss became non-finite in epoch {epoch + 1}, batch "
-                        f"{-(-n_done // batch_size)}; try a smaller learning rate or scaled "
-                        f"inputs")
+                        f"training diverged: the loss became NaN or infinite in epoch "
+                        f"{epoch + 1}, batch {n_batches}; the weights were restored to "
+                        f"their values at the start of that epoch. Try a smaller learning "
+                        f"rate (lr={getattr(optimizer, 'lr', '?')}) or scaled inputs.")
+                if status == "interrupted":
+                    # The model stays as of the last finished batch, usable and savable.
+                    history.interrupted = True
+                    print(f"fastnn: training interrupted in epoch {epoch + 1} after "
+                          f"{n_batches} batches; the model keeps the weights of the last "
+                          f"finished batch", file=sys.stderr, flush=True)
+                    break
                 values = {"loss": loss_sum / X.shape[0]}
                 if validation_data is not None:
                     for name, value in self.evaluate(X_val, T_val, n_threads).items():
@@ -250,6 +262,20 @@ class Network:
                 if target_loss is not None and values["loss"] <= target_loss:
                     break
         return history
+
+    def _snapshot(self, optimizer):
+        """Copies of the parameters and optimizer state, to undo a diverged epoch."""
+        arrays = [a for l in self.layers for a in (l.W, l.b) if a is not None]
+        if optimizer._state is not None:
+            arrays += [a for buf in optimizer._state for pair in buf for a in pair
+                       if a is not None]
+        return [(a, a.copy()) for a in arrays], optimizer.step
+
+    @staticmethod
+    def _restore(snapshot, optimizer):
+        pairs, optimizer.step = snapshot
+        for live, saved in pairs:
+            live[...] = saved   # in place: the engine and the user hold these arrays
 
     # -- persistence -------------------------------------------------------
     def save(self, path):
