@@ -9,6 +9,11 @@
  * C[i][j] depends only on row i of op(A), column j of op(B), K and the
  * epilogue - never on M, N, the tile's position or the thread.  That is what
  * makes results bit-identical for any number of threads.
+ *
+ * The BLAS path is the exception: OpenBLAS may round an edge block differently
+ * from the same block inside a larger product.  The engine's tiles depend on
+ * the shapes only, never on the thread count, so it is still bit-identical
+ * for any number of threads, but not independent of a row's neighbours.
  */
 #ifndef FNN_GEMM_H
 #define FNN_GEMM_H

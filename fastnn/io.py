@@ -45,41 +45,98 @@ def _fail(path, why):
 
 def load(path):
     """Load a model written by ``Network.save``."""
-    from .layers import Dense
-    from .network import Network
-
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file: {os.fspath(path)!r}")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        _fail(path, f"cannot be read as an .npz archive ({exc})")
+    except Exception as exc:   # zipfile.BadZipFile, OSError, ValueError, EOFError, ...
+        _fail(path, f"cannot be read as an .npz archive ({type(exc).__name__}: {exc})")
     if not hasattr(archive, "files"):
         _fail(path, "it holds a single array, not an archive")
     with archive:
-        try:
-            header = json.loads(bytes(archive["header"]).decode())
-        except Exception as exc:
-            _fail(path, f"missing or unreadable header ({exc})")
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            _fail(path, "the header does not name the fastnn format")
-        if header.get("version") != VERSION:
-            _fail(path, f"format version {header.get('version')!r} is not supported "
-                        f"(this fastnn reads version {VERSION})")
-        try:
-            layers = [Dense(c["n_in"], c["n_out"], activation=c["activation"],
-                            use_bias=c["use_bias"], init="zeros", alpha=c["alpha"])
-                      for c in header["layers"]]
-            net = Network(layers, loss=header["loss"], dtype=header["dtype"])
-        except (KeyError, TypeError, ValueError) as exc:
-            _fail(path, f"invalid architecture in the header ({exc})")
-        for i, layer in enumerate(layers):
-            names = [("W", f"W{i}")] + ([("b", f"b{i}")] if layer.use_bias else [])
-            for attr, key in names:
-                if key not in archive.files:
-                    _fail(path, f"array {key} is missing")
-                arr = archive[key]
-                expected = getattr(layer, attr)
-                if arr.shape != expected.shape or arr.dtype != expected.dtype:
-                    _fail(path, f"array {key} has shape {arr.shape} and dtype {arr.dtype}, "
-                                f"expected {expected.shape} {expected.dtype}")
-                setattr(layer, attr, arr)
+        return _read(path, archive)
+
+
+MAX_HEADER_BYTES = 1 << 20
+NPY_HEADER_SLACK = 1 << 16   # room for the .npy header in front of the data
+
+
+def _member_size(path, archive, key):
+    """Uncompressed size of the archive member behind ``key``, before reading it."""
+    if key not in archive.files:
+        _fail(path, f"array {key} is missing")
+    try:
+        return archive.zip.getinfo(key + ".npy").file_size
+    except Exception as exc:
+        _fail(path, f"array {key} cannot be found in the archive ({exc})")
+
+
+def _read_array(path, archive, key, max_bytes):
+    """The array ``key``, read only once its size is known to be at most ``max_bytes``."""
+    if _member_size(path, archive, key) > max_bytes + NPY_HEADER_SLACK:
+        _fail(path, f"array {key} is larger than its header declares")
+    try:
+        return archive[key]
+    except Exception as exc:   # damaged member: bad CRC, truncated, pickled object array
+        _fail(path, f"array {key} cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _read_header(path, archive):
+    raw = _read_array(path, archive, "header", MAX_HEADER_BYTES)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        _fail(path, "the header is not a byte string")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(path, f"the header is not valid JSON ({exc})")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        _fail(path, "the header does not name the fastnn format")
+    if header.get("version") != VERSION:
+        _fail(path, f"format version {header.get('version')!r} is not supported "
+                    f"(this fastnn reads version {VERSION})")
+    layers = header.get("layers")
+    if not isinstance(layers, list) or not layers:
+        _fail(path, "the header lists no layers")
+    for i, c in enumerate(layers):
+        if not isinstance(c, dict) or not all(
+                isinstance(c.get(k), int) and not isinstance(c.get(k), bool) and c[k] > 0
+                for k in ("n_in", "n_out")):
+            _fail(path, f"layer {i} of the header has no valid n_in/n_out")
+    return header
+
+
+def _read(path, archive):
+    from .layers import Dense
+    from .network import Network
+
+    header = _read_header(path, archive)
+    if header.get("dtype") not in ("float32", "float64"):
+        _fail(path, f"unsupported dtype {header.get('dtype')!r}")
+    itemsize = np.dtype(header["dtype"]).itemsize
+    # Every array is checked against the sizes the header declares before it
+    # is read, and the network is only built once all of them are valid.
+    params = []
+    for i, c in enumerate(header["layers"]):
+        shapes = {"W": (c["n_in"], c["n_out"])}
+        if c.get("use_bias", True):
+            shapes["b"] = (c["n_out"],)
+        arrays = {}
+        for name, shape in shapes.items():
+            key = f"{name}{i}"
+            arr = _read_array(path, archive, key, int(np.prod(shape)) * itemsize)
+            if arr.shape != shape or arr.dtype != np.dtype(header["dtype"]):
+                _fail(path, f"array {key} has shape {arr.shape} and dtype {arr.dtype}, "
+                            f"expected {shape} {header['dtype']}")
+            arrays[name] = arr
+        params.append(arrays)
+    try:
+        layers = [Dense(c["n_in"], c["n_out"], activation=c["activation"],
+                        use_bias=c["use_bias"], init="zeros", alpha=c["alpha"])
+                  for c in header["layers"]]
+        net = Network(layers, loss=header["loss"], dtype=header["dtype"])
+        for layer, arrays in zip(layers, params):
+            for name, arr in arrays.items():
+                setattr(layer, name, arr)
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail(path, f"invalid model ({exc})")
     return net

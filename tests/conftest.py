@@ -1,0 +1,234 @@
+"""Shared fixtures and the error model used by every numerical test.
+
+Tolerances
+----------
+Every comparison with the NumPy reference is made against a bound on the
+rounding error, never against a bare constant:
+
+* A dot product of length K accumulated in precision ``eps`` (``np.finfo``'s
+  machine epsilon: 1.19e-7 for float32, 2.22e-16 for float64) has an error of
+  at most ``gamma_K * (|a| . |b|)`` with ``gamma_K ~ K * eps`` in the worst
+  case; with rounding errors behaving like a random walk (any blocked or FMA
+  accumulation order) it is ``~ sqrt(K) * eps * (|a| . |b|)``.  We use
+  ``rtol(K) = 4 * sqrt(K + 1) * eps`` relative to that *magnitude*
+  (``|A| @ |B|``, plus |bias| or |beta * C|): the ``+ 1`` covers the epilogue's
+  extra rounding (bias add, alpha/beta), and the factor 4 covers both the
+  engine's and the reference's own error plus the tail of the random walk.
+  For K = 131 that is 5.5e-6 in float32 and 1.0e-14 in float64.
+* Elementwise functions (exp, tanh, log1p, expm1 in C vs NumPy) add a few ulp
+  of their result: ``FUNC_ULPS * eps * |result|``.
+* An error e in an activation's input moves its output by at most Lip * e
+  (Lip = the activation's Lipschitz constant), and an error in a layer output
+  moves the derivative f'(y) by at most Lip' * e (Lip' = |d f'(y) / dy|).
+  ``forward_bound`` and ``gradient_bound`` propagate these first-order bounds
+  through a whole network (forward, loss, backward), so network-level tests
+  get a per-element tolerance derived from eps and the shapes, not tuned.
+
+The references are evaluated in float64 from the very same (float32-rounded)
+parameters and inputs, so they are the oracle for both dtypes.
+"""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _config, _engine
+from fastnn import _reference as ref
+from fastnn.activations import CODES
+
+KERNEL_NAMES = _config.available_kernels()
+# fastnn's own kernels keep fnn_gemm.h's position-independence contract; the
+# "blas" path does not (OpenBLAS may round an edge block differently), and
+# stays thread-count deterministic only through the engine's fixed tiles.
+OWN_KERNELS = [k for k in KERNEL_NAMES if k != "blas"]
+DTYPES = [np.float32, np.float64]
+ACTS = sorted(CODES, key=CODES.get)          # every activation, by engine code
+DIFFERENTIABLE = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus"]
+FUNC_ULPS = 8
+# Non-default parameters, so a kernel that ignored act_param would be caught.
+ACT_PARAM = {"leaky_relu": 0.1, "elu": 0.8}
+
+# Lipschitz constants of f (w.r.t. x) and of f'(y) (w.r.t. y), see the docstring.
+LIP = {"linear": 1.0, "sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0,
+       "elu": 1.0, "softplus": 1.0, "softmax": 1.0}
+DLIP = {"linear": 0.0, "sigmoid": 1.0, "tanh": 2.0, "relu": 0.0, "leaky_relu": 0.0,
+        "elu": 1.0, "softplus": 1.0, "softmax": 0.0}
+
+
+def eps(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+def rtol(dtype, K):
+    """Relative (to the |A| @ |B| magnitude) tolerance of a K-term product."""
+    return 4.0 * np.sqrt(K + 1.0) * eps(dtype)
+
+
+@pytest.fixture(params=KERNEL_NAMES)
+def kernel(request):
+    """Every kernel compiled and usable here, forced with fastnn.set_kernel."""
+    fastnn.set_kernel(request.param)
+    yield request.param
+    fastnn.set_kernel(None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_threaded_blas():
+    """NumPy's BLAS (the reference, and the "blas" kernel) at one thread: the
+    engine runs its own OpenMP threads, and an OpenBLAS pool spinning next to
+    them on 2 cores slows every call down by 10-100x."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _reset_config():
+    yield
+    fastnn.set_kernel(None)
+    fastnn.set_num_threads(None)
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+# ---------------------------------------------------------------------------
+# Network helpers
+
+
+def make_net(sizes, acts, loss="mse", dtype=np.float32, seed=0, use_bias=True,
+             bias_scale=0.3):
+    """A Network with random (seeded) weights and non-zero biases."""
+    layers = [fastnn.Dense(a, b, activation=act, alpha=ACT_PARAM.get(act),
+                           use_bias=use_bias if not isinstance(use_bias, (list, tuple))
+                           else use_bias[i])
+              for i, (a, b, act) in enumerate(zip(sizes[:-1], sizes[1:], acts))]
+    net = fastnn.Network(layers, loss=loss, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1000)
+    for layer in net.layers:
+        if layer.b is not None:
+            layer.b = rng.uniform(-bias_scale, bias_scale, layer.n_out)
+    return net
+
+
+def params64(net):
+    """The network's parameters as float64 copies, for the reference."""
+    W = [l.W.astype(np.float64) for l in net.layers]
+    b = [None if l.b is None else l.b.astype(np.float64) for l in net.layers]
+    acts = [(l.activation, l.alpha) for l in net.layers]
+    return W, b, acts
+
+
+def targets(loss, y, n_out):
+    """Dense float64 targets as the engine sees them."""
+    y = np.asarray(y)
+    if loss == "cross_entropy" and y.ndim == 1:
+        T = np.zeros((len(y), n_out))
+        T[np.arange(len(y)), y] = 1
+        return T
+    return np.asarray(y, np.float64).reshape(len(y), -1)
+
+
+def random_targets(rng, loss, n, n_out):
+    if loss == "cross_entropy":
+        return rng.integers(0, n_out, n)
+    if loss == "binary_cross_entropy":
+        return rng.integers(0, 2, (n, n_out)).astype(np.float64)
+    return rng.normal(size=(n, n_out))
+
+
+def _lip(act, alpha):
+    if act in ("leaky_relu", "elu"):
+        return max(1.0, alpha)
+    return LIP[act]
+
+
+def forward_bound(W, b, acts, X, dtype):
+    """(reference outputs, per-element error bounds) of a forward pass in ``dtype``.
+
+    Bound of layer l: E_l = Lip * (E_{l-1} @ |W| + rtol(K) * (|A_{l-1}| @ |W| + |b|))
+    + FUNC_ULPS * eps * |A_l|; a softmax row moves by at most
+    p_i * (e_i + max_j e_j) <= 2 * p_i * max_j e_j.
+    """
+    e = eps(dtype)
+    outs = ref.forward(W, b, acts, X)
+    bounds, A, E = [], X, np.zeros_like(X)
+    for Wl, bl, (act, alpha), O in zip(W, b, acts, outs):
+        mag = np.abs(A) @ np.abs(Wl) + (0 if bl is None else np.abs(bl))
+        Ez = E @ np.abs(Wl) + rtol(dtype, Wl.shape[0]) * mag
+        if act == "softmax":
+            E = 2 * O * Ez.max(axis=1, keepdims=True) + FUNC_ULPS * e * O
+        else:
+            E = _lip(act, alpha) * Ez + FUNC_ULPS * e * np.abs(O)
+        bounds.append(E)
+        A = O
+    return outs, bounds
+
+
+def _dact(act, y, alpha):
+    return ref.activation_derivative(act, y, alpha)
+
+
+def gradient_bound(W, b, acts, loss, X, T, dtype):
+    """(reference loss, reference grads, bounds on (dW, db) per layer) in ``dtype``.
+
+    First-order propagation of the forward bounds through the output delta,
+    the hidden deltas D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]) and the products
+    dW = A.T @ D, db = sum(D) (see the module docstring).
+    """
+    e = eps(dtype)
+    n = X.shape[0]
+    loss_value, grads = ref.gradients(W, b, acts, loss, X, T)
+    outs, Eouts = forward_bound(W, b, acts, X, dtype)
+    O, EO = outs[-1], Eouts[-1]
+    act, alpha = acts[-1]
+    if loss in ("cross_entropy", "binary_cross_entropy"):
+        D = (O - T) / n
+        ED = EO / n + FUNC_ULPS * e * np.abs(D)
+    elif act == "softmax":
+        G = (O - T) / n
+        s = np.sum(G * O, axis=1, keepdims=True)
+        Es = np.sum(EO / n * O + np.abs(G) * EO, axis=1, keepdims=True)
+        D = O * (G - s)
+        ED = (EO * np.abs(G - s) + O * (EO / n + Es)
+              + FUNC_ULPS * e * (np.abs(O) * (np.abs(G) + np.abs(s))))
+    else:
+        d = _dact(act, O, alpha)
+        D = (O - T) * d / n
+        ED = (EO * np.abs(d) + np.abs(O - T) * DLIP[act] * EO) / n \
+            + FUNC_ULPS * e * np.abs(D)
+    Ds, EDs = [None] * len(W), [None] * len(W)
+    Ds[-1], EDs[-1] = D, ED
+    for l in range(len(W) - 1, 0, -1):
+        pact, palpha = acts[l - 1]
+        d = _dact(pact, outs[l - 1], palpha)
+        P = Ds[l] @ W[l].T
+        EP = EDs[l] @ np.abs(W[l]).T + rtol(dtype, W[l].shape[1]) * (np.abs(Ds[l]) @ np.abs(W[l]).T)
+        Ds[l - 1] = P * d
+        EDs[l - 1] = (EP * np.abs(d) + np.abs(P) * DLIP[pact] * Eouts[l - 1]
+                      + FUNC_ULPS * e * np.abs(P * d))
+    inputs, Einputs = [X] + outs[:-1], [np.zeros_like(X)] + Eouts[:-1]
+    bounds = []
+    for A, EA, D, ED, bl in zip(inputs, Einputs, Ds, EDs, b):
+        EW = np.abs(A).T @ ED + EA.T @ np.abs(D) + rtol(dtype, n) * (np.abs(A).T @ np.abs(D))
+        Eb = None if bl is None else ED.sum(axis=0) + rtol(dtype, n) * np.abs(D).sum(axis=0)
+        bounds.append((EW, Eb))
+    return loss_value, grads, bounds
+
+
+def assert_within(actual, expected, bound, what=""):
+    """|actual - expected| <= bound elementwise, with a helpful message."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual - expected)
+    bad = ~(err <= bound)          # also catches NaN
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        ratio = np.max(np.where(bound > 0, err / np.where(bound > 0, bound, 1), np.inf))
+        raise AssertionError(
+            f"{what}: {bad.sum()} of {bad.size} elements outside the error bound; "
+            f"first at {tuple(idx)}: got {actual[tuple(idx)]!r}, expected "
+            f"{expected[tuple(idx)]!r}, bound {np.broadcast_to(bound, err.shape)[tuple(idx)]!r}; "
+            f"max err/bound = {ratio:.3g}")

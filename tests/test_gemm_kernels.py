@@ -1,0 +1,176 @@
+"""Every GEMM kernel (fastnn._engine.gemm_tiled) against fastnn._reference.gemm.
+
+Covers: every kernel in fastnn._config.available_kernels(), float32 and
+float64, the 4 transpose combinations, the 3 epilogue kinds (STORE with
+alpha/beta including beta=0 over a NaN-filled C, BIAS_ACT with and without a
+bias for every activation code 0..9, DERIV for every activation's derivative
+from Y = activation outputs), odd shapes (1x1x1, one row, one column, K=1,
+sizes that are not multiples of 8/16, several 128-tiles), n_threads 1 and 2,
+and bit-identical output for 1 and 2 threads.
+
+Tolerances (see conftest.py): ``|C - ref| <= Lip * rtol(K) * mag + 8 ulp * |ref|``
+where ``mag = |op(A)| @ |op(B)|`` (+ |bias| or |beta * C|), computed in
+float64, ``rtol(K) = 4 * sqrt(K + 1) * eps(dtype)`` (random-walk accumulation
+error of the kernel and of the reference), Lip the activation's Lipschitz
+constant and the ulp term the elementwise function's own rounding.  step and
+sign are discontinuous at 0: where the reference pre-activation is within the
+accumulation bound of 0 either output is accepted, elsewhere they must match
+exactly.  Outputs of C[i, j] may not depend on the tile or the thread, so the
+1- and 2-thread results are compared bit for bit.
+"""
+import numpy as np
+import pytest
+
+from fastnn import _engine
+from fastnn import _reference as ref
+
+from conftest import OWN_KERNELS, ACT_PARAM, ACTS, DTYPES, FUNC_ULPS, KERNEL_NAMES, LIP, assert_within, eps, rtol
+
+SHAPES = [  # (M, N, K)
+    (1, 1, 1),
+    (1, 37, 19),      # one row
+    (23, 1, 9),       # one column
+    (13, 11, 1),      # K = 1
+    (3, 5, 7),
+    (17, 33, 65),
+    (129, 130, 131),  # just over one 128-tile in every direction
+    (200, 300, 50),   # several tiles of output
+]
+TRANS = [(False, False), (False, True), (True, False), (True, True)]
+THREADS = [1, 2]
+
+
+def _operands(M, N, K, ta, tb, dtype, seed):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    return A, B
+
+
+def _run(A, B, M, N, dtype, kernel, n_threads, C=None, **kw):
+    if C is None:
+        C = np.full((M, N), np.nan, dtype)       # outputs must not read C
+    else:
+        C = C.copy()
+    _engine.gemm_tiled(A, B, C, n_threads=n_threads, kernel=_engine.KERNELS[kernel], **kw)
+    return C
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("trans", TRANS, ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_gemm_every_epilogue_vs_reference(kernel, dtype, trans, shape):
+    M, N, K = shape
+    ta, tb = trans
+    A, B = _operands(M, N, K, ta, tb, dtype, seed=M * 10007 + N * 101 + K)
+    opA = (A.T if ta else A).astype(np.float64)
+    opB = (B.T if tb else B).astype(np.float64)
+    mag = np.abs(opA) @ np.abs(opB)
+    acc64 = opA @ opB
+    r, e = rtol(dtype, K), eps(dtype)
+    rng = np.random.default_rng(K)
+    base = dict(trans_a=ta, trans_b=tb)
+
+    def check(what, C_init=None, **kw):
+        """Run with 1 and 2 threads; return the 1-thread result."""
+        outs = [_run(A, B, M, N, dtype, kernel, nt, C=C_init, **base, **kw) for nt in THREADS]
+        for nt, out in zip(THREADS, outs):
+            assert out.dtype == dtype and out.shape == (M, N)
+            assert np.isfinite(out).all(), f"{what}, {nt} threads: non-finite output"
+        np.testing.assert_array_equal(
+            outs[0].view(np.uint8), outs[1].view(np.uint8),
+            err_msg=f"{what}: 1 and 2 threads differ")
+        return outs[0]
+
+    # -- kind 0: STORE, C = alpha * acc + beta * C --------------------------
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    for alpha, beta in [(1.0, 0.0), (-0.7, 0.0), (1.0, 1.0), (1.5, 1.0), (-0.25, 0.5)]:
+        what = f"STORE alpha={alpha} beta={beta}"
+        out = check(what, C_init=None if beta == 0 else C0, kind=0, alpha=alpha, beta=beta)
+        expected = ref.gemm(A, B, None if beta == 0 else C0, trans_a=ta, trans_b=tb,
+                            kind=0, alpha=alpha, beta=beta)
+        bound = r * (abs(alpha) * mag + abs(beta) * np.abs(C0.astype(np.float64))) \
+            + FUNC_ULPS * e * np.abs(expected.astype(np.float64))
+        assert_within(out, expected, bound, what)
+    # beta=0 with a NaN-filled C must also hold for a finite non-NaN C: C is not read
+    out_nan = _run(A, B, M, N, dtype, kernel, 1, **base, kind=0, alpha=1.0, beta=0.0)
+    out_fin = _run(A, B, M, N, dtype, kernel, 1, C=C0, **base, kind=0, alpha=1.0, beta=0.0)
+    np.testing.assert_array_equal(out_nan, out_fin)
+
+    # -- kind 1: BIAS_ACT, C = f(acc + bias) --------------------------------
+    bias = (0.5 * rng.standard_normal(N)).astype(dtype)
+    for act_name in ACTS:
+        code = ACTS.index(act_name)
+        p = ACT_PARAM.get(act_name, 0.0)
+        for b in (None, bias):
+            what = f"BIAS_ACT {act_name} bias={'yes' if b is not None else 'no'}"
+            out = check(what, kind=1, act=code, act_param=p, bias=b)
+            expected = ref.gemm(A, B, trans_a=ta, trans_b=tb, kind=1, act=code,
+                                act_param=p, bias=b)
+            assert expected.dtype == dtype
+            zmag = mag + (0 if b is None else np.abs(b.astype(np.float64)))
+            zerr = r * zmag
+            if act_name in ("step", "sign"):
+                z64 = acc64 + (0 if b is None else b.astype(np.float64))
+                sure = np.abs(z64) > zerr
+                np.testing.assert_array_equal(out[sure], expected[sure], err_msg=what)
+                allowed = (0, 1) if act_name == "step" else (-1, 1)
+                assert np.isin(out, allowed).all(), what
+                continue
+            lip = max(1.0, p) if act_name in ("leaky_relu", "elu") else LIP[act_name]
+            bound = lip * zerr + FUNC_ULPS * e * np.abs(expected.astype(np.float64))
+            assert_within(out, expected, bound, what)
+
+    # -- kind 2: DERIV, C = acc * f'(Y) with Y = f(Z) -----------------------
+    Z = rng.standard_normal((M, N)).astype(dtype)
+    for act_name in ACTS:
+        code = ACTS.index(act_name)
+        p = ACT_PARAM.get(act_name, 0.0)
+        Y = np.ascontiguousarray(ref.activation(act_name, Z, p).astype(dtype))
+        what = f"DERIV {act_name}"
+        out = check(what, kind=2, act=code, act_param=p, Y=Y)
+        expected = ref.gemm(A, B, trans_a=ta, trans_b=tb, kind=2, act=code, act_param=p, Y=Y)
+        if act_name in ("step", "sign"):
+            np.testing.assert_array_equal(out, 0, err_msg=what)
+            continue
+        d = np.abs(ref.activation_derivative(act_name, Y.astype(np.float64), p))
+        bound = r * mag * d + FUNC_ULPS * e * np.abs(expected.astype(np.float64))
+        assert_within(out, expected, bound, what)
+
+
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("trans", TRANS, ids=["NN", "NT", "TN", "TT"])
+def test_gemm_element_independent_of_position(kernel, dtype, trans):
+    """fnn_gemm.h's determinism contract: C[i, j] depends only on row i of
+    op(A), column j of op(B) and K - not on M, N or the tile it falls in.
+    A sub-block computed on its own must equal the same block of a large product."""
+    ta, tb = trans
+    M, N, K = 300, 260, 77
+    A, B = _operands(M, N, K, ta, tb, dtype, seed=5)
+    full = _run(A, B, M, N, dtype, kernel, 2, trans_a=ta, trans_b=tb, kind=0, alpha=1.0)
+    i0, i1, j0, j1 = 131, 140, 250, 260       # rows/columns inside later tiles
+    opA = (A.T if ta else A)[i0:i1]
+    opB = (B.T if tb else B)[:, j0:j1]
+    As = np.ascontiguousarray(opA.T if ta else opA)
+    Bs = np.ascontiguousarray(opB.T if tb else opB)
+    part = _run(As, Bs, i1 - i0, j1 - j0, dtype, kernel, 1, trans_a=ta, trans_b=tb,
+                kind=0, alpha=1.0)
+    np.testing.assert_array_equal(part, full[i0:i1, j0:j1])
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_gemm_rejects_mismatched_operands(kernel):
+    A = np.ones((3, 4))
+    B = np.ones((5, 6))
+    C = np.empty((3, 6))
+    with pytest.raises(ValueError, match="shapes"):
+        _engine.gemm_tiled(A, B, C, kernel=_engine.KERNELS[kernel])
+
+
+def test_available_kernels_are_known():
+    from fastnn import _config
+    assert set(KERNEL_NAMES) <= set(_engine.KERNELS)
+    assert "blas" in KERNEL_NAMES      # the reference path is always there
+    assert _config.get_kernel() == KERNEL_NAMES[0]
