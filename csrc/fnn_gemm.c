@@ -23,7 +23,11 @@ void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm)
     blas_dgemm = dgemm;
 }
 
-/* One template for both types: T the element type, SUF its s/d suffix. */
+/* One template for both types: T the element type, SUF its s/d suffix.
+ * The switch on the activation sits outside the loops so that each loop is a
+ * simple elementwise kernel the compiler vectorises. */
+#define FNN_EACH(EXPR) for (ptrdiff_t j = 0; j < N; j++) { EXPR; }
+
 #define FNN_DEFINE_EPILOGUE(T, SUF)                                                  \
 void fnn_epilogue_apply_##SUF(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N,      \
                               T *C, ptrdiff_t ldc)                                   \
@@ -33,17 +37,28 @@ void fnn_epilogue_apply_##SUF(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N, 
     if (ep->kind == FNN_EPI_BIAS_ACT) {                                              \
         const T *bias = (const T *)ep->bias;                                         \
         for (ptrdiff_t i = 0; i < M; i++) {                                          \
-            T *c = C + i * ldc;                                                      \
-            if (bias) for (ptrdiff_t j = 0; j < N; j++) c[j] += bias[j];             \
-            if (act != FNN_ACT_LINEAR && act != FNN_ACT_SOFTMAX)                     \
-                for (ptrdiff_t j = 0; j < N; j++) c[j] = fnn_act_##SUF(act, c[j], p);\
+            T *restrict c = C + i * ldc;                                             \
+            if (bias) FNN_EACH(c[j] += bias[j])                                      \
+            switch (act) {                                                           \
+            case FNN_ACT_LINEAR: case FNN_ACT_SOFTMAX: break;                        \
+            case FNN_ACT_RELU: FNN_EACH(c[j] = c[j] > 0 ? c[j] : (T)0) break;        \
+            case FNN_ACT_LEAKY_RELU: FNN_EACH(c[j] = c[j] > 0 ? c[j] : p * c[j]) break; \
+            default: FNN_EACH(c[j] = fnn_act_##SUF(act, c[j], p)) break;             \
+            }                                                                        \
         }                                                                            \
     } else if (ep->kind == FNN_EPI_DERIV) {                                          \
         const T *Y = (const T *)ep->Y;                                               \
         for (ptrdiff_t i = 0; i < M; i++) {                                          \
-            T *c = C + i * ldc;                                                      \
-            const T *y = Y + i * ep->ldy;                                            \
-            for (ptrdiff_t j = 0; j < N; j++) c[j] *= fnn_dact_##SUF(act, y[j], p);  \
+            T *restrict c = C + i * ldc;                                             \
+            const T *restrict y = Y + i * ep->ldy;                                   \
+            switch (act) {                                                           \
+            case FNN_ACT_LINEAR: case FNN_ACT_SOFTMAX: break;                        \
+            case FNN_ACT_RELU: FNN_EACH(c[j] = y[j] > 0 ? c[j] : (T)0) break;        \
+            case FNN_ACT_LEAKY_RELU: FNN_EACH(c[j] = y[j] > 0 ? c[j] : p * c[j]) break; \
+            case FNN_ACT_SIGMOID: FNN_EACH(c[j] *= y[j] * ((T)1 - y[j])) break;      \
+            case FNN_ACT_TANH: FNN_EACH(c[j] *= (T)1 - y[j] * y[j]) break;           \
+            default: FNN_EACH(c[j] *= fnn_dact_##SUF(act, y[j], p)) break;           \
+            }                                                                        \
         }                                                                            \
     }                                                                                \
     /* FNN_EPI_STORE: alpha and beta are applied by the GEMM itself. */             \

@@ -103,10 +103,26 @@ OPTIMIZER_CODES = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NES
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
            "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
 
-# Fixed output tiles of every product.  They depend on nothing but these
-# constants, which is what keeps results independent of the thread count.
-DEF TILE_M = 128
-DEF TILE_N = 128
+# Fixed output tiles of every product.  They depend on the kernel and the
+# shapes only, never on the thread count, which is what keeps results
+# independent of it.  BLAS packs its operands on every call, so it gets few,
+# large calls; fastnn's kernels pack per call too but cheaply, and smaller
+# tiles give the threads work to share.
+cdef enum:
+    BLAS_TILE = 512
+    KERNEL_TILE_M = 128
+    KERNEL_TILE_N = 128
+    BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
+
+
+cdef inline Py_ssize_t tile_m(int kernel) noexcept nogil:
+    return BLAS_TILE if kernel == FNN_KERNEL_BLAS else KERNEL_TILE_M
+
+
+cdef inline Py_ssize_t tile_n(int kernel) noexcept nogil:
+    return BLAS_TILE if kernel == FNN_KERNEL_BLAS else KERNEL_TILE_N
+
+
 # Rows per task in inference: each chunk runs the whole network on one thread.
 DEF PREDICT_CHUNK = 256
 
@@ -175,8 +191,9 @@ cdef inline void gemm(floating *proto, int kernel, int ta, int tb,
         fnn_gemm_d(kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
 
 
-cdef inline Py_ssize_t n_tiles(Py_ssize_t M, Py_ssize_t N) noexcept nogil:
-    return ((M + TILE_M - 1) // TILE_M) * ((N + TILE_N - 1) // TILE_N)
+cdef inline Py_ssize_t n_tiles(int kernel, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
+    cdef Py_ssize_t tm = tile_m(kernel), tn = tile_n(kernel)
+    return ((M + tm - 1) // tm) * ((N + tn - 1) // tn)
 
 
 cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
@@ -184,9 +201,10 @@ cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
                     floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work) noexcept nogil:
     """Tile ``t`` (row-major over the tile grid) of C = epilogue(op(A) @ op(B))."""
-    cdef Py_ssize_t n_tn = (N + TILE_N - 1) // TILE_N
-    cdef Py_ssize_t i0 = (t // n_tn) * TILE_M, j0 = (t % n_tn) * TILE_N
-    cdef Py_ssize_t mb = min(<Py_ssize_t>TILE_M, M - i0), nb = min(<Py_ssize_t>TILE_N, N - j0)
+    cdef Py_ssize_t tm = tile_m(kernel), tn = tile_n(kernel)
+    cdef Py_ssize_t n_tn = (N + tn - 1) // tn
+    cdef Py_ssize_t i0 = (t // n_tn) * tm, j0 = (t % n_tn) * tn
+    cdef Py_ssize_t mb = min(tm, M - i0), nb = min(tn, N - j0)
     cdef fnn_epilogue e = ep[0]
     if e.bias != NULL:
         e.bias = (<const floating *>e.bias) + j0
@@ -206,7 +224,7 @@ cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
     """This thread's share of the tiles of one product (no barrier)."""
     cdef Py_ssize_t t
     t = tid
-    while t < n_tiles(M, N):
+    while t < n_tiles(kernel, M, N):
         gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
         t += nt
 
@@ -340,10 +358,11 @@ cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *
     cdef Layer *L = &c.layers[l]
     cdef const floating *inp = layer_input(c, <floating *>X, l)
     cdef const floating *D = <const floating *>L.D
-    cdef Py_ssize_t n_tn = (L.n_out + TILE_N - 1) // TILE_N
-    cdef Py_ssize_t i0 = (t // n_tn) * TILE_M, j0 = (t % n_tn) * TILE_N
-    cdef Py_ssize_t mb = min(<Py_ssize_t>TILE_M, L.n_in - i0)
-    cdef Py_ssize_t nb = min(<Py_ssize_t>TILE_N, L.n_out - j0)
+    cdef Py_ssize_t tm = tile_m(c.kernel), tn = tile_n(c.kernel)
+    cdef Py_ssize_t n_tn = (L.n_out + tn - 1) // tn
+    cdef Py_ssize_t i0 = (t // n_tn) * tm, j0 = (t % n_tn) * tn
+    cdef Py_ssize_t mb = min(tm, L.n_in - i0)
+    cdef Py_ssize_t nb = min(tn, L.n_out - j0)
     cdef Py_ssize_t r, j
     cdef floating *gb
     cdef floating *bias
@@ -371,15 +390,22 @@ cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *
     # The bias gradient is the column sum of D, taken in row order.
     gb = <floating *>L.gb + j0 if L.gb != NULL else NULL
     bias = <floating *>L.b + j0
-    cdef floating s
-    for j in range(nb):
-        s = 0
+    cdef floating sums[BIAS_BLOCK]
+    cdef Py_ssize_t jb, nj
+    jb = 0
+    while jb < nb:
+        # Each column is summed in row order, whatever the blocking.
+        nj = min(<Py_ssize_t>BIAS_BLOCK, nb - jb)
+        memset(sums, 0, nj * sizeof(floating))
         for r in range(rows):
-            s += D[r * L.n_out + j0 + j]
-        if gb != NULL:
-            gb[j] = s
-        else:
-            bias[j] -= <floating>c.lr * s
+            for j in range(nj):
+                sums[j] += D[r * L.n_out + j0 + jb + j]
+        for j in range(nj):
+            if gb != NULL:
+                gb[jb + j] = sums[j]
+            else:
+                bias[jb + j] -= <floating>c.lr * sums[j]
+        jb += BIAS_BLOCK
     if gb != NULL and c.opt != OPT_NONE:
         optimizer_tile(c, bias, gb,
                        <floating *>L.s1b + j0 if L.s1b != NULL else NULL,
@@ -406,10 +432,10 @@ cdef void backward_stage(Ctx *c, const floating *X, Py_ssize_t rows, long long s
         t_delta = 0
         if l > 0:
             P = &c.layers[l - 1]
-            t_delta = n_tiles(rows, L.n_in)
+            t_delta = n_tiles(c.kernel, rows, L.n_in)
         t_upd = 0
         if l + 1 < c.n_layers:
-            t_upd = n_tiles(c.layers[l + 1].n_in, c.layers[l + 1].n_out)
+            t_upd = n_tiles(c.kernel, c.layers[l + 1].n_in, c.layers[l + 1].n_out)
         t = tid
         while t < t_delta + t_upd:
             if t < t_delta:
@@ -427,7 +453,7 @@ cdef void backward_stage(Ctx *c, const floating *X, Py_ssize_t rows, long long s
         fnn_omp_barrier()
         if l == 0:
             t = tid
-            while t < n_tiles(L.n_in, L.n_out):
+            while t < n_tiles(c.kernel, L.n_in, L.n_out):
                 update_layer_tile(c, 0, t, <const floating *>X, rows, step, c.work[tid])
                 t += nt
             fnn_omp_barrier()

@@ -39,9 +39,20 @@ def check_array(X, name, dtype, ndim=2, n_features=None):
         raise ValueError(f"{name} has {arr.shape[1]} features, but the network expects "
                          f"{n_features} (shape (n_samples, {n_features})); got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
+
+
+def all_finite(arr):
+    """True when no element is NaN or infinite, without a mask the size of arr."""
+    # The float64 sum is finite when every element is (float32 cannot overflow
+    # it); when it is not, an exact check decides (a float64 sum may overflow).
+    if np.isfinite(arr.sum(dtype=np.float64)):
+        return True
+    flat = arr.reshape(-1)
+    step = 1 << 20
+    return all(np.isfinite(flat[i:i + step]).all() for i in range(0, flat.size, step))
 
 
 def check_positive_int(value, name):
@@ -99,7 +110,7 @@ def check_targets(y, loss, n_samples, n_outputs, dtype):
         raise ValueError(f"y must have shape {expected} for a network with {n_outputs} "
                          f"outputs; got shape {y.shape}")
     T = np.ascontiguousarray(y, dtype=dtype)
-    if not np.isfinite(T).all():
+    if not all_finite(T):
         raise ValueError("y contains NaN or infinity")
     if loss == "binary_cross_entropy" and ((T < 0) | (T > 1)).any():
         raise ValueError("y must hold values in [0, 1] for binary_cross_entropy")
