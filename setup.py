@@ -66,8 +66,6 @@ def extensions():
     compile_args = ["-O3", "-std=c11"] if sys.platform != "win32" else ["/O2"]
     link_args = []
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-    if (CSRC / "fnn_kernels.h").exists():
-        macros.append(("FNN_HAVE_KERNELS", "1"))
     omp = openmp_flags()
     if omp is not None:
         compile_args += omp[0]

@@ -10,9 +10,7 @@
 #include "fnn_gemm.h"
 #include "fnn_activations.h"
 
-#ifdef FNN_HAVE_KERNELS
 #include "fnn_kernels.h"
-#endif
 
 static fnn_sgemm_fn blas_sgemm = 0;
 static fnn_dgemm_fn blas_dgemm = 0;
@@ -87,7 +85,6 @@ static void blas_gemm_##SUF(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
 FNN_DEFINE_EPILOGUE(float, s)
 FNN_DEFINE_EPILOGUE(double, d)
 
-#ifdef FNN_HAVE_KERNELS
 #define FNN_DISPATCH(SUF)                                                            \
     switch (kernel) {                                                                \
     case FNN_KERNEL_AVX512:                                                          \
@@ -98,9 +95,6 @@ FNN_DEFINE_EPILOGUE(double, d)
         fnn_kgemm_generic_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
     default: break;                                                                  \
     }
-#else
-#define FNN_DISPATCH(SUF) (void)work;
-#endif
 
 void fnn_gemm_s(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
@@ -120,10 +114,7 @@ void fnn_gemm_d(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
 
 size_t fnn_gemm_work_bytes(int kernel, size_t elem_size)
 {
-#ifdef FNN_HAVE_KERNELS
     if (kernel != FNN_KERNEL_BLAS) return fnn_kgemm_work_bytes(elem_size);
-#endif
-    (void)kernel; (void)elem_size;
     return 64;
 }
 
@@ -131,11 +122,9 @@ int fnn_kernel_available(int kernel)
 {
     switch (kernel) {
     case FNN_KERNEL_BLAS: return 1;
-#ifdef FNN_HAVE_KERNELS
     case FNN_KERNEL_GENERIC: return 1;
     case FNN_KERNEL_AVX2: return fnn_cpu_has_avx2_fma();
     case FNN_KERNEL_AVX512: return fnn_cpu_has_avx512();
-#endif
     default: return 0;
     }
 }

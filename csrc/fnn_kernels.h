@@ -1,0 +1,57 @@
+/* fnn_kernels.h - fastnn's own GEMM micro-kernels (internal header).
+ *
+ * Three variants of the same blocked GEMM, one per instruction set:
+ *   generic  portable C (whatever SIMD the compiler auto-vectorises to),
+ *   avx2     AVX2 + FMA   (ymm),
+ *   avx512   AVX-512F/VL/BW/DQ + FMA (zmm).
+ * All compute C = epilogue(op(A) @ op(B)) exactly as fnn_gemm.h specifies and
+ * keep its determinism contract: C[i][j] depends only on row i of op(A),
+ * column j of op(B), K and the epilogue (results may differ between variants).
+ * The SIMD variants are compiled with per-function target attributes, so the
+ * whole project builds without -march; call them only when
+ * fnn_cpu_has_avx2_fma() / fnn_cpu_has_avx512() say the CPU supports them.
+ * On non-x86 targets they are stubs that fall back to the generic variant.
+ *
+ * C must not alias A, B, the bias or Y (partial sums are kept in C when K is
+ * split into blocks).  `work` is 64-byte aligned, fnn_kgemm_work_bytes(sizeof(T))
+ * bytes; the kernels never allocate.
+ */
+#ifndef FNN_KERNELS_H
+#define FNN_KERNELS_H
+
+#include <stddef.h>
+#include "fnn_gemm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FNN_KGEMM_DECL(V)                                                            \
+void fnn_kgemm_##V##_s(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                       const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,  \
+                       float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);  \
+void fnn_kgemm_##V##_d(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                       const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb, \
+                       double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+
+FNN_KGEMM_DECL(generic)
+FNN_KGEMM_DECL(avx2)
+FNN_KGEMM_DECL(avx512)
+#undef FNN_KGEMM_DECL
+
+/* Bytes of workspace any variant needs for elements of elem_size bytes. */
+size_t fnn_kgemm_work_bytes(size_t elem_size);
+/* Per-variant sizes (fnn_kgemm_work_bytes is their maximum). */
+size_t fnn_kgemm_generic_work_bytes(size_t elem_size);
+size_t fnn_kgemm_avx2_work_bytes(size_t elem_size);
+size_t fnn_kgemm_avx512_work_bytes(size_t elem_size);
+
+/* Runtime CPU detection (cpuid + xgetbv: the OS must save the ymm/zmm state).
+ * Both return 0 on non-x86 targets. */
+int fnn_cpu_has_avx2_fma(void);
+int fnn_cpu_has_avx512(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,461 @@
+/* fnn_kernels_tmpl.h - the blocked GEMM with fused epilogues, written once over
+ * a small SIMD vocabulary and instantiated by fnn_kernels_{generic,avx2,avx512}.c
+ * (once per element type; this file has no include guard on purpose).
+ *
+ * Algorithm (Goto/BLIS loop nest, adapted to fastnn's shapes):
+ *   for jc in N step NC                       columns of C
+ *     for pc in K step kcb                    K blocks (kcb <= KC, a function of K)
+ *       pack op(B)[pc:pc+kcb, jc:jc+NC] into NR-wide, zero-padded micro-panels
+ *       for ic in M step MC                   rows (A block stays in L2)
+ *         [pack op(A)[ic:ic+MC, pc:pc+kcb]   only for "bad" strides, see below]
+ *         for jr in NC step NR                B micro-panel stays in L1
+ *           for ir in MC step MR              micro-kernel: MR x NR tile
+ * B is packed (trans_b == 1: with in-register VL x VL transposes), except
+ * that for small M (<= DIRECT_B_MAX_M) and trans_b == 0 the full panels are
+ * read in place: each B element is then used only M/MR times, and packing it
+ * would cost as much as the FMAs.  A is normally read in place too: the
+ * micro-kernel broadcasts op(A)[i][k] straight from memory (trans_a == 0: MR
+ * row streams; trans_a == 1: MR consecutive elements of one row of A per k);
+ * packing A would cost as much as the product when the engine hands us narrow
+ * N tiles.  Only when the rows of A are a multiple of 4 KiB (2 KiB with
+ * trans_a) apart, which maps them onto a handful of cache sets, is the A
+ * block packed into contiguous [k][MR] panels (and, if M <= MC, the jc and pc
+ * loops swap so each K slice of A is packed once).  No operand is ever copied
+ * whole.  The next C tile (and Y tile) is prefetched while a tile computes.
+ *
+ * Determinism: every C element is one FMA chain over k = 0..K-1 in order,
+ * whatever tile it falls in and whichever of the paths above feeds it (they
+ * only change where the same values are loaded from).  Edge tiles run the
+ * same full-width code: rows beyond M re-read a valid row and are discarded,
+ * columns beyond N see the zero padding of the packed B and are masked at
+ * load/store.  Between K blocks the running sums are stored to C (or to the
+ * work buffer) and loaded back, which is exact, so the K blocking does not
+ * even change the result.
+
+ * Epilogue: applied to the accumulators in registers on the last K block
+ * (vector code for bias, STORE alpha/beta, relu, leaky relu, step, sign and
+ * every derivative but softplus').  exp-based activations (sigmoid, tanh,
+ * elu, softplus, softplus') first store acc (+ bias) and then run the scalar
+ * fnn_act / fnn_dact over the tile while it is hot in L1.
+ * STORE with beta != 0 and K > KC needs C's old values once at the end, so
+ * that case accumulates MCS x NC blocks of raw sums in the work buffer and
+ * applies the same vector epilogue from there.
+ *
+ * The instantiating file defines, before including this file:
+ *   T, KSUFFIX (e.g. avx512_s), FNN_KFUNC (function attributes, may be empty),
+ *   FACT/FDACT (fnn_act_s/fnn_dact_s or the d ones),
+ *   VL (lanes), V (vector type), MR, NV (NR = NV*VL), KC, NC, MC, MCS,
+ *   VZERO(), VSET1(x), VLOADA(p), VLOADU(p), VSTOREA(p,v), VSTOREU(p,v),
+ *   VLOADN(p,n) / VSTOREN(p,v,n) (first n lanes, 0 <= n <= VL, no access
+ *   to the others), VFMA(a,b,c) = a*b+c, VADD, VSUB, VMUL,
+ *   VSELGT(x,a,b) = x > 0 ? a : b and VSELGE(x,a,b) = x >= 0 ? a : b (lane-wise,
+ *   false for NaN), and optionally KPREFETCH(p) and VTRANSPOSE(s, lds, d, ldd)
+ *   (d[k*ldd + q] = s[q*lds + k] for a VL x VL block, used to pack op(B) when
+ *   trans_b == 1), and DIRECT_B_MAX_M (largest M for which B is read in place
+ *   when trans_b == 0; default 4 * MR).
+ */
+
+#define KP_CAT_(a, b) a##_##b
+#define KP_CAT(a, b) KP_CAT_(a, b)
+#define KP(x) KP_CAT(x, KSUFFIX)
+#define NR (NV * VL)
+
+#ifndef FNN_KT_ONCE
+#define FNN_KT_ONCE
+#if defined(__clang__)
+#define FNN_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define FNN_UNROLL _Pragma("GCC unroll 32")
+#else
+#define FNN_UNROLL
+#endif
+enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
+#endif
+
+#ifndef DIRECT_B_MAX_M
+#define DIRECT_B_MAX_M (4 * MR)
+#define FNN_KT_UNDEF_DIRECT
+#endif
+#ifndef KPREFETCH
+#define KPREFETCH(p) ((void)0)
+#endif
+
+/* Full vector or the first n lanes. */
+#define LDN(p, n) ((n) == VL ? VLOADU(p) : VLOADN(p, n))
+#define STN(p, v, n) do { if ((n) == VL) VSTOREU(p, v); else VSTOREN(p, v, n); } while (0)
+
+typedef struct {
+    int mode;          /* FNN_EM_* */
+    int act;
+    int scalar_pass;   /* run FACT / FDACT over the stored tile */
+    T p, alpha, beta;
+    const T *bias;
+    const T *Y;
+    ptrdiff_t ldy;
+} KP(ectx);
+
+/* Epilogue of one vector x = acc[i][j .. j+n-1], written to c = &C[i][j]. */
+static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
+                                         ptrdiff_t i, ptrdiff_t j, int n)
+{
+    const V one = VSET1((T)1), zero = VZERO();
+    switch (e->mode) {
+    case FNN_EM_SCALE:
+        x = VMUL(VSET1(e->alpha), x);
+        break;
+    case FNN_EM_AXPBY:
+        x = VFMA(VSET1(e->beta), LDN(c, n), VMUL(VSET1(e->alpha), x));
+        break;
+    case FNN_EM_BIAS:
+        if (e->bias) x = VADD(x, LDN(e->bias + j, n));
+        switch (e->act) {
+        case FNN_ACT_RELU: x = VSELGT(x, x, zero); break;
+        case FNN_ACT_LEAKY_RELU: x = VSELGT(x, x, VMUL(VSET1(e->p), x)); break;
+        case FNN_ACT_STEP: x = VSELGE(x, one, zero); break;
+        case FNN_ACT_SIGN: x = VSELGE(x, one, VSET1((T)-1)); break;
+        default: break;  /* linear, softmax (bias only), or the scalar pass */
+        }
+        break;
+    case FNN_EM_DERIV: {
+        V y = LDN(e->Y + i * e->ldy + j, n), d;
+        switch (e->act) {
+        case FNN_ACT_SIGMOID: d = VMUL(y, VSUB(one, y)); break;
+        case FNN_ACT_TANH: d = VSUB(one, VMUL(y, y)); break;
+        case FNN_ACT_RELU: d = VSELGT(y, one, zero); break;
+        case FNN_ACT_LEAKY_RELU: d = VSELGT(y, one, VSET1(e->p)); break;
+        case FNN_ACT_ELU: d = VSELGT(y, one, VADD(y, VSET1(e->p))); break;
+        case FNN_ACT_STEP: case FNN_ACT_SIGN: d = zero; break;
+        default: d = one; break;  /* linear, softmax; softplus: scalar pass */
+        }
+        x = VMUL(x, d);
+        break;
+    }
+    default: break;
+    }
+    STN(c, x, n);
+}
+
+/* exp-based activations: scalar fnn_act/fnn_dact over an mr x nr block of C
+ * that already holds acc + bias (BIAS) or acc (DERIV). */
+static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
+                                     ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t mr, ptrdiff_t nr)
+{
+    const int act = e->act;
+    const T p = e->p;
+    for (ptrdiff_t r = 0; r < mr; r++) {
+        T *cr = c + r * ldc;
+        if (e->mode == FNN_EM_BIAS) {
+            for (ptrdiff_t q = 0; q < nr; q++) cr[q] = FACT(act, cr[q], p);
+        } else {
+            const T *y = e->Y + (i0 + r) * e->ldy + j0;
+            for (ptrdiff_t q = 0; q < nr; q++) cr[q] = cr[q] * FDACT(act, y[q], p);
+        }
+    }
+}
+
+/* The micro-kernel: C[0:mr, 0:nr] (+)= op(A)[0:MR, 0:kc] @ Bpanel[0:kc, 0:NR].
+ * a points at op(A)[i0][pc]; bp at a kc x NR micro-panel whose rows are ldbp
+ * apart: packed (ldbp = NR) or, for small M, B itself (ldbp = ldb).
+ * accum: start from the running sums in C instead of 0.
+ * e: NULL -> store the raw sums (not the last K block), else the epilogue;
+ * (i0, j0) is the tile's position in the whole C (for bias and Y).
+ * cnext, ynext: the next tile of C (and of Y for DERIV), prefetched while this
+ * one computes (running sums, old values and Y would otherwise stall the
+ * next call; prefetches never fault, so edge tiles need no care). */
+static FNN_KFUNC void KP(ukr)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                              const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr, int nr,
+                              int accum, const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
+                              const T *cnext, const T *ynext)
+{
+    V acc[MR][NV];
+    int nl[NV];
+    if (cnext) {
+        FNN_UNROLL for (int r = 0; r < MR; r++)
+            FNN_UNROLL for (int v = 0; v < NV; v++) KPREFETCH(cnext + r * ldc + v * VL);
+    }
+    if (ynext) {
+        FNN_UNROLL for (int r = 0; r < MR; r++)
+            FNN_UNROLL for (int v = 0; v < NV; v++) KPREFETCH(ynext + r * e->ldy + v * VL);
+    }
+    FNN_UNROLL for (int v = 0; v < NV; v++) {
+        int n = nr - v * VL;
+        nl[v] = n < 0 ? 0 : (n > VL ? VL : n);
+    }
+    if (accum) {
+        FNN_UNROLL for (int r = 0; r < MR; r++)
+            FNN_UNROLL for (int v = 0; v < NV; v++)
+                acc[r][v] = r < mr ? LDN(c + r * ldc + v * VL, nl[v]) : VZERO();
+    } else {
+        FNN_UNROLL for (int r = 0; r < MR; r++)
+            FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
+    }
+
+    if (!ta) {
+        /* op(A)[i][k] = A[i*lda + k]: one stream per row; missing rows
+         * re-read the last valid one. */
+        const T *ar[MR];
+        FNN_UNROLL for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : mr - 1) * lda;
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            const T *b = bp + k * ldbp;
+            V bv[NV];
+            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MR; r++) {
+                V av = VSET1(ar[r][k]);
+                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+            }
+        }
+    } else if (mr == MR) {
+        /* op(A)[i][k] = A[k*lda + i]: MR consecutive elements per k. */
+        for (ptrdiff_t k = 0; k < kc; k++, a += lda) {
+            const T *b = bp + k * ldbp;
+            V bv[NV];
+            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MR; r++) {
+                V av = VSET1(a[r]);
+                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+            }
+        }
+    } else {
+        /* Same, for an edge tile: clamp the row offsets (same FMA sequence). */
+        int off[MR];
+        FNN_UNROLL for (int r = 0; r < MR; r++) off[r] = r < mr ? r : mr - 1;
+        for (ptrdiff_t k = 0; k < kc; k++, a += lda) {
+            const T *b = bp + k * ldbp;
+            V bv[NV];
+            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MR; r++) {
+                V av = VSET1(a[off[r]]);
+                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+            }
+        }
+    }
+
+    if (!e) {
+        FNN_UNROLL for (int r = 0; r < MR; r++) {
+            if (r >= mr) break;
+            FNN_UNROLL for (int v = 0; v < NV; v++)
+                if (nl[v] > 0) STN(c + r * ldc + v * VL, acc[r][v], nl[v]);
+        }
+    } else {
+        FNN_UNROLL for (int r = 0; r < MR; r++) {
+            if (r >= mr) break;
+            FNN_UNROLL for (int v = 0; v < NV; v++)
+                if (nl[v] > 0) KP(epi_vec)(e, acc[r][v], c + r * ldc + v * VL, i0 + r, j0 + v * VL, nl[v]);
+        }
+        if (e->scalar_pass) KP(epi_scalar)(e, c, ldc, i0, j0, mr, nr);
+    }
+}
+
+/* Pack op(B)[pc:pc+kc, jc:jc+nc] into ceil(nc/NR) micro-panels of kc x NR
+ * (row k of a panel = NR consecutive columns), zero-padding the last panel.
+ * direct: the full panels are read in place by the micro-kernel (trans_b == 0
+ * and small M, where packing would cost more than it saves): pack only the
+ * ragged last one. */
+static FNN_KFUNC void KP(pack_b)(int tb, const T *B, ptrdiff_t ldb, ptrdiff_t pc, ptrdiff_t kc,
+                                 ptrdiff_t jc, ptrdiff_t nc, T *bp, int direct)
+{
+    for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
+        ptrdiff_t nr = nc - jp < NR ? nc - jp : NR;
+        T *dst = bp + jp * kc;
+        if (direct && nr == NR) continue;
+        if (!tb) {
+            const T *src = B + pc * ldb + jc + jp;
+            if (nr == NR) {
+                for (ptrdiff_t k = 0; k < kc; k++, src += ldb, dst += NR)
+                    FNN_UNROLL for (int v = 0; v < NV; v++) VSTOREA(dst + v * VL, VLOADU(src + v * VL));
+            } else {
+                for (ptrdiff_t k = 0; k < kc; k++, src += ldb, dst += NR)
+                    FNN_UNROLL for (int v = 0; v < NV; v++) {
+                        ptrdiff_t n = nr - v * VL;
+                        n = n < 0 ? 0 : (n > VL ? VL : n);
+                        VSTOREA(dst + v * VL, n ? LDN(src + v * VL, (int)n) : VZERO());
+                    }
+            }
+        } else {
+            /* op(B)[k][j] = B[j*ldb + k]. */
+            const T *src = B + (jc + jp) * ldb + pc;
+#ifdef VTRANSPOSE
+            /* Full panels: VL x VL blocks transposed in registers. */
+            if (nr == NR) {
+                ptrdiff_t k = 0;
+                for (; k + VL <= kc; k += VL)
+                    FNN_UNROLL for (int v = 0; v < NV; v++)
+                        VTRANSPOSE(src + v * VL * ldb + k, ldb, dst + k * NR + v * VL, NR);
+                for (; k < kc; k++)
+                    for (ptrdiff_t q = 0; q < NR; q++) dst[k * NR + q] = src[q * ldb + k];
+                continue;
+            }
+#endif
+            /* Read each column of the panel sequentially, scatter into the
+             * (L1-resident) panel. */
+            for (ptrdiff_t q = 0; q < nr; q++) {
+                const T *s = src + q * ldb;
+                for (ptrdiff_t k = 0; k < kc; k++) dst[k * NR + q] = s[k];
+            }
+            for (ptrdiff_t q = nr; q < NR; q++)
+                for (ptrdiff_t k = 0; k < kc; k++) dst[k * NR + q] = (T)0;
+        }
+    }
+}
+
+/* Pack op(A)[ic:ic+mc, pc:pc+kc] into MR-row panels laid out [k][r] (what the
+ * trans_a micro-kernel reads with lda = MR); rows past the edge repeat the
+ * last valid row, exactly like the in-place reads. */
+static FNN_KFUNC void KP(pack_a)(int ta, const T *A, ptrdiff_t lda, ptrdiff_t ic, ptrdiff_t mc,
+                                 ptrdiff_t pc, ptrdiff_t kc, T *ap)
+{
+    for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
+        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+        T *dst = ap + ir * kc;
+        if (ta) {
+            const T *src = A + pc * lda + ic + ir;
+            if (mr == MR) {
+                for (ptrdiff_t k = 0; k < kc; k++)
+                    FNN_UNROLL for (int r = 0; r < MR; r++) dst[k * MR + r] = src[k * lda + r];
+            } else {
+                for (ptrdiff_t k = 0; k < kc; k++)
+                    for (int r = 0; r < MR; r++) dst[k * MR + r] = src[k * lda + (r < mr ? r : mr - 1)];
+            }
+        } else {
+            for (int r = 0; r < MR; r++) {
+                const T *src = A + (ic + ir + (r < mr ? r : mr - 1)) * lda + pc;
+                for (ptrdiff_t k = 0; k < kc; k++) dst[k * MR + r] = src[k];
+            }
+        }
+    }
+}
+
+/* Work buffer: the packed B block, the MCS x NC raw-sum block, the packed
+ * A block (MC x KC). */
+static const size_t KP(work_bytes) = (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T) +
+                                     (size_t)(MC + MR) * KC * sizeof(T) + 64;
+
+void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,
+                   T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    KP(ectx) e;
+    T *bp = (T *)work;
+    const ptrdiff_t sa_i = ta ? 1 : lda, sa_k = ta ? lda : 1; /* op(A)[i][k] strides */
+
+    if (M <= 0 || N <= 0) return;
+    if (K < 0) K = 0;
+    /* K blocks of equal size <= KC (a function of K only): no short last
+     * block whose C round trip would cost as much as its FMAs. */
+    const ptrdiff_t nkb = K > KC ? (K + KC - 1) / KC : 1;
+    const ptrdiff_t kcb = K > KC ? (K + nkb - 1) / nkb : KC;
+    /* Few rows: each B element is used only M/MR times, so read full B
+     * panels in place instead of packing them (same FMAs, same results). */
+    const int direct = !tb && M <= DIRECT_B_MAX_M;
+    /* Rows of A a multiple of 4 KiB apart (trans_a: 2 KiB, as each micro-kernel
+     * call then walks kc such rows) all fall in a few cache sets and thrash
+     * L1/L2 when read in place; pack them into contiguous MR-row panels when
+     * enough B panels reuse them.  (Measured: helps 1024-wide float rows,
+     * hurts 512-wide ones when trans_a == 0.) */
+    const int pack_a = (lda * (ptrdiff_t)sizeof(T)) % (ta ? 2048 : 4096) == 0 && N >= 4 * NR && M > MR;
+    T *ap = (T *)((char *)work + (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T));
+
+    /* Decide the epilogue once. */
+    e.mode = FNN_EM_RAW;
+    e.act = ep ? ep->act : FNN_ACT_LINEAR;
+    e.scalar_pass = 0;
+    e.p = ep ? (T)ep->act_param : (T)0;
+    e.alpha = ep ? (T)ep->alpha : (T)1;
+    e.beta = ep ? (T)ep->beta : (T)0;
+    e.bias = ep ? (const T *)ep->bias : NULL;
+    e.Y = ep ? (const T *)ep->Y : NULL;
+    e.ldy = ep ? ep->ldy : 0;
+    if (!ep || ep->kind == FNN_EPI_STORE) {
+        if (e.beta != 0) e.mode = FNN_EM_AXPBY;
+        else if (e.alpha != 1) e.mode = FNN_EM_SCALE;
+    } else if (ep->kind == FNN_EPI_BIAS_ACT) {
+        int cheap = e.act == FNN_ACT_LINEAR || e.act == FNN_ACT_SOFTMAX || e.act == FNN_ACT_RELU ||
+                    e.act == FNN_ACT_LEAKY_RELU || e.act == FNN_ACT_STEP || e.act == FNN_ACT_SIGN;
+        if (!cheap) e.scalar_pass = 1; /* vector part adds the bias only */
+        if (e.bias || !(e.act == FNN_ACT_LINEAR || e.act == FNN_ACT_SOFTMAX)) e.mode = FNN_EM_BIAS;
+    } else if (ep->kind == FNN_EPI_DERIV) {
+        if (e.act == FNN_ACT_SOFTPLUS) e.scalar_pass = 1;
+        if (e.act != FNN_ACT_LINEAR && e.act != FNN_ACT_SOFTMAX) e.mode = FNN_EM_DERIV;
+    }
+
+    if (e.mode == FNN_EM_AXPBY && K > KC) {
+        /* Raw sums of an MCS x NC block in the work buffer, epilogue at the end. */
+        T *tacc = (T *)((char *)work + (size_t)KC * NC * sizeof(T));
+        for (ptrdiff_t jc = 0; jc < N; jc += NC) {
+            ptrdiff_t nc = N - jc < NC ? N - jc : NC;
+            for (ptrdiff_t ic = 0; ic < M; ic += MCS) {
+                ptrdiff_t mc = M - ic < MCS ? M - ic : MCS;
+                for (ptrdiff_t pc = 0; pc < K; pc += kcb) {
+                    ptrdiff_t kc = K - pc < kcb ? K - pc : kcb;
+                    KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+                    for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
+                        int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                        for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
+                            int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                            KP(ukr)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda,
+                                    direct && nr == NR ? B + pc * ldb + jc + jr : bp + jr * kc,
+                                    direct && nr == NR ? ldb : NR, tacc + ir * NC + jr, NC, mr, nr, pc > 0, NULL, 0, 0, NULL, NULL);
+                        }
+                    }
+                }
+                for (ptrdiff_t r = 0; r < mc; r++)
+                    for (ptrdiff_t q = 0; q < nc; q += VL) {
+                        int n = (int)(nc - q < VL ? nc - q : VL);
+                        KP(epi_vec)(&e, LDN(tacc + r * NC + q, n), C + (ic + r) * ldc + jc + q,
+                                    ic + r, jc + q, n);
+                    }
+            }
+        }
+        return;
+    }
+
+    /* (jc, pc) blocks, normally jc-major so a C block stays in L2 across the
+     * K blocks.  When A is packed and fits one MC block, go pc-major instead
+     * so that each K slice of A is packed once, not once per NC columns. */
+    const int pc_outer = pack_a && M <= MC;
+    const ptrdiff_t njb = (N + NC - 1) / NC;
+    for (ptrdiff_t t = 0; t < njb * nkb; t++) {
+        ptrdiff_t bj = pc_outer ? t % njb : t / nkb, bk = pc_outer ? t / njb : t % nkb;
+        ptrdiff_t jc = bj * NC, pc = bk * kcb;
+        ptrdiff_t nc = N - jc < NC ? N - jc : NC;
+        ptrdiff_t kc = K - pc < kcb ? K - pc : kcb;
+        {
+            int last = bk == nkb - 1;
+            const KP(ectx) *ee = (last && e.mode != FNN_EM_RAW) ? &e : NULL;
+            KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+            for (ptrdiff_t ic = 0; ic < M; ic += MC) {
+                ptrdiff_t mc = M - ic < MC ? M - ic : MC;
+                if (pack_a && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
+                for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
+                    int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
+                        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                        T *ct = C + (ic + ir) * ldc + jc + jr;
+                        /* next tile: down the column panel, then the next panel */
+                        ptrdiff_t ni = ir + MR < mc ? ic + ir + MR : ic;
+                        ptrdiff_t nj = ir + MR < mc ? jc + jr : jc + jr + NR;
+                        int has_next = ir + MR < mc || jr + NR < nc;
+                        const T *cn = has_next ? C + ni * ldc + nj : NULL;
+                        const T *yn = has_next && ee && e.mode == FNN_EM_DERIV ? e.Y + ni * e.ldy + nj : NULL;
+                        KP(ukr)(pack_a ? 1 : ta, kc,
+                                pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
+                                pack_a ? MR : lda,
+                                direct && nr == NR ? B + pc * ldb + jc + jr : bp + jr * kc,
+                                direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#ifdef FNN_KT_UNDEF_DIRECT
+#undef DIRECT_B_MAX_M
+#undef FNN_KT_UNDEF_DIRECT
+#endif
+#undef LDN
+#undef STN
+#undef NR
+#undef KP
+#undef KP_CAT
+#undef KP_CAT_
