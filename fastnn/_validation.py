@@ -46,9 +46,9 @@ def check_array(X, name, dtype, ndim=2, n_features=None):
 
 def all_finite(arr):
     """True when no element is NaN or infinite, without a mask the size of arr."""
-    # The float64 sum is finite when every element is (float32 cannot overflow
-    # it); when it is not, an exact check decides (a float64 sum may overflow).
-    if np.isfinite(arr.sum(dtype=np.float64)):
+    # One fast pass: the sum is finite when every element is.  A non-finite
+    # sum may also be an overflow of finite values, so an exact check decides.
+    if np.isfinite(arr.sum()):
         return True
     flat = arr.reshape(-1)
     step = 1 << 20
