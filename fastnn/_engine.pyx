@@ -105,26 +105,32 @@ KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
 
 # Fixed output tiles of every product.  They depend on the kernel and the
 # shapes only, never on the thread count, which is what keeps results
-# independent of it.  BLAS packs its operands on every call, so it gets few,
-# large calls; fastnn's kernels pack per call too but cheaply, and smaller
-# tiles give the threads work to share.
+# independent of it.
+#  - BLAS packs both operands on every call: few, large calls.
+#  - fastnn's kernels read A in place and pack B once per call, so a tile
+#    spans all rows of a batch-sized product (B packed once per batch) and the
+#    columns are cut into about four tiles (at least 128 wide) for the threads.
 cdef enum:
     BLAS_TILE = 512
-    KERNEL_TILE_M = 128
-    KERNEL_TILE_N = 128
+    MAX_TILE_M = 512        # taller products (weight updates) are cut in rows
+    ROW_TILE = 256
+    MIN_TILE_N = 128
+    MAX_TILE_N = 512
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
+    PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
 
 
-cdef inline Py_ssize_t tile_m(int kernel) noexcept nogil:
-    return BLAS_TILE if kernel == FNN_KERNEL_BLAS else KERNEL_TILE_M
+cdef inline Py_ssize_t tile_m(int kernel, Py_ssize_t M) noexcept nogil:
+    if kernel == FNN_KERNEL_BLAS:
+        return BLAS_TILE
+    return M if M <= MAX_TILE_M else ROW_TILE
 
 
-cdef inline Py_ssize_t tile_n(int kernel) noexcept nogil:
-    return BLAS_TILE if kernel == FNN_KERNEL_BLAS else KERNEL_TILE_N
-
-
-# Rows per task in inference: each chunk runs the whole network on one thread.
-DEF PREDICT_CHUNK = 256
+cdef inline Py_ssize_t tile_n(int kernel, Py_ssize_t N) noexcept nogil:
+    if kernel == FNN_KERNEL_BLAS:
+        return BLAS_TILE
+    cdef Py_ssize_t tn = ((N + 3) // 4 + 31) // 32 * 32     # a quarter, in whole vectors
+    return min(max(tn, <Py_ssize_t>MIN_TILE_N), <Py_ssize_t>MAX_TILE_N)
 
 
 def openmp_enabled():
@@ -192,7 +198,7 @@ cdef inline void gemm(floating *proto, int kernel, int ta, int tb,
 
 
 cdef inline Py_ssize_t n_tiles(int kernel, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
-    cdef Py_ssize_t tm = tile_m(kernel), tn = tile_n(kernel)
+    cdef Py_ssize_t tm = tile_m(kernel, M), tn = tile_n(kernel, N)
     return ((M + tm - 1) // tm) * ((N + tn - 1) // tn)
 
 
@@ -201,7 +207,7 @@ cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
                     floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work) noexcept nogil:
     """Tile ``t`` (row-major over the tile grid) of C = epilogue(op(A) @ op(B))."""
-    cdef Py_ssize_t tm = tile_m(kernel), tn = tile_n(kernel)
+    cdef Py_ssize_t tm = tile_m(kernel, M), tn = tile_n(kernel, N)
     cdef Py_ssize_t n_tn = (N + tn - 1) // tn
     cdef Py_ssize_t i0 = (t // n_tn) * tm, j0 = (t % n_tn) * tn
     cdef Py_ssize_t mb = min(tm, M - i0), nb = min(tn, N - j0)
@@ -358,7 +364,7 @@ cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *
     cdef Layer *L = &c.layers[l]
     cdef const floating *inp = layer_input(c, <floating *>X, l)
     cdef const floating *D = <const floating *>L.D
-    cdef Py_ssize_t tm = tile_m(c.kernel), tn = tile_n(c.kernel)
+    cdef Py_ssize_t tm = tile_m(c.kernel, L.n_in), tn = tile_n(c.kernel, L.n_out)
     cdef Py_ssize_t n_tn = (L.n_out + tn - 1) // tn
     cdef Py_ssize_t i0 = (t // n_tn) * tm, j0 = (t % n_tn) * tn
     cdef Py_ssize_t mb = min(tm, L.n_in - i0)
