@@ -1,4 +1,4 @@
-"""python -m fastnn info | demo"""
+"""fastnn info | demo  (also: python -m fastnn ...)"""
 import sys
 
 
@@ -12,7 +12,7 @@ def main(argv=None):
     if command == "demo":
         from .demo import main as demo
         return demo(argv[1:])
-    print("usage: python -m fastnn [info | demo [--epochs N] [--threads N]]", file=sys.stderr)
+    print("usage: fastnn [info | demo [--epochs N] [--batch-size N] [--threads N]]", file=sys.stderr)
     return 2
 
 

@@ -384,4 +384,4 @@ def test_cli_info():
 def test_cli_usage_on_unknown_command():
     proc = _run_cli("frobnicate")
     assert proc.returncode == 2
-    assert "usage: python -m fastnn" in proc.stderr
+    assert "usage: fastnn" in proc.stderr
