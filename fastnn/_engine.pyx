@@ -202,15 +202,27 @@ cdef inline Py_ssize_t n_tiles(int kernel, Py_ssize_t M, Py_ssize_t N) noexcept 
     return ((M + tm - 1) // tm) * ((N + tn - 1) // tn)
 
 
+cdef struct Tile:
+    Py_ssize_t i0, j0, mb, nb   # first row and column, rows and columns
+
+
+cdef inline Tile tile_bounds(int kernel, Py_ssize_t t, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
+    """Tile ``t`` (row-major over the tile grid) of an M x N product."""
+    cdef Py_ssize_t tm = tile_m(kernel, M), tn = tile_n(kernel, N)
+    cdef Py_ssize_t n_tn = (N + tn - 1) // tn
+    cdef Tile tile
+    tile.i0, tile.j0 = (t // n_tn) * tm, (t % n_tn) * tn
+    tile.mb, tile.nb = min(tm, M - tile.i0), min(tn, N - tile.j0)
+    return tile
+
+
 cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
                     Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
                     floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work) noexcept nogil:
-    """Tile ``t`` (row-major over the tile grid) of C = epilogue(op(A) @ op(B))."""
-    cdef Py_ssize_t tm = tile_m(kernel, M), tn = tile_n(kernel, N)
-    cdef Py_ssize_t n_tn = (N + tn - 1) // tn
-    cdef Py_ssize_t i0 = (t // n_tn) * tm, j0 = (t % n_tn) * tn
-    cdef Py_ssize_t mb = min(tm, M - i0), nb = min(tn, N - j0)
+    """Tile ``t`` of C = epilogue(op(A) @ op(B))."""
+    cdef Tile tile = tile_bounds(kernel, t, M, N)
+    cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
     cdef fnn_epilogue e = ep[0]
     if e.bias != NULL:
         e.bias = (<const floating *>e.bias) + j0
@@ -228,9 +240,8 @@ cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
                      floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work,
                      int tid, int nt) noexcept nogil:
     """This thread's share of the tiles of one product (no barrier)."""
-    cdef Py_ssize_t t
-    t = tid
-    while t < n_tiles(kernel, M, N):
+    cdef Py_ssize_t t = tid, count = n_tiles(kernel, M, N)
+    while t < count:
         gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
         t += nt
 
@@ -261,6 +272,18 @@ cdef void forward_layers(Ctx *c, const floating *X, Py_ssize_t rows, int tid, in
         inp = <const floating *>L.A
 
 
+cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
+    """log(sum_j exp(z_j)), shifted by the maximum so that nothing overflows."""
+    cdef Py_ssize_t j
+    cdef double mx = z[0], s = 0.0
+    for j in range(1, k):
+        if z[j] > mx:
+            mx = z[j]
+    for j in range(k):
+        s += exp(z[j] - mx)
+    return mx + log(s)
+
+
 cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
                        Py_ssize_t k, double inv_rows) noexcept nogil:
     """Loss of one sample and its output delta, fused.
@@ -271,17 +294,10 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
     """
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t j
-    cdef double mx, s, lse, loss = 0.0, g, dot, oj
+    cdef double lse, loss = 0.0, g, dot, oj
     cdef double eps = 1e-7 if floating is float else 1e-15
     if L.act == FNN_ACT_SOFTMAX:
-        mx = o[0]
-        for j in range(1, k):
-            if o[j] > mx:
-                mx = o[j]
-        s = 0.0
-        for j in range(k):
-            s += exp(o[j] - mx)
-        lse = mx + log(s)
+        lse = log_sum_exp(o, k)
         if c.loss == LOSS_CROSS_ENTROPY:
             for j in range(k):
                 if t[j] != 0:
@@ -364,11 +380,8 @@ cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *
     cdef Layer *L = &c.layers[l]
     cdef const floating *inp = layer_input(c, <floating *>X, l)
     cdef const floating *D = <const floating *>L.D
-    cdef Py_ssize_t tm = tile_m(c.kernel, L.n_in), tn = tile_n(c.kernel, L.n_out)
-    cdef Py_ssize_t n_tn = (L.n_out + tn - 1) // tn
-    cdef Py_ssize_t i0 = (t // n_tn) * tm, j0 = (t % n_tn) * tn
-    cdef Py_ssize_t mb = min(tm, L.n_in - i0)
-    cdef Py_ssize_t nb = min(tn, L.n_out - j0)
+    cdef Tile tile = tile_bounds(c.kernel, t, L.n_in, L.n_out)
+    cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
     cdef Py_ssize_t r, j
     cdef floating *gb
     cdef floating *bias
@@ -459,7 +472,8 @@ cdef void backward_stage(Ctx *c, const floating *X, Py_ssize_t rows, long long s
         fnn_omp_barrier()
         if l == 0:
             t = tid
-            while t < n_tiles(c.kernel, L.n_in, L.n_out):
+            t_upd = n_tiles(c.kernel, L.n_in, L.n_out)
+            while t < t_upd:
                 update_layer_tile(c, 0, t, <const floating *>X, rows, step, c.work[tid])
                 t += nt
             fnn_omp_barrier()
@@ -580,6 +594,24 @@ cdef void *data_or_null(object arr):
     return NULL if arr is None else cnp.PyArray_DATA(arr)
 
 
+cdef void set_params(Layer *L, object W, object b, object activation):
+    """A layer's shape, activation and parameter pointers (W, b stay owned by the caller)."""
+    L.n_in, L.n_out = W.shape[0], W.shape[1]
+    L.act, L.act_param = activation
+    L.W = cnp.PyArray_DATA(W)
+    L.b = data_or_null(b)
+
+
+cdef list alloc_work(char **work, int n_threads, int kernel, size_t itemsize):
+    """One 64-byte aligned GEMM scratch per thread; returns the arrays to keep alive."""
+    cdef int i
+    buffers = [np.empty(fnn_gemm_work_bytes(kernel, itemsize) + 64, np.uint8)
+               for _ in range(n_threads)]
+    for i in range(n_threads):
+        work[i] = <char *>aligned(buffers[i])
+    return buffers
+
+
 cdef class Trainer:
     """Workspace and state of one ``fit``; see the module docstring.
 
@@ -623,10 +655,7 @@ cdef class Trainer:
         for l in range(n_layers):
             W, b = weights[l], biases[l]
             L = &self.layers[l]
-            L.n_in, L.n_out = W.shape[0], W.shape[1]
-            L.act, L.act_param = activations[l]
-            L.W = cnp.PyArray_DATA(W)
-            L.b = data_or_null(b)
+            set_params(L, W, b, activations[l])
             A = np.empty((batch_size, L.n_out), self.dtype)
             D = np.empty((batch_size, L.n_out), self.dtype)
             self.keep += [W, b, A, D]
@@ -647,12 +676,8 @@ cdef class Trainer:
         Xb = np.empty((batch_size, n_in), self.dtype)
         Tb = np.empty((batch_size, n_out), self.dtype)
         row_loss = np.empty(batch_size, np.float64)
-        work_bytes = fnn_gemm_work_bytes(kernel, self.dtype.itemsize)
         self.keep += [Xb, Tb, row_loss]
-        for l in range(self.n_threads):
-            w = np.empty(work_bytes + 64, np.uint8)
-            self.keep.append(w)
-            self.work[l] = <char *>aligned(w)
+        self.keep += alloc_work(self.work, self.n_threads, kernel, self.dtype.itemsize)
         self.ctx.n_layers = n_layers
         self.ctx.layers = self.layers
         self.ctx.kernel = kernel
@@ -718,7 +743,7 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
     cdef floating *out
     cdef floating *o
     cdef fnn_epilogue ep
-    cdef double mx, s
+    cdef double lse
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_BIAS_ACT
     for l in range(n_layers):
@@ -731,16 +756,9 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
             k = L.n_out
             for r in range(rows):
                 o = out + r * k
-                mx = o[0]
-                for j in range(1, k):
-                    if o[j] > mx:
-                        mx = o[j]
-                s = 0.0
+                lse = log_sum_exp(o, k)
                 for j in range(k):
-                    s += exp(o[j] - mx)
-                s = mx + log(s)
-                for j in range(k):
-                    o[j] = <floating>exp(o[j] - s)
+                    o[j] = <floating>exp(o[j] - lse)
         inp = out
 
 
@@ -782,10 +800,7 @@ def forward(list weights, list biases, list activations, X, list outputs,
         raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {n_layers}")
     memset(layers, 0, sizeof(layers))
     for l in range(n_layers):
-        layers[l].n_in, layers[l].n_out = weights[l].shape[0], weights[l].shape[1]
-        layers[l].act, layers[l].act_param = activations[l]
-        layers[l].W = cnp.PyArray_DATA(weights[l])
-        layers[l].b = data_or_null(biases[l])
+        set_params(&layers[l], weights[l], biases[l], activations[l])
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
     # One chunk per task, and no thread for less work than a parallel region costs.
@@ -796,10 +811,7 @@ def forward(list weights, list biases, list activations, X, list outputs,
         n_threads = 1
     itemsize = X.dtype.itemsize
     scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * width * itemsize + 64, np.uint8)
-    work_bytes = fnn_gemm_work_bytes(kernel, itemsize)
-    works = [np.empty(work_bytes + 64, np.uint8) for _ in range(n_threads)]
-    for l in range(n_threads):
-        work[l] = <char *>aligned(works[l])
+    works = alloc_work(work, n_threads, kernel, itemsize)
     cdef char *scr = <char *>aligned(scratch)
     cdef const void *x = cnp.PyArray_DATA(X)
     with nogil:
@@ -846,10 +858,7 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
     if Y is not None:
         ep.Y, ep.ldy = &Y[0, 0], Y.shape[1]
     n_threads = max(1, min(n_threads, 256)) if fnn_omp_enabled() else 1
-    cdef size_t work_bytes = fnn_gemm_work_bytes(kernel, C.itemsize) + 64
-    works = [np.empty(work_bytes, np.uint8) for _ in range(n_threads)]
-    for tid in range(n_threads):
-        work[tid] = <char *>aligned(works[tid])
+    works = alloc_work(work, n_threads, kernel, C.itemsize)
     with nogil:
         if n_threads == 1:
             gemm_tasks(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from . import activations, initializers
+from ._validation import all_finite
 
 
 class Dense:
@@ -61,7 +62,7 @@ class Dense:
             raise TypeError(f"Dense.{name} must hold real numbers, got dtype {arr.dtype}")
         if arr.shape != shape:
             raise ValueError(f"Dense.{name} must have shape {shape}, got {arr.shape}")
-        if not np.isfinite(arr).all():
+        if not all_finite(arr):
             raise ValueError(f"Dense.{name} contains NaN or infinity")
         return np.array(arr, dtype=self._W.dtype, order="C")
 

@@ -224,7 +224,6 @@ class Network:
             target_loss = float(target_loss)
         n_threads = _config.get_num_threads(n_threads)
         trainer = self._trainer(batch_size, n_threads, optimizer)
-        steps_per_epoch = -(-X.shape[0] // batch_size)
         history = History()
         with _single_threaded_blas():
             for epoch in range(epochs):
