@@ -700,7 +700,8 @@ cdef class Trainer:
         self.ctx.step0 = step
 
     def run_epoch(self, X, T, perm=None, bint check_signals=True):
-        """Train on every minibatch of (X, T) in the order ``perm``.
+        """Train on every minibatch of (X, T) in the order ``perm`` (row
+        indices, all of X's rows or some of them; None: X's own order).
 
         Returns (sum of the per-sample losses, number of samples trained on,
         status): status is "ok", "not_finite" when the loss of a batch was not
@@ -713,8 +714,10 @@ cdef class Trainer:
         self.ctx.n = X.shape[0]
         self.ctx.perm = NULL
         if perm is not None:
+            # ``perm`` may list only some rows (a slice of an epoch's order).
             order = perm
-            self.ctx.perm = <const long long *>&order[0]
+            self.ctx.n = order.shape[0]
+            self.ctx.perm = <const long long *>&order[0] if order.shape[0] else NULL
         self.ctx.loss_sum = 0.0
         self.ctx.n_done = 0
         self.ctx.status = STATUS_OK
