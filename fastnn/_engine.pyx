@@ -101,12 +101,16 @@ cdef enum:
     OPT_NESTEROV = 2
     OPT_ADAM = 3
     OPT_NONE = 4       # gradients only (Network.gradients)
+    OPT_ADAMW = 5      # Adam with decoupled weight decay
+    OPT_RMSPROP = 6
+    OPT_RPROP = 7      # iRPROP-, full batch
 
 # The codes as the Python layer names them.
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
               "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY}
 OPTIMIZER_CODES = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
-                   "adam": OPT_ADAM, "none": OPT_NONE}
+                   "adam": OPT_ADAM, "none": OPT_NONE, "adamw": OPT_ADAMW,
+                   "rmsprop": OPT_RMSPROP, "rprop": OPT_RPROP}
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
            "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
 
@@ -165,10 +169,10 @@ cdef struct Layer:
     void *D         # (max_rows, n_out) delta of the layer
     void *gW        # gradient buffers: NULL for plain SGD, which updates in place
     void *gb
-    void *s1W       # optimizer state: velocity (momentum) or first moment (Adam)
-    void *s1b
-    void *s2W       # second moment (Adam)
-    void *s2b
+    void *s1W       # optimizer state: velocity (momentum), first moment (Adam, AdamW),
+    void *s1b       # square average (RMSprop) or previous gradient (RProp)
+    void *s2W       # second moment (Adam, AdamW), momentum buffer (RMSprop)
+    void *s2b       # or step sizes (RProp)
     Py_ssize_t penalty_tile0   # this layer's first slot in Ctx.penalty_parts
 
 
@@ -180,6 +184,9 @@ cdef struct Ctx:
     int opt
     double lr, momentum, beta1, beta2, eps
     bint adam_lr_correction    # Adam: corrections folded into the step size (scikit-learn)
+    double weight_decay   # AdamW's decoupled decay, weights only
+    double rho            # RMSprop's smoothing constant
+    double rprop_increase, rprop_decrease, rprop_min, rprop_max
     long long step0       # optimizer steps taken before this epoch
     # weight penalty: grad += l2 * W + l1 * sign(W), loss += l2/2 sum W^2 + l1 sum |W|
     double l2, l1
@@ -452,16 +459,23 @@ cdef void optimizer_tile(Ctx *c, const Batch *b, floating *P, floating *G, float
     cdef Py_ssize_t i, j
     cdef floating lr = <floating>c.lr, mu = <floating>c.momentum
     cdef floating b1 = <floating>c.beta1, b2 = <floating>c.beta2, eps = <floating>c.eps
+    # 1 - beta in double: in float32, float32(0.999) is off by 1e-5 relative to 1 - 0.999
+    cdef floating omb1 = <floating>(1.0 - c.beta1), omb2 = <floating>(1.0 - c.beta2)
     cdef floating l2 = <floating>b.l2, l1 = <floating>b.l1
     cdef floating c1 = 1, c2 = 1, step_lr = lr, g, v
     cdef floating *p
     cdef floating *gr
     cdef floating *s1
     cdef floating *s2
+    cdef floating rho = <floating>c.rho, omrho = <floating>(1.0 - c.rho), decay = 1, d, prod
+    cdef floating inc = <floating>c.rprop_increase, dec = <floating>c.rprop_decrease
+    cdef floating dmin = <floating>c.rprop_min, dmax = <floating>c.rprop_max
     cdef bint penalised = penalty != NULL and (b.l2 != 0 or b.l1 != 0)
     if penalty != NULL:
         penalty[0] = penalty[1] = 0.0
-    if c.opt == OPT_ADAM:
+        if c.opt == OPT_ADAMW:
+            decay = <floating>(1.0 - c.lr * c.weight_decay)   # weights only
+    if c.opt == OPT_ADAM or c.opt == OPT_ADAMW:
         if c.adam_lr_correction:
             # Kingma & Ba's "efficient" ordering (scikit-learn):
             # lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), W -= lr_t m / (sqrt(v) + eps)
@@ -494,15 +508,51 @@ cdef void optimizer_tile(Ctx *c, const Batch *b, floating *P, floating *G, float
         elif c.opt == OPT_ADAM and c.adam_lr_correction:
             for j in range(cols):
                 g = gr[j]
-                s1[j] = b1 * s1[j] + (1 - b1) * g
-                s2[j] = b2 * s2[j] + (1 - b2) * g * g
+                s1[j] = b1 * s1[j] + omb1 * g
+                s2[j] = b2 * s2[j] + omb2 * g * g
                 p[j] -= step_lr * s1[j] / (<floating>sqrt(s2[j]) + eps)
         elif c.opt == OPT_ADAM:
             for j in range(cols):
                 g = gr[j]
-                s1[j] = b1 * s1[j] + (1 - b1) * g
-                s2[j] = b2 * s2[j] + (1 - b2) * g * g
+                s1[j] = b1 * s1[j] + omb1 * g
+                s2[j] = b2 * s2[j] + omb2 * g * g
                 p[j] -= lr * (s1[j] * c1) / (<floating>sqrt(s2[j] * c2) + eps)
+        elif c.opt == OPT_ADAMW:
+            # Loshchilov & Hutter / PyTorch: W *= 1 - lr * wd, then the Adam step
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = b1 * s1[j] + omb1 * g
+                s2[j] = b2 * s2[j] + omb2 * g * g
+                p[j] = p[j] * decay - lr * (s1[j] * c1) / (<floating>sqrt(s2[j] * c2) + eps)
+        elif c.opt == OPT_RMSPROP and s2 != NULL:
+            # PyTorch's form: buf = mu * buf + g / (sqrt(avg) + eps), W -= lr * buf
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = rho * s1[j] + omrho * g * g
+                s2[j] = mu * s2[j] + g / (<floating>sqrt(s1[j]) + eps)
+                p[j] -= lr * s2[j]
+        elif c.opt == OPT_RMSPROP:
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = rho * s1[j] + omrho * g * g
+                p[j] -= lr * g / (<floating>sqrt(s1[j]) + eps)
+        elif c.opt == OPT_RPROP:
+            # iRPROP- (Igel & Huesken 2000): s1 = previous gradient, s2 = step size
+            for j in range(cols):
+                g = gr[j]
+                prod = g * s1[j]
+                d = s2[j]
+                if prod > 0:
+                    d = min(d * inc, dmax)
+                elif prod < 0:
+                    d = max(d * dec, dmin)
+                    g = 0     # no step, and no sign change seen next time
+                if g > 0:
+                    p[j] -= d
+                elif g < 0:
+                    p[j] += d
+                s1[j] = g
+                s2[j] = d
 
 
 cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
@@ -883,15 +933,24 @@ cdef class Trainer:
 
     def set_optimizer(self, double lr=0.0, double momentum=0.0, double beta1=0.9,
                       double beta2=0.999, double eps=1e-8, long long step=0,
-                      bint adam_lr_correction=False):
+                      bint adam_lr_correction=False, double weight_decay=0.0,
+                      double rho=0.99, double increase_factor=1.2,
+                      double decrease_factor=0.5, double delta_min=0.0,
+                      double delta_max=50.0):
         """Hyper-parameters for the next epoch; ``step`` is the count of past steps.
 
         ``adam_lr_correction``: Adam with its bias corrections folded into
         the step size (scikit-learn's ordering) instead of Algorithm 1's.
+        ``weight_decay``: AdamW's; ``rho`` (and ``momentum``): RMSprop's;
+        ``increase_factor`` ... ``delta_max``: RProp's.
         """
         self.ctx.lr, self.ctx.momentum = lr, momentum
         self.ctx.beta1, self.ctx.beta2, self.ctx.eps = beta1, beta2, eps
         self.ctx.adam_lr_correction = adam_lr_correction
+        self.ctx.weight_decay = weight_decay
+        self.ctx.rho = rho
+        self.ctx.rprop_increase, self.ctx.rprop_decrease = increase_factor, decrease_factor
+        self.ctx.rprop_min, self.ctx.rprop_max = delta_min, delta_max
         self.ctx.step0 = step
 
     def set_penalty(self, double l2=0.0, double l1=0.0, bint per_weight_sum=False):
@@ -1123,7 +1182,8 @@ def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
     memset(&b, 0, sizeof(Batch))
     c.opt = optimizer
     settings = dict(lr=0.0, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
-                    adam_lr_correction=False)
+                    adam_lr_correction=False, weight_decay=0.0, rho=0.99,
+                    increase_factor=1.2, decrease_factor=0.5, delta_min=0.0, delta_max=50.0)
     unknown = set(hyper) - set(settings)
     if unknown:
         raise TypeError(f"unknown hyper-parameters {sorted(unknown)}")
@@ -1131,11 +1191,15 @@ def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
     c.lr, c.momentum = settings["lr"], settings["momentum"]
     c.beta1, c.beta2, c.eps = settings["beta1"], settings["beta2"], settings["eps"]
     c.adam_lr_correction = settings["adam_lr_correction"]
+    c.weight_decay, c.rho = settings["weight_decay"], settings["rho"]
+    c.rprop_increase, c.rprop_decrease = settings["increase_factor"], settings["decrease_factor"]
+    c.rprop_min, c.rprop_max = settings["delta_min"], settings["delta_max"]
     b.step, b.l2, b.l1 = step, l2, l1
     penalty[0] = penalty[1] = 0.0
     if P.shape[0] == 0 or P.shape[1] == 0:
         return 0.0, 0.0
-    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer == OPT_ADAM):
+    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer in (
+            OPT_ADAM, OPT_ADAMW, OPT_RPROP)):
         raise ValueError("this optimizer needs its state buffers S1 (and S2)")
     with nogil:
         optimizer_tile(&c, &b, &P[0, 0], &G[0, 0],

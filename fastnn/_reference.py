@@ -208,6 +208,36 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
+def adamw_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.01):
+    """AdamW (Loshchilov & Hutter; PyTorch): decay, then Adam's Algorithm 1 step.
+
+    ``weight_decay`` applies to weights only: pass 0 for biases.
+    """
+    param = param * (1 - lr * weight_decay)
+    return adam_update(param, grad, m, v, step, lr, beta1, beta2, eps)
+
+
+def rmsprop_update(param, grad, square_avg, buf, lr, rho=0.99, eps=1e-8, momentum=0.0):
+    """RMSprop as torch.optim.RMSprop; returns (param, square_avg, buf)."""
+    square_avg = rho * square_avg + (1 - rho) * grad * grad
+    step = grad / (np.sqrt(square_avg) + eps)
+    if momentum > 0:
+        buf = momentum * buf + step
+        step = buf
+    return param - lr * step, square_avg, buf
+
+
+def rprop_update(param, grad, prev_grad, delta, increase_factor=1.2, decrease_factor=0.5,
+                 delta_min=0.0, delta_max=50.0):
+    """iRPROP- (Igel & Huesken 2000); returns (param, grad kept as prev_grad, delta)."""
+    prod = grad * prev_grad
+    delta = np.where(prod > 0, np.minimum(delta * increase_factor, delta_max),
+                     np.where(prod < 0, np.maximum(delta * decrease_factor, delta_min), delta))
+    grad = np.where(prod < 0, 0.0, grad)
+    return param - np.sign(grad) * delta, grad, delta
+
+
 def sgd_epoch(weights, biases, activations, loss, X, T, batch_size, lr, perm=None):
     """One epoch of plain minibatch SGD, in place; returns the mean training loss."""
     order = np.arange(len(X)) if perm is None else perm

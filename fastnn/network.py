@@ -211,10 +211,12 @@ class Network:
         y : targets; integer labels or one-hot rows for cross_entropy,
             (n_samples, n_outputs) values otherwise.
         epochs, batch_size : int
+            A full-batch optimizer (RProp) always uses batch_size = n_samples.
         shuffle : bool
             Visit the samples in a new random order each epoch (seeded).
         optimizer : Optimizer, default SGD(lr=0.01)
-            Its state persists across calls to ``fit``.
+            SGD, Adam, AdamW, RMSprop or RProp.  Its state persists across
+            calls to ``fit``.
         validation_data : (X_val, y_val), optional
         verbose : 0 silent, 1 or 2 one line per epoch
         n_threads : int, optional
@@ -253,6 +255,8 @@ class Network:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), "
                             f"got {type(optimizer).__name__}")
+        if optimizer.full_batch:
+            batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val)")
