@@ -10,10 +10,17 @@ __version__ = "0.1.0"
 
 from ._config import (get_kernel, get_num_threads, set_kernel, set_num_threads,
                       show_config)
+from . import callbacks, schedules
+from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import load
 from .layers import Dense
 from .network import History, Network
 from .optimizers import SGD, Adam, Optimizer
+from .schedules import (AdaptiveLR, ConstantLR, CosineAnnealing, ExponentialDecay,
+                        InverseScaling, LambdaLR, LRSchedule, ReduceLROnPlateau, StepDecay)
 
 __all__ = ["Network", "Dense", "History", "SGD", "Adam", "Optimizer", "load",
+           "Callback", "EarlyStopping", "LambdaCallback",
+           "LRSchedule", "ConstantLR", "StepDecay", "ExponentialDecay", "CosineAnnealing",
+           "InverseScaling", "AdaptiveLR", "ReduceLROnPlateau", "LambdaLR",
            "show_config", "set_num_threads", "get_num_threads", "set_kernel", "get_kernel"]
