@@ -528,11 +528,19 @@ class _FitLoop:
             stop = min(n, start + self.rows_per_call)
             # lr and the step count (Adam's bias correction) are read per call.
             trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
+            planned = -(-(stop - start) // self.batch_size)
+            # Count the steps before the call: Python handles a Ctrl-C only at
+            # calls and loops, so none can land between this line and the
+            # engine (which reports it as a status), but one can land right
+            # after the engine returned a finished chunk - whose steps are
+            # then already counted.
+            optimizer.step += planned
             if perm is None:
                 part_loss, part_done, status = trainer.run_epoch(X[start:stop], T[start:stop])
             else:
                 part_loss, part_done, status = trainer.run_epoch(X, T, perm[start:stop])
-            optimizer.step += -(-part_done // self.batch_size)
+            if part_done != stop - start:   # stopped early: count what ran
+                optimizer.step -= planned - -(-part_done // self.batch_size)
             loss_sum += part_loss
             self.n_done += part_done
             if status == "not_finite":

@@ -14,7 +14,7 @@ import sys
 import time
 
 UPDATES = 20          # redraws per epoch at most
-BAR_WIDTH = 20
+MIN_BAR, MAX_BAR = 10, 30
 
 
 def _isatty(stream):
@@ -76,16 +76,20 @@ class ProgressPrinter:
         self._next_draw = n_done + max(1, self.n_samples // UPDATES)
         elapsed = time.perf_counter() - self._t0
         n = self.n_samples
-        filled = BAR_WIDTH * n_done // n
-        bar = "=" * filled + (">" if filled < BAR_WIDTH else "") + "." * (BAR_WIDTH - filled - 1)
-        parts = [f"{self._prefix()} [{bar}] {n_done:,}/{n:,}"]
+        tail = [f"{n_done:,}/{n:,}"]
         if n_done:
             rate = n_done / elapsed if elapsed > 0 else float("inf")
-            parts.append(f"ETA {format_seconds(elapsed * (n - n_done) / n_done)}")
+            tail.append(f"ETA {format_seconds(elapsed * (n - n_done) / n_done)}")
             if loss is not None:
-                parts.append(f"loss={loss:.4f}")
-            parts.append(f"{rate:,.0f} samples/s")
-        self._draw("  ".join(parts), end="")
+                tail.append(f"loss={loss:.4f}")
+            tail.append(f"{rate:,.0f} samples/s")
+        head, tail = self._prefix(), " ".join(tail)
+        # The bar takes what the terminal leaves, within [MIN_BAR, MAX_BAR].
+        room = self._columns() - 1 - len(head) - len(tail) - 4
+        width = max(MIN_BAR, min(MAX_BAR, room))
+        filled = width * n_done // n
+        bar = "=" * filled + (">" if filled < width else "") + "." * (width - filled - 1)
+        self._draw(f"{head} [{bar}] {tail}", end="")
 
     def epoch_end(self, epoch, logs, seconds, n_done):
         if not self.verbose:
@@ -109,9 +113,13 @@ class ProgressPrinter:
         digits = len(str(self.epochs))
         return f"epoch {self._epoch + 1:>{digits}}/{self.epochs}"
 
+    @staticmethod
+    def _columns():
+        return shutil.get_terminal_size((80, 24)).columns
+
     def _draw(self, line, end):
         # Keep within the terminal: a wrapped line cannot be redrawn with \r.
-        columns = shutil.get_terminal_size((80, 24)).columns
+        columns = self._columns()
         if end == "" and len(line) >= columns:
             line = line[:max(columns - 1, 0)]
         pad = " " * max(0, self._width - len(line))
