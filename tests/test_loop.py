@@ -187,3 +187,77 @@ def test_live_line_is_ended_when_training_stops_inside_an_epoch(monkeypatch):
     assert hist.interrupted
     out = term.getvalue()
     assert out.endswith("\n") and out.count("\n") == 1 and "30/60" in out
+
+
+# -- Ctrl-C in a real process -----------------------------------------------------------
+
+SCRIPT = """
+import sys
+import numpy as np
+import fastnn as fn
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(3000, 100))
+y = (X[:, :3].sum(axis=1) > 0).astype(int)
+net = fn.Network([fn.Dense(100, 512, activation="tanh"), fn.Dense(512, 2, activation="softmax")],
+                 loss="cross_entropy", dtype="float64", seed=0)
+
+class Started(fn.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            print("STARTED", flush=True)
+
+hist = net.fit(X, y, epochs=100000, batch_size=64, shuffle=False,
+               optimizer=fn.SGD(lr=0.01, momentum=0.9), callbacks=[Started()],
+               n_threads={n_threads})
+print("DONE", hist.interrupted, hist.stop_reason, net.optimizer.step, flush=True)
+net.save(sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_ctrl_c_stops_after_the_last_batch(tmp_path, n_threads):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(n_threads=n_threads))
+    model = tmp_path / "model.fnn"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(fn.__file__))] + sys.path))
+    proc = subprocess.Popen([sys.executable, str(script), str(model)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "STARTED"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "fastnn: training interrupted in epoch" in err
+    done = out.split()
+    assert done[:3] == ["DONE", "True", "interrupted"], out
+    steps = int(done[3])
+    assert steps >= 47   # at least the first epoch of 47 batches
+
+    loaded = fn.load(model)
+    # the same network trained for exactly that many batches
+    replay = fn.Network([fn.Dense(100, 512, activation="tanh"),
+                         fn.Dense(512, 2, activation="softmax")],
+                        loss="cross_entropy", dtype="float64", seed=0)
+
+    class StopAt(fn.Callback):
+        wants_batches = True
+
+        def on_batch_end(self, batch, logs=None):
+            if self.model.optimizer.step == steps:
+                self.model.stop_training = True
+
+    data = np.random.default_rng(0).normal(size=(3000, 100))
+    labels = (data[:, :3].sum(axis=1) > 0).astype(int)
+    replay.fit(data, labels, epochs=steps // 47 + 1, batch_size=64, shuffle=False,
+               optimizer=fn.SGD(lr=0.01, momentum=0.9), callbacks=[StopAt()],
+               n_threads=n_threads)
+    assert replay.optimizer.step == steps
+    assert_same_weights(weights(loaded), weights(replay))
