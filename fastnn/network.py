@@ -414,7 +414,12 @@ class Network:
 
     # -- persistence -------------------------------------------------------
     def save(self, path):
-        """Write architecture, loss, dtype and weights to one portable file."""
+        """Write the model to one portable file (no pickle): architecture, loss,
+        dtype, weights, and what resuming training needs - the optimizer of
+        the last fit (``net.optimizer``: class, arguments, step count, state)
+        and the state of the shuffling generator.  ``fastnn.load`` reads it;
+        ``fit`` without an optimizer then continues exactly where it stopped
+        (learning-rate schedules are not saved)."""
         from .io import save
         save(self, path)
 

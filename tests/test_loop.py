@@ -8,7 +8,11 @@ printing one line per epoch without ``\\r``, terminal ``verbose=1`` redrawing
 one bounded-width line in place at most about 20 times per epoch and
 training bit-identically to ``verbose=0``; Ctrl-C (SIGINT) sent to a
 training script in a subprocess: it exits cleanly, saves, and the saved
-model equals the same network trained for exactly the batches it reports.
+model and optimizer equal the same network trained for exactly the batches
+it reports; resuming: 2 + 2 epochs with save and load in between equal 4
+epochs straight, bit for bit (SGD with momentum, Nesterov, Adam; float32
+and float64; in order and shuffled), and ``fit()`` without an optimizer
+continues with the network's own.
 
 Tolerances: none - values are compared bit for bit (the same computation
 on the same weights), output by content.
@@ -242,6 +246,7 @@ def test_ctrl_c_stops_after_the_last_batch(tmp_path, n_threads):
     assert steps >= 47   # at least the first epoch of 47 batches
 
     loaded = fn.load(model)
+    assert loaded.optimizer.step == steps
     # the same network trained for exactly that many batches
     replay = fn.Network([fn.Dense(100, 512, activation="tanh"),
                          fn.Dense(512, 2, activation="softmax")],
@@ -261,3 +266,41 @@ def test_ctrl_c_stops_after_the_last_batch(tmp_path, n_threads):
                n_threads=n_threads)
     assert replay.optimizer.step == steps
     assert_same_weights(weights(loaded), weights(replay))
+    assert_same_weights(loaded.optimizer._state[0], replay.optimizer._state[0])
+
+
+# -- resuming ---------------------------------------------------------------------------
+
+RESUME = {"momentum": lambda: fn.SGD(lr=0.05, momentum=0.9),
+          "nesterov": lambda: fn.SGD(lr=0.05, momentum=0.9, nesterov=True),
+          "adam": lambda: fn.Adam(lr=0.01)}
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("opt", RESUME)
+def test_save_load_resumes_training_exactly(tmp_path, dtype, opt, shuffle):
+    straight = clf(dtype)
+    h = straight.fit(X, LABELS, epochs=4, batch_size=7, shuffle=shuffle,
+                     optimizer=RESUME[opt]())
+    first = clf(dtype)
+    h1 = first.fit(X, LABELS, epochs=2, batch_size=7, shuffle=shuffle, optimizer=RESUME[opt]())
+    first.save(tmp_path / "half.fnn")
+    resumed = fn.load(tmp_path / "half.fnn")
+    h2 = resumed.fit(X, LABELS, epochs=2, batch_size=7, shuffle=shuffle)   # its own optimizer
+    assert h1.history["loss"] + h2.history["loss"] == h.history["loss"]
+    assert_same_weights(weights(straight), weights(resumed))
+    assert resumed.optimizer.step == straight.optimizer.step == 4 * 9
+    for a, b in zip(straight.optimizer._state, resumed.optimizer._state):
+        assert_same_weights(a, b)
+
+
+def test_fit_without_optimizer_continues_with_the_networks_own():
+    net = clf()
+    assert net.optimizer is None
+    net.fit(X, LABELS, epochs=1)
+    assert type(net.optimizer) is fn.SGD and net.optimizer.lr == 0.01
+    adam = fn.Adam(0.01)
+    net.fit(X, LABELS, epochs=2, batch_size=10, optimizer=adam)
+    assert net.optimizer is adam and adam.step == 12
+    net.fit(X, LABELS, epochs=1, batch_size=10)
+    assert net.optimizer is adam and adam.step == 18
