@@ -482,6 +482,7 @@ class _FitLoop:
         self.epoch, self.n_done = 0, 0
 
     def run(self, epochs):
+        """Train up to ``epochs`` epochs; returns the History."""
         history = History()
         logs = {}
         try:
@@ -491,10 +492,11 @@ class _FitLoop:
                     history.stop_reason = "stop_training"
                     break
                 self.epoch = epoch
-                status, logs = self._epoch(epoch, history)
+                status, epoch_logs = self._epoch(epoch, history)
                 if status == "interrupted":
                     history.interrupted, history.stop_reason = True, "interrupted"
                     break
+                logs = epoch_logs
                 if self.target_loss is not None and logs["loss"] <= self.target_loss:
                     history.stop_reason = "target_loss"
                     break
@@ -517,7 +519,7 @@ class _FitLoop:
         return history
 
     def _epoch(self, epoch, history):
-        """Train one epoch; returns (status, logs)."""
+        """Train one epoch; returns (status, logs), logs None when interrupted."""
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
         X, T, n = self.X, self.T, self.X.shape[0]
         perm = net._rng.permutation(n) if self.shuffle else None
@@ -556,7 +558,7 @@ class _FitLoop:
                     f"restored to their values at the start of that epoch. Try a smaller "
                     f"learning rate (lr={getattr(optimizer, 'lr', '?')}) or scaled inputs.")
             if status == "interrupted":
-                return status, {}
+                return status, None
             if self.per_batch:
                 batch_logs = {"batch": batch, "size": part_done, "loss": part_loss / part_done}
                 batch += 1
