@@ -11,8 +11,13 @@ from . import _config, _engine, losses
 from ._validation import (check_array, check_dtype, check_positive_float, check_positive_int,
                           check_targets)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
+from .callbacks import check_callbacks
 from .layers import Dense
 from .optimizers import SGD, Optimizer
+from .progress import UPDATES, ProgressPrinter
+from .schedules import LRSchedule, as_schedule
+
+_CLASSIFICATION = ("cross_entropy", "binary_cross_entropy")
 
 _threadpools = None
 
@@ -28,21 +33,81 @@ def _single_threaded_blas():
 
 
 class History:
-    """What ``fit`` records: ``history[name]`` is a list with one value per epoch."""
+    """What ``fit`` records, one value per epoch.
+
+    Attributes
+    ----------
+    history : dict of lists
+        ``"loss"`` (mean training loss of the epoch), ``"accuracy"`` (with
+        ``fit(metrics=["accuracy"])``), ``"val_loss"`` and ``"val_accuracy"``
+        (with validation data; accuracy for classification networks) and
+        ``"lr"`` (the learning rate the epoch used).
+    epoch : list of int
+        The 0-based epoch numbers of this fit.
+    interrupted : bool
+        True when Ctrl-C stopped the training (the model keeps the weights
+        of the last finished minibatch).
+    stop_reason : str
+        Why training ended: "epochs" (all done), "target_loss",
+        "stop_training" (a callback), or "interrupted".
+    """
 
     def __init__(self):
         self.epoch = []
         self.history = {"loss": []}
         self.interrupted = False   # True when Ctrl-C stopped the training
+        self.stop_reason = None
 
     def append(self, epoch, **values):
         self.epoch.append(epoch)
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
 
+    def __getitem__(self, name):
+        return self.history[name]
+
+    def plot(self, figsize=None):
+        """Learning curves: loss (and val_loss), accuracies, learning rate.
+
+        One panel per group that was recorded, against the epoch (1-based).
+        Needs matplotlib (``pip install matplotlib``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError("History.plot needs matplotlib, which is not installed; "
+                              "install it with: pip install matplotlib") from exc
+        groups = [("loss", ["loss", "val_loss"]), ("accuracy", ["accuracy", "val_accuracy"]),
+                  ("learning rate", ["lr"])]
+        panels = [(title, [k for k in keys if self.history.get(k)])
+                  for title, keys in groups]
+        panels = [(title, keys) for title, keys in panels if keys]
+        if not panels:
+            raise ValueError("History.plot: nothing was recorded (no finished epoch)")
+        fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                                 figsize=figsize or (4.5 * len(panels), 3.5))
+        epochs = [e + 1 for e in self.epoch]
+        for ax, (title, keys) in zip(axes[0], panels):
+            for key in keys:
+                ax.plot(epochs, self.history[key], marker="." if len(epochs) < 30 else None,
+                        label=key)
+            if title == "learning rate" and all(v > 0 for v in self.history["lr"]):
+                ax.set_yscale("log")
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        return fig
+
     def __repr__(self):
         last = {k: v[-1] for k, v in self.history.items() if v}
-        return f"History(epochs={len(self.epoch)}, last={last})"
+        extra = f", stop_reason={self.stop_reason!r}" if self.stop_reason else ""
+        return f"History(epochs={len(self.epoch)}, last={last}{extra})"
 
 
 class Network:
@@ -96,6 +161,8 @@ class Network:
             layer.build(self.dtype, self._rng)
         self._noise_key = None      # see _training_noise_key
         self._epochs_trained = 0    # keys each epoch's training noise
+        self.optimizer = None        # the optimizer of the last fit, saved with the model
+        self.stop_training = False   # set by a callback to end fit
 
     # -- shapes and parameters ---------------------------------------------
     @property
@@ -220,7 +287,8 @@ class Network:
         return list(zip(trainer.grad_W, trainer.grad_b))
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
-            validation_data=None, verbose=0, n_threads=None, target_loss=None,
+            validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
+            validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
             sample_weight=None, class_weight=None, l2=0.0, l1=0.0,
             _penalty_per_weight_sum=False):
         """Train with minibatch gradient descent.
@@ -234,14 +302,38 @@ class Network:
             A full-batch optimizer (RProp) always uses batch_size = n_samples.
         shuffle : bool
             Visit the samples in a new random order each epoch (seeded).
-        optimizer : Optimizer, default SGD(lr=0.01)
-            SGD, Adam, AdamW, RMSprop or RProp.  Its state persists across
-            calls to ``fit``.
+        optimizer : Optimizer, optional
+            SGD, Adam, AdamW, RMSprop or RProp.  Default: the optimizer of
+            this network's last ``fit`` (also after ``fastnn.load``), else
+            ``SGD(lr=0.01)``.  Its state (momenta, step count) persists across
+            calls to ``fit``; the network keeps it as ``net.optimizer``.
         validation_data : (X_val, y_val), optional
-        verbose : 0 silent, 1 or 2 one line per epoch
+            Evaluated after each epoch: ``val_loss`` (and ``val_accuracy``
+            for classification) in the History.
+        verbose : {0, 1, 2}
+            0 silent; 1 a progress line redrawn in place on a terminal (one
+            line per epoch otherwise); 2 one line per epoch.
         n_threads : int, optional
         target_loss : float, optional
             Stop once the training loss of an epoch is at or below this.
+        validation_split : float in (0, 1), optional
+            Hold out the *last* fraction of the rows of (X, y) - taken before
+            any shuffling, as Keras does, and without copying X - as
+            validation data.  Shuffle the rows first if they are ordered.
+            Not together with ``validation_data``.
+        callbacks : list of fastnn.callbacks.Callback, optional
+            Run at the start and end of training, of each epoch and (for
+            callbacks with ``wants_batches``) of each minibatch.  A callback
+            stops training by setting ``model.stop_training = True``.
+        lr_schedule : fastnn.schedules.LRSchedule or callable, optional
+            Sets the optimizer's ``lr`` between epochs, e.g.
+            ``fastnn.CosineAnnealing(epochs)``; a function ``epoch -> lr``
+            is also accepted.  At most one schedule per fit (this one or
+            one in ``callbacks``).
+        metrics : list of str, optional
+            ``["accuracy"]`` also records the training accuracy of each
+            epoch (classification only; costs one forward pass over X per
+            epoch, about a third of an epoch's time).
         sample_weight : array (n_samples,), optional
             Non-negative weight of each sample.  Each batch minimises its
             weighted mean loss ``sum(w_i * loss_i) / sum(w_i)`` (its gradient
@@ -265,70 +357,111 @@ class Network:
         Returns
         -------
         History
+
+        Notes
+        -----
+        Ctrl-C stops training after the last finished minibatch and
+        ``fit`` returns normally, with ``History.interrupted`` set; the
+        model and ``net.optimizer`` are consistent and can be saved.
         """
         X = self._check_X(X)
         T = self._check_y(y, X.shape[0])
         epochs = check_positive_int(epochs, "epochs")
-        batch_size = min(check_positive_int(batch_size, "batch_size"), X.shape[0])
-        if optimizer is None:
-            optimizer = SGD(lr=0.01)
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), "
-                            f"got {type(optimizer).__name__}")
-        if optimizer.full_batch:
-            batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
+        check_positive_int(batch_size, "batch_size")
+        verbose = _check_verbose(verbose)
+        optimizer = self._resolve_optimizer(optimizer)
+        if validation_data is not None and validation_split is not None:
+            raise ValueError("pass validation_data or validation_split, not both")
+        sample_weight = self._sample_weight(sample_weight, class_weight, T)
+        l2 = check_positive_float(l2, "l2", allow_zero=True)
+        l1 = check_positive_float(l1, "l1", allow_zero=True)
+        validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val)")
             X_val = self._check_X(validation_data[0], "X_val")
-            T_val = self._check_y(validation_data[1], X_val.shape[0])
+            validation = (X_val, self._check_y(validation_data[1], X_val.shape[0]))
+        elif validation_split is not None:
+            X, T, X_val, T_val = _split_validation(X, T, validation_split)
+            if sample_weight is not None:
+                sample_weight = sample_weight[:X.shape[0]]
+            validation = (X_val, T_val)
+        batch_size = min(batch_size, X.shape[0])
+        if optimizer.full_batch:
+            batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
+        train_accuracy = self._check_metrics(metrics)
         if target_loss is not None:
             target_loss = float(target_loss)
-        sample_weight = self._sample_weight(sample_weight, class_weight, T)
-        l2 = check_positive_float(l2, "l2", allow_zero=True)
-        l1 = check_positive_float(l1, "l1", allow_zero=True)
+        callbacks = check_callbacks(callbacks)
+        schedule = as_schedule(lr_schedule)
+        if schedule is not None:
+            callbacks = [schedule] + callbacks
+        n_schedules = sum(isinstance(cb, LRSchedule) for cb in callbacks)
+        if n_schedules > 1:
+            raise ValueError(f"at most one learning-rate schedule per fit, got {n_schedules} "
+                             f"(lr_schedule and callbacks together)")
         n_threads = _config.get_num_threads(n_threads)
+
+        logged = ["loss"] + (["accuracy"] if train_accuracy else [])
+        if validation is not None:
+            logged += ["val_loss"] + (["val_accuracy"] if self.loss in _CLASSIFICATION else [])
+        if hasattr(optimizer, "lr"):
+            logged.append("lr")
+        n_batches = -(-X.shape[0] // batch_size)
+        params = {"epochs": epochs, "batch_size": batch_size, "n_samples": X.shape[0],
+                  "steps": n_batches, "verbose": verbose,
+                  "do_validation": validation is not None, "metrics": logged}
+        progress = ProgressPrinter(verbose, epochs, X.shape[0])
+        # The engine runs a whole epoch per call unless Python must see the
+        # batches: one at a time for batch callbacks, chunks for a live line.
+        if any(cb.wants_batches for cb in callbacks):
+            batches_per_call = 1
+        elif progress.live:
+            batches_per_call = -(-n_batches // UPDATES)
+        else:
+            batches_per_call = n_batches
+
+        previous_optimizer = self.optimizer
+        self.optimizer, self.stop_training = optimizer, False
+        try:
+            for cb in callbacks:
+                cb.set_model(self)
+                cb.set_params(params)
+            for cb in callbacks:
+                cb.on_train_begin({})
+        except BaseException:
+            self.optimizer = previous_optimizer
+            raise
         trainer = self._trainer(batch_size, n_threads, optimizer, sample_weight=sample_weight,
                                 l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum)
-        history = History()
+        loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
+                        batches_per_call, callbacks, progress, validation, train_accuracy,
+                        target_loss, n_threads)
         with _single_threaded_blas():
-            for epoch in range(epochs):
-                perm = self._rng.permutation(X.shape[0]) if shuffle else None
-                trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
-                trainer.set_epoch(self._epochs_trained)
-                self._epochs_trained += 1
-                snapshot = self._snapshot(optimizer)
-                t0 = time.perf_counter()
-                loss_sum, n_done, status = trainer.run_epoch(X, T, perm)
-                seconds = time.perf_counter() - t0
-                n_batches = -(-n_done // batch_size)
-                optimizer.step += n_batches
-                if status == "not_finite":
-                    self._restore(snapshot, optimizer)
-                    raise FloatingPointError(
-                        f"training diverged: the loss became NaN or infinite in epoch "
-                        f"{epoch + 1}, batch {n_batches}; the weights were restored to "
-                        f"their values at the start of that epoch. Try a smaller learning "
-                        f"rate (lr={getattr(optimizer, 'lr', '?')}) or scaled inputs.")
-                if status == "interrupted":
-                    # The model stays as of the last finished batch, usable and savable.
-                    history.interrupted = True
-                    print(f"fastnn: training interrupted in epoch {epoch + 1} after "
-                          f"{n_batches} batches; the model keeps the weights of the last "
-                          f"finished batch", file=sys.stderr, flush=True)
-                    break
-                values = {"loss": loss_sum / X.shape[0]}
-                if validation_data is not None:
-                    for name, value in self.evaluate(X_val, T_val, n_threads).items():
-                        values["val_" + name] = value
-                history.append(epoch, **values)
-                if verbose:
-                    shown = "  ".join(f"{k}={v:.4f}" for k, v in values.items())
-                    print(f"epoch {epoch + 1}/{epochs}  {shown}  {seconds:.2f}s  "
-                          f"{X.shape[0] / seconds:,.0f} samples/s", file=sys.stdout, flush=True)
-                if target_loss is not None and values["loss"] <= target_loss:
-                    break
-        return history
+            return loop.run(epochs)
+
+    def _resolve_optimizer(self, optimizer):
+        if optimizer is None:
+            return self.optimizer if self.optimizer is not None else SGD(lr=0.01)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), "
+                            f"got {type(optimizer).__name__}")
+        return optimizer
+
+    def _check_metrics(self, metrics):
+        """True when the training accuracy is asked for."""
+        if metrics is None:
+            return False
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        metrics = list(metrics)
+        for m in metrics:
+            if m != "accuracy":
+                raise ValueError(f"metrics may only hold 'accuracy', got {m!r}")
+        if metrics and self.loss not in _CLASSIFICATION:
+            raise ValueError(f"metrics=['accuracy'] needs a classification loss "
+                             f"({', '.join(_CLASSIFICATION)}), got loss={self.loss!r}")
+        return bool(metrics)
 
     def _snapshot(self, optimizer):
         """Copies of the parameters and optimizer state, to undo a diverged epoch."""
@@ -346,7 +479,12 @@ class Network:
 
     # -- persistence -------------------------------------------------------
     def save(self, path):
-        """Write architecture, loss, dtype and weights to one portable file."""
+        """Write the model to one portable file (no pickle): architecture, loss,
+        dtype, weights, and what resuming training needs - the optimizer of
+        the last fit (``net.optimizer``: class, arguments, step count, state)
+        and the state of the shuffling generator.  ``fastnn.load`` reads it;
+        ``fit`` without an optimizer then continues exactly where it stopped
+        (learning-rate schedules are not saved)."""
         from .io import save
         save(self, path)
 
@@ -368,3 +506,150 @@ def _loss_value(loss, out, T):
         o = np.clip(out, 1e-15, 1 - 1e-15)
         return float(-np.sum(T * np.log(o) + (1 - T) * np.log(1 - o)) / len(out))
     return float(0.5 * np.sum((out - T) ** 2) / len(out))
+
+
+def _check_verbose(verbose):
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def _split_validation(X, T, validation_split):
+    """(X_train, T_train, X_val, T_val): the last fraction of the rows, as views."""
+    fraction = check_positive_float(validation_split, "validation_split")
+    if fraction >= 1:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    n = X.shape[0]
+    n_train = int(round(n * (1.0 - fraction)))
+    if not 0 < n_train < n:
+        raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
+                         f"{n_train} for training and {n - n_train} for validation; both "
+                         f"need at least one")
+    # Row slices of C-contiguous arrays stay C-contiguous: no copy of X.
+    return X[:n_train], T[:n_train], X[n_train:], T[n_train:]
+
+
+class _FitLoop:
+    """The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output."""
+
+    def __init__(self, net, trainer, optimizer, X, T, batch_size, shuffle, batches_per_call,
+                 callbacks, progress, validation, train_accuracy, target_loss, n_threads):
+        self.net, self.trainer, self.optimizer = net, trainer, optimizer
+        self.X, self.T, self.batch_size, self.shuffle = X, T, batch_size, shuffle
+        self.rows_per_call = batches_per_call * batch_size
+        self.per_batch = batches_per_call == 1 and any(cb.wants_batches for cb in callbacks)
+        self.callbacks, self.progress = callbacks, progress
+        self.validation, self.train_accuracy = validation, train_accuracy
+        self.target_loss, self.n_threads = target_loss, n_threads
+        # Where training is, for the Ctrl-C message (updated as batches finish).
+        self.epoch, self.n_done = 0, 0
+
+    def run(self, epochs):
+        """Train up to ``epochs`` epochs; returns the History."""
+        history = History()
+        logs = {}
+        try:
+            history.stop_reason = "epochs"
+            for epoch in range(epochs):
+                if self.net.stop_training:   # asked for by a callback
+                    history.stop_reason = "stop_training"
+                    break
+                self.epoch = epoch
+                status, epoch_logs = self._epoch(epoch, history)
+                if status == "interrupted":
+                    history.interrupted, history.stop_reason = True, "interrupted"
+                    break
+                logs = epoch_logs
+                if self.target_loss is not None and logs["loss"] <= self.target_loss:
+                    history.stop_reason = "target_loss"
+                    break
+                if self.net.stop_training and epoch + 1 < epochs:
+                    history.stop_reason = "stop_training"
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C outside the engine (between its calls, in a callback): the
+            # weights are as of the last finished minibatch all the same.
+            history.interrupted, history.stop_reason = True, "interrupted"
+        finally:
+            self.progress.close()
+        if history.interrupted:
+            n_batches = -(-self.n_done // self.batch_size)
+            print(f"fastnn: training interrupted in epoch {self.epoch + 1} after {n_batches} "
+                  f"batches; stopped after the last finished batch", file=sys.stderr,
+                  flush=True)
+        for cb in self.callbacks:
+            cb.on_train_end(dict(logs))
+        return history
+
+    def _epoch(self, epoch, history):
+        """Train one epoch; returns (status, logs), logs None when interrupted."""
+        net, optimizer, trainer = self.net, self.optimizer, self.trainer
+        X, T, n = self.X, self.T, self.X.shape[0]
+        perm = net._rng.permutation(n) if self.shuffle else None
+        if perm is None and self.rows_per_call < n:
+            # Chunks name their rows by index: sample weights and the dropout
+            # and noise keys follow the row, whatever the chunking.
+            perm = np.arange(n)
+        trainer.set_epoch(net._epochs_trained)
+        net._epochs_trained += 1
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, {})
+        lr = getattr(optimizer, "lr", None)
+        snapshot = net._snapshot(optimizer)
+        self.progress.epoch_begin(epoch)
+        self.n_done = 0
+        loss_sum, batch, status = 0.0, 0, "ok"
+        t0 = time.perf_counter()
+        for start in range(0, n, self.rows_per_call):
+            stop = min(n, start + self.rows_per_call)
+            # lr and the step count (Adam's bias correction) are read per call.
+            trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
+            planned = -(-(stop - start) // self.batch_size)
+            # Count the steps before the call: Python handles a Ctrl-C only at
+            # calls and loops, so none can land between this line and the
+            # engine (which reports it as a status), but one can land right
+            # after the engine returned a finished chunk - whose steps are
+            # then already counted.
+            optimizer.step += planned
+            if perm is None:    # the whole epoch in one call
+                part_loss, part_done, status = trainer.run_epoch(X, T)
+            else:
+                part_loss, part_done, status = trainer.run_epoch(X, T, perm[start:stop])
+            if part_done != stop - start:   # stopped early: count what ran
+                optimizer.step -= planned - -(-part_done // self.batch_size)
+            loss_sum += part_loss
+            self.n_done += part_done
+            if status == "not_finite":
+                net._restore(snapshot, optimizer)
+                raise FloatingPointError(
+                    f"training diverged: the loss became NaN or infinite in epoch "
+                    f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}; the weights were "
+                    f"restored to their values at the start of that epoch. Try a smaller "
+                    f"learning rate (lr={getattr(optimizer, 'lr', '?')}) or scaled inputs.")
+            if status == "interrupted":
+                return status, None
+            if self.per_batch:
+                batch_logs = {"batch": batch, "size": part_done, "loss": part_loss / part_done}
+                batch += 1
+                for cb in self.callbacks:
+                    if cb.wants_batches:
+                        cb.on_batch_end(batch - 1, batch_logs)
+                if net.stop_training:
+                    break   # the epoch ends early; it is recorded as it is
+            self.progress.update(self.n_done, loss_sum / self.n_done)
+        seconds = time.perf_counter() - t0
+        logs = {"loss": loss_sum / self.n_done}
+        if self.train_accuracy:
+            logs["accuracy"] = net.evaluate(X, T, self.n_threads)["accuracy"]
+        if self.validation is not None:
+            for name, value in net.evaluate(*self.validation, self.n_threads).items():
+                logs["val_" + name] = value
+        if lr is not None:
+            logs["lr"] = lr
+        history.append(epoch, **logs)
+        self.progress.epoch_end(epoch, logs, seconds, self.n_done)
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, dict(logs))
+        return status, logs

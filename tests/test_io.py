@@ -5,7 +5,12 @@ activation parameters and loss preserved) for float32 and float64 and a
 layer without bias; the file being a plain .npz (zip) with no pickled
 member; loading a pickle (of the network, or a pickled .npy), garbage, an
 empty or truncated file, a wrong header or a mismatched array raising
-ValueError - and never unpickling anything.
+ValueError - and never unpickling anything.  The optimizer of the last fit
+(class, constructor arguments, step count, state buffers) and the shuffling
+generator round-trip exactly; version 1 files (no optimizer) still load;
+damaged optimizer entries (unknown class, invalid arguments, wrong number,
+shape or size of state buffers, negative step, malformed generator state)
+are refused; an optimizer fastnn cannot rebuild is left out with a warning.
 
 Tolerances: none - weights are stored exactly, so predictions must be
 bit-identical after the round trip.
@@ -82,6 +87,9 @@ class _Boom:
 def _bad_file(tmp_path, kind):
     path = tmp_path / f"{kind}.fnn"
     net = _net(np.float64)
+    if kind.startswith("optimizer-") or kind == "bad-rng":
+        net.fit(np.random.default_rng(0).normal(size=(9, 5)), np.arange(9) % 3, epochs=2,
+                batch_size=4, optimizer=fn.Adam(0.01))
     if kind == "pickled-network":
         path.write_bytes(pickle.dumps(net))
     elif kind == "pickle-payload":
@@ -129,6 +137,39 @@ def _bad_file(tmp_path, kind):
     elif kind == "missing-array":
         net.save(path)
         _rewrite_arrays(path, drop="b2")
+    elif kind == "optimizer-unknown-class":
+        net.save(path)
+        _rewrite_header(path, lambda h: dict(h, optimizer=dict(h["optimizer"], **{
+            "class": "load"})))
+    elif kind == "optimizer-bad-config":
+        net.save(path)
+        _rewrite_header(path, lambda h: dict(h, optimizer=dict(h["optimizer"], config=dict(
+            h["optimizer"]["config"], beta1=1.5))))
+    elif kind == "optimizer-unknown-argument":
+        net.save(path)
+        _rewrite_header(path, lambda h: dict(h, optimizer=dict(h["optimizer"], config=dict(
+            h["optimizer"]["config"], amsgrad=True))))
+    elif kind == "optimizer-state-count":
+        net.save(path)
+        _rewrite_header(path, lambda h: dict(h, optimizer=dict(h["optimizer"], n_state=1)))
+    elif kind == "optimizer-negative-step":
+        net.save(path)
+        _rewrite_header(path, lambda h: dict(h, optimizer=dict(h["optimizer"], step=-1)))
+    elif kind == "optimizer-state-shape":
+        net.save(path)
+        _rewrite_arrays(path, opt1_W0=np.zeros((7, 5)))
+    elif kind == "optimizer-state-dtype":
+        net.save(path)
+        _rewrite_arrays(path, opt0_b2=np.zeros(3, np.float32))
+    elif kind == "optimizer-state-oversized":
+        net.save(path)
+        _rewrite_arrays(path, opt0_W1=np.zeros((7, 4, 1000)))
+    elif kind == "optimizer-state-missing":
+        net.save(path)
+        _rewrite_arrays(path, drop="opt1_b0")
+    elif kind == "bad-rng":
+        net.save(path)
+        _rewrite_header(path, lambda h: dict(h, rng=dict(h["rng"], state={"state": "x"})))
     return path
 
 
@@ -150,7 +191,11 @@ def _rewrite_arrays(path, drop=None, **replace):
 
 BAD = ["pickled-network", "pickle-payload", "pickled-npy", "npz-with-pickled-member",
        "garbage", "empty", "truncated", "half", "corrupted-weights", "plain-npy", "foreign-npz", "wrong-version",
-       "wrong-format", "bad-architecture", "wrong-shape", "wrong-dtype", "missing-array"]
+       "wrong-format", "bad-architecture", "wrong-shape", "wrong-dtype", "missing-array",
+       "optimizer-unknown-class", "optimizer-bad-config", "optimizer-unknown-argument",
+       "optimizer-state-count", "optimizer-negative-step", "optimizer-state-shape",
+       "optimizer-state-dtype", "optimizer-state-oversized", "optimizer-state-missing",
+       "bad-rng"]
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -167,3 +212,105 @@ def test_load_missing_file_names_it(tmp_path):
     path = tmp_path / "nowhere.fnn"
     with pytest.raises((ValueError, FileNotFoundError), match="nowhere.fnn"):
         fn.load(path)
+
+
+# -- the optimizer and the generator ---------------------------------------------------
+
+OPTIMIZERS = {"sgd": lambda: fn.SGD(lr=0.05),
+              "momentum": lambda: fn.SGD(lr=0.05, momentum=0.8),
+              "nesterov": lambda: fn.SGD(lr=0.05, momentum=0.8, nesterov=True),
+              "adam": lambda: fn.Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-7)}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_round_trip(tmp_path, dtype, name):
+    net = _net(dtype)
+    net.fit(np.random.default_rng(0).normal(size=(11, 5)), np.arange(11) % 3, epochs=3,
+            batch_size=4, optimizer=OPTIMIZERS[name]())
+    net.save(tmp_path / "m.fnn")
+    loaded = fn.load(tmp_path / "m.fnn")
+    a, b = net.optimizer, loaded.optimizer
+    assert type(a) is type(b) and repr(a) == repr(b)
+    assert vars(a).keys() == vars(b).keys()
+    assert b.step == a.step == 9
+    if a._state is None:
+        assert b._state is None
+    else:
+        assert len(a._state) == len(b._state) == a.n_state
+        for bufs_a, bufs_b in zip(a._state, b._state):
+            for (Wa, ba), (Wb, bb) in zip(bufs_a, bufs_b):
+                assert Wb.dtype == np.dtype(dtype)
+                np.testing.assert_array_equal(Wa, Wb)
+                if ba is None:
+                    assert bb is None
+                else:
+                    np.testing.assert_array_equal(ba, bb)
+    # the shuffling generator continues where it was
+    assert loaded._rng.integers(1 << 62) == net._rng.integers(1 << 62)
+
+
+def test_model_without_optimizer(tmp_path):
+    net = _net(np.float32)
+    net.save(tmp_path / "m.fnn")
+    loaded = fn.load(tmp_path / "m.fnn")
+    assert loaded.optimizer is None
+
+
+def test_rate_brought_to_zero_by_a_schedule_is_kept(tmp_path):
+    net = _net(np.float64)
+    X = np.random.default_rng(0).normal(size=(6, 5))
+    net.fit(X, np.arange(6) % 3, epochs=3, optimizer=fn.SGD(lr=0.1, momentum=0.5),
+            lr_schedule=lambda epoch: [0.1, 0.05, 0.0][epoch])
+    net.save(tmp_path / "m.fnn")
+    assert fn.load(tmp_path / "m.fnn").optimizer.lr == 0.0
+
+
+def test_foreign_optimizer_is_left_out_with_a_warning(tmp_path):
+    class MySGD(fn.SGD):
+        pass
+
+    net = _net(np.float64)
+    net.fit(np.ones((4, 5)), np.arange(4) % 3, optimizer=MySGD(lr=0.1, momentum=0.5))
+    with pytest.warns(UserWarning, match="MySGD is not one of fastnn.optimizers"):
+        net.save(tmp_path / "m.fnn")
+    loaded = fn.load(tmp_path / "m.fnn")
+    assert loaded.optimizer is None
+    np.testing.assert_array_equal(loaded.layers[0].W, net.layers[0].W)
+
+
+def test_optimizer_config_reads_every_constructor_argument():
+    from fastnn.io import optimizer_config
+    assert optimizer_config(fn.SGD(lr=0.2, momentum=0.5, nesterov=True)) == {
+        "lr": 0.2, "momentum": 0.5, "nesterov": True}
+    assert optimizer_config(fn.Adam()) == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999,
+                                           "eps": 1e-8, "bias_correction": "moments"}
+    # every fastnn optimizer rebuilds from its config
+    for opt in (fn.AdamW(lr=0.01, weight_decay=0.1), fn.RMSprop(momentum=0.5), fn.RProp()):
+        config = optimizer_config(opt)
+        rebuilt = type(opt)(**config)
+        assert optimizer_config(rebuilt) == config
+
+    class Forgetful(fn.SGD):
+        def __init__(self, lr=0.1, decay=0.5):
+            super().__init__(lr)
+
+    with pytest.raises(TypeError, match="Forgetful keeps no attribute 'decay'"):
+        optimizer_config(Forgetful())
+
+
+def test_version_1_files_still_load(tmp_path):
+    net = _net(np.float64)
+    path = tmp_path / "v1.fnn"
+    # the layout of format version 1: header (no optimizer, no generator), W{i}, b{i}
+    header = dict(net.get_config(), format="fastnn", version=1)
+    import json
+    arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+    for i, layer in enumerate(net.layers):
+        arrays[f"W{i}"] = layer.W
+        if layer.b is not None:
+            arrays[f"b{i}"] = layer.b
+    np.savez(open(path, "wb"), **arrays)
+    loaded = fn.load(path)
+    assert loaded.optimizer is None
+    X = np.random.default_rng(1).normal(size=(4, 5))
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
