@@ -40,6 +40,8 @@ def save(net, path):
     optimizer = getattr(net, "optimizer", None)
     header["optimizer"] = None if optimizer is None else _optimizer_entry(net, optimizer, arrays)
     header["rng"] = _rng_state(net)
+    # Dropout masks and input noise are keyed on (key, epoch): resuming needs both.
+    header["noise"] = {"key": net._noise_key, "epochs_trained": net._epochs_trained}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -239,7 +241,8 @@ def _read(path, archive):
         params.append(arrays)
     try:
         layers = [Dense(c["n_in"], c["n_out"], activation=c["activation"],
-                        use_bias=c["use_bias"], init="zeros", alpha=c["alpha"])
+                        use_bias=c["use_bias"], init="zeros", alpha=c["alpha"],
+                        dropout=c.get("dropout", 0.0))
                   for c in header["layers"]]
         net = Network(layers, loss=header["loss"], dtype=header["dtype"])
         for layer, arrays in zip(layers, params):
@@ -251,7 +254,21 @@ def _read(path, archive):
         net.optimizer = _read_optimizer(path, archive, header["optimizer"], net)
     if header.get("rng") is not None:
         net._rng = _read_rng(path, header["rng"])
+    if header.get("noise") is not None:
+        net._noise_key, net._epochs_trained = _read_noise(path, header["noise"])
     return net
+
+
+def _read_noise(path, entry):
+    """(key or None, epochs trained) of the header's noise entry."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    if not isinstance(entry, dict) or not is_int(entry.get("epochs_trained")) \
+            or entry["epochs_trained"] < 0 \
+            or not (entry.get("key") is None or (is_int(entry["key"]) and
+                                                 0 <= entry["key"] < 2 ** 64)):
+        _fail(path, "the noise entry of the header is malformed")
+    return entry.get("key"), entry["epochs_trained"]
 
 
 def _read_optimizer(path, archive, entry, net):

@@ -314,3 +314,43 @@ def test_version_1_files_still_load(tmp_path):
     assert loaded.optimizer is None
     X = np.random.default_rng(1).normal(size=(4, 5))
     np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+def test_dropout_training_resumes_exactly_after_load(tmp_path):
+    """Dropout masks are keyed on (key, epoch): a loaded model continues the sequence."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+
+    def make():
+        return fn.Network([fn.Dense(5, 7, "relu", dropout=0.3), fn.Dense(7, 3, "softmax")],
+                          loss="cross_entropy", dtype="float64", seed=11)
+
+    straight = make()
+    straight.fit(X, y, epochs=4, batch_size=16, optimizer=fn.SGD(lr=0.1, momentum=0.9))
+    resumed = make()
+    resumed.fit(X, y, epochs=2, batch_size=16, optimizer=fn.SGD(lr=0.1, momentum=0.9))
+    resumed.save(tmp_path / "m.fnn")
+    loaded = fn.load(tmp_path / "m.fnn")
+    assert loaded.layers[0].dropout == 0.3
+    loaded.fit(X, y, epochs=2, batch_size=16)
+    for a, b in zip(straight.layers, loaded.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+
+
+@pytest.mark.parametrize("noise", [{"key": -1, "epochs_trained": 0}, {"key": 1},
+                                   {"key": None, "epochs_trained": "3"}, [1, 2]])
+def test_malformed_noise_entry_is_refused(tmp_path, noise):
+    import json
+    net = _net(np.float64)
+    path = tmp_path / "m.fnn"
+    net.save(path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays["header"].tobytes())
+    header["noise"] = noise
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:     # (np.savez would append .npz to a name)
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError, match="noise entry"):
+        fn.load(path)
