@@ -19,12 +19,19 @@ runs it, so results are bit-identical for any ``n_threads``.
 Every matrix product is one call per tile of ``fnn_gemm_s/d`` (csrc/), which
 applies the fused epilogue: ``f(acc + b)`` forward, ``acc * f'(Y)`` for the
 hidden deltas, and ``W += -lr * acc`` for plain SGD.
+
+Regularisation and weighting run inside the same passes: per-sample weights
+scale the output deltas (normalised by the batch's weight sum, as
+scikit-learn's MLP does), and the L2/L1 penalty of the weights is added to
+their gradient in the optimizer's pass over each tile (for plain SGD, which
+has no gradient buffer, as a shrink of the tile before its GEMM), which also
+sums the penalty of the old weights for the reported loss.
 """
 import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.math cimport exp, log, sqrt, pow, isfinite
+from libc.math cimport exp, log, sqrt, pow, isfinite, fabs
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -162,6 +169,7 @@ cdef struct Layer:
     void *s1b
     void *s2W       # second moment (Adam)
     void *s2b
+    Py_ssize_t penalty_tile0   # this layer's first slot in Ctx.penalty_parts
 
 
 cdef struct Ctx:
@@ -171,7 +179,15 @@ cdef struct Ctx:
     int loss
     int opt
     double lr, momentum, beta1, beta2, eps
+    bint adam_lr_correction    # Adam: corrections folded into the step size (scikit-learn)
     long long step0       # optimizer steps taken before this epoch
+    # weight penalty: grad += l2 * W + l1 * sign(W), loss += l2/2 sum W^2 + l1 sum |W|
+    double l2, l1
+    bint penalty_per_weight_sum   # l2, l1 divided by each batch's weight sum (sklearn's alpha)
+    double *penalty_parts # (sum W^2, sum |W|) of the old weights, per weight tile
+    Py_ssize_t n_penalty_tiles
+    double penalty_sum    # the epoch's penalty part of loss_sum (written by thread 0)
+    const double *sample_weight   # (n_rows of X,) or NULL: every sample weighs 1
     # the epoch's data
     const void *X         # (n, n_in) samples
     const void *T         # (n, n_out) targets
@@ -249,6 +265,41 @@ cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
 # ---------------------------------------------------------------------------
 # One training step, run by every thread of the team.
 
+# What every thread knows about the current minibatch (each thread computes
+# the same values in the same order, so no barrier is needed to share them).
+cdef struct Batch:
+    Py_ssize_t start, rows
+    const long long *perm   # sample index of row r: perm[r], or start + r when NULL
+    long long step          # optimizer step, counting from 1
+    double weight_sum       # sum of the rows' sample weights (rows without weights)
+    double inv_weight       # 1 / weight_sum, or 0 for a batch that weighs nothing
+    double l2, l1           # this batch's penalty coefficients
+
+
+cdef inline long long sample_of(const Batch *b, Py_ssize_t r) noexcept nogil:
+    return b.perm[r] if b.perm != NULL else b.start + r
+
+
+cdef void start_batch(Ctx *c, Batch *b, Py_ssize_t start, Py_ssize_t rows,
+                      long long step) noexcept nogil:
+    cdef Py_ssize_t r
+    cdef double w = 0.0
+    b.start, b.rows, b.step = start, rows, step
+    b.perm = c.perm + start if c.perm != NULL else NULL
+    if c.sample_weight != NULL:
+        for r in range(rows):
+            w += c.sample_weight[sample_of(b, r)]
+    else:
+        w = <double>rows
+    b.weight_sum = w
+    b.inv_weight = 1.0 / w if w > 0 else 0.0
+    b.l2, b.l1 = c.l2, c.l1
+    if c.penalty_per_weight_sum:
+        b.l2 *= b.inv_weight
+        b.l1 *= b.inv_weight
+    if c.opt == OPT_NONE:
+        b.l2 = b.l1 = 0.0
+
 cdef inline const floating *layer_input(Ctx *c, floating *X, Py_ssize_t l) noexcept nogil:
     return X if l == 0 else <const floating *>c.layers[l - 1].A
 
@@ -290,7 +341,9 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
 
     ``o`` holds the output layer's values (logits when it is a softmax, which
     this turns into probabilities in place); ``d`` receives
-    dLoss/d(pre-activation) of the batch-mean loss.
+    dLoss/d(pre-activation) of the batch-mean loss, which is ``inv_rows``
+    times that of this sample's loss (1 / rows, or the sample's weight over
+    the batch's weight sum).
     """
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t j
@@ -330,66 +383,151 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
     return loss
 
 
-cdef void output_stage(Ctx *c, const floating *T, Py_ssize_t rows, int tid, int nt) noexcept nogil:
+cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int nt) noexcept nogil:
+    """Per-sample losses (times the sample's weight) and output deltas."""
     cdef Layer *L = &c.layers[c.n_layers - 1]
-    cdef Py_ssize_t r, k = L.n_out
-    cdef double inv_rows = 1.0 / rows
+    cdef Py_ssize_t r, k = L.n_out, rows = b.rows
+    cdef double inv_rows = 1.0 / rows, w, loss
     r = tid
     while r < rows:
-        c.row_loss[r] = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
-                                   T + r * k, k, inv_rows)
+        if c.sample_weight == NULL:
+            c.row_loss[r] = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
+                                       T + r * k, k, inv_rows)
+        else:
+            # scikit-learn: deltas * weight, gradients / the batch's weight sum
+            w = c.sample_weight[sample_of(b, r)]
+            loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
+                              T + r * k, k, w * b.inv_weight)
+            c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
         r += nt
 
 
-cdef void optimizer_tile(Ctx *c, floating *P, floating *G, floating *S1, floating *S2,
-                         Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
-                         long long step) noexcept nogil:
-    """Fused in-place update of one tile of parameters from its gradient."""
-    cdef Py_ssize_t i, j, o
+cdef inline floating sign_of(floating x) noexcept nogil:
+    """-1, 0 or 1 (0 for 0, as torch.sign)."""
+    return <floating>((x > 0) - (x < 0))
+
+
+cdef void penalise_row(floating *P, floating *G, Py_ssize_t n, floating l2, floating l1,
+                       double *sums) noexcept nogil:
+    """G += l2 * P + l1 * sign(P); sums += (sum P^2, sum |P|) of the old P."""
+    cdef Py_ssize_t j
+    cdef double sq = 0.0, ab = 0.0
+    cdef floating p
+    for j in range(n):
+        p = P[j]
+        sq += <double>p * p
+        ab += fabs(<double>p)
+        G[j] += l2 * p + l1 * sign_of(p)
+    sums[0] += sq
+    sums[1] += ab
+
+
+cdef void shrink_row(floating *P, Py_ssize_t n, floating keep, floating l1_step,
+                     double *sums) noexcept nogil:
+    """Plain SGD's penalty step before its GEMM: P = P * (1 - lr l2) - lr l1 sign(P).
+
+    Exact, because the gradient that the GEMM adds next does not depend on P.
+    """
+    cdef Py_ssize_t j
+    cdef double sq = 0.0, ab = 0.0
+    cdef floating p
+    for j in range(n):
+        p = P[j]
+        sq += <double>p * p
+        ab += fabs(<double>p)
+        P[j] = p * keep - l1_step * sign_of(p)
+    sums[0] += sq
+    sums[1] += ab
+
+
+cdef void optimizer_tile(Ctx *c, const Batch *b, floating *P, floating *G, floating *S1,
+                         floating *S2, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
+                         double *penalty) noexcept nogil:
+    """Fused in-place update of one tile of parameters from its gradient.
+
+    ``penalty`` is NULL for biases; for weights it receives the (sum W^2,
+    sum |W|) of the tile before the update when this batch has a penalty,
+    which is then added to the gradient, row by row while the row is in L1.
+    """
+    cdef Py_ssize_t i, j
     cdef floating lr = <floating>c.lr, mu = <floating>c.momentum
     cdef floating b1 = <floating>c.beta1, b2 = <floating>c.beta2, eps = <floating>c.eps
-    cdef floating c1, c2, g, v, mhat, vhat
+    cdef floating l2 = <floating>b.l2, l1 = <floating>b.l1
+    cdef floating c1 = 1, c2 = 1, step_lr = lr, g, v
+    cdef floating *p
+    cdef floating *gr
+    cdef floating *s1
+    cdef floating *s2
+    cdef bint penalised = penalty != NULL and (b.l2 != 0 or b.l1 != 0)
+    if penalty != NULL:
+        penalty[0] = penalty[1] = 0.0
     if c.opt == OPT_ADAM:
-        c1 = <floating>(1.0 / (1.0 - pow(c.beta1, <double>step)))
-        c2 = <floating>(1.0 / (1.0 - pow(c.beta2, <double>step)))
+        if c.adam_lr_correction:
+            # Kingma & Ba's "efficient" ordering (scikit-learn):
+            # lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), W -= lr_t m / (sqrt(v) + eps)
+            step_lr = <floating>(c.lr * sqrt(1.0 - pow(c.beta2, <double>b.step))
+                                 / (1.0 - pow(c.beta1, <double>b.step)))
+        else:
+            c1 = <floating>(1.0 / (1.0 - pow(c.beta1, <double>b.step)))
+            c2 = <floating>(1.0 / (1.0 - pow(c.beta2, <double>b.step)))
     for i in range(rows):
-        for j in range(cols):
-            o = i * ld + j
-            g = G[o]
-            if c.opt == OPT_SGD:
-                P[o] -= lr * g
-            elif c.opt == OPT_MOMENTUM or c.opt == OPT_NESTEROV:
-                # scikit-learn's form: v = mu * v - lr * g
-                v = mu * S1[o] - lr * g
-                S1[o] = v
-                if c.opt == OPT_NESTEROV:
-                    P[o] += mu * v - lr * g
-                else:
-                    P[o] += v
-            elif c.opt == OPT_ADAM:
-                S1[o] = b1 * S1[o] + (1 - b1) * g
-                S2[o] = b2 * S2[o] + (1 - b2) * g * g
-                mhat = S1[o] * c1
-                vhat = S2[o] * c2
-                P[o] -= lr * mhat / (<floating>sqrt(vhat) + eps)
+        p, gr = P + i * ld, G + i * ld
+        s1 = S1 + i * ld if S1 != NULL else NULL
+        s2 = S2 + i * ld if S2 != NULL else NULL
+        if penalised:
+            penalise_row(p, gr, cols, l2, l1, penalty)
+        if c.opt == OPT_SGD:
+            for j in range(cols):
+                p[j] -= lr * gr[j]
+        elif c.opt == OPT_MOMENTUM:
+            # scikit-learn's form: v = mu * v - lr * g
+            for j in range(cols):
+                v = mu * s1[j] - lr * gr[j]
+                s1[j] = v
+                p[j] += v
+        elif c.opt == OPT_NESTEROV:
+            for j in range(cols):
+                g = gr[j]
+                v = mu * s1[j] - lr * g
+                s1[j] = v
+                p[j] += mu * v - lr * g
+        elif c.opt == OPT_ADAM and c.adam_lr_correction:
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = b1 * s1[j] + (1 - b1) * g
+                s2[j] = b2 * s2[j] + (1 - b2) * g * g
+                p[j] -= step_lr * s1[j] / (<floating>sqrt(s2[j]) + eps)
+        elif c.opt == OPT_ADAM:
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = b1 * s1[j] + (1 - b1) * g
+                s2[j] = b2 * s2[j] + (1 - b2) * g * g
+                p[j] -= lr * (s1[j] * c1) / (<floating>sqrt(s2[j] * c2) + eps)
 
 
-cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *X,
-                            Py_ssize_t rows, long long step, void *work) noexcept nogil:
+cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
+                            const floating *X, void *work) noexcept nogil:
     """Tile ``t`` of layer l's weights (and its bias columns): gradient and update."""
     cdef Layer *L = &c.layers[l]
     cdef const floating *inp = layer_input(c, <floating *>X, l)
     cdef const floating *D = <const floating *>L.D
     cdef Tile tile = tile_bounds(c.kernel, t, L.n_in, L.n_out)
     cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
-    cdef Py_ssize_t r, j
+    cdef Py_ssize_t r, j, i, rows = b.rows
     cdef floating *gb
     cdef floating *bias
+    cdef double *penalty = c.penalty_parts + 2 * (L.penalty_tile0 + t)
     cdef fnn_epilogue ep
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_STORE
     if c.opt == OPT_SGD and L.gW == NULL:
-        # plain SGD: W += -lr * X.T @ D straight into the weights
+        # plain SGD: W += -lr * X.T @ D straight into the weights, after the
+        # penalty's shrink of the same tile
+        penalty[0] = penalty[1] = 0.0
+        if b.l2 != 0 or b.l1 != 0:
+            for i in range(mb):
+                shrink_row(<floating *>L.W + (i0 + i) * L.n_out + j0, nb,
+                           <floating>(1.0 - c.lr * b.l2), <floating>(c.lr * b.l1), penalty)
         ep.alpha = -c.lr
         ep.beta = 1.0
         gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
@@ -399,11 +537,11 @@ cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *
         gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
                   inp, L.n_in, D, L.n_out, <floating *>L.gW, L.n_out, &ep, work)
         if c.opt != OPT_NONE:
-            optimizer_tile(c, <floating *>L.W + i0 * L.n_out + j0,
+            optimizer_tile(c, b, <floating *>L.W + i0 * L.n_out + j0,
                            <floating *>L.gW + i0 * L.n_out + j0,
                            <floating *>L.s1W + i0 * L.n_out + j0 if L.s1W != NULL else NULL,
                            <floating *>L.s2W + i0 * L.n_out + j0 if L.s2W != NULL else NULL,
-                           mb, nb, L.n_out, step)
+                           mb, nb, L.n_out, penalty)
     if L.b == NULL or i0 != 0:
         return
     # The bias gradient is the column sum of D, taken in row order.
@@ -426,20 +564,19 @@ cdef void update_layer_tile(Ctx *c, Py_ssize_t l, Py_ssize_t t, const floating *
                 bias[jb + j] -= <floating>c.lr * sums[j]
         jb += BIAS_BLOCK
     if gb != NULL and c.opt != OPT_NONE:
-        optimizer_tile(c, bias, gb,
+        optimizer_tile(c, b, bias, gb,
                        <floating *>L.s1b + j0 if L.s1b != NULL else NULL,
                        <floating *>L.s2b + j0 if L.s2b != NULL else NULL,
-                       1, nb, nb, step)
+                       1, nb, nb, NULL)
 
 
-cdef void backward_stage(Ctx *c, const floating *X, Py_ssize_t rows, long long step,
-                         int tid, int nt) noexcept nogil:
+cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, int tid, int nt) noexcept nogil:
     """Hidden deltas and updates, layer by layer from the output.
 
     Phase l computes D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]) with the old W[l],
     and in the same phase updates W[l+1], whose delta work is done.
     """
-    cdef Py_ssize_t l, t, t_delta, t_upd
+    cdef Py_ssize_t l, t, t_delta, t_upd, rows = b.rows
     cdef Layer *L
     cdef Layer *P
     cdef fnn_epilogue ep
@@ -466,15 +603,14 @@ cdef void backward_stage(Ctx *c, const floating *X, Py_ssize_t rows, long long s
                           <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,
                           <floating *>P.D, P.n_out, &ep, c.work[tid])
             else:
-                update_layer_tile(c, l + 1, t - t_delta, <const floating *>X, rows, step,
-                                  c.work[tid])
+                update_layer_tile(c, b, l + 1, t - t_delta, X, c.work[tid])
             t += nt
         fnn_omp_barrier()
         if l == 0:
             t = tid
             t_upd = n_tiles(c.kernel, L.n_in, L.n_out)
             while t < t_upd:
-                update_layer_tile(c, 0, t, <const floating *>X, rows, step, c.work[tid])
+                update_layer_tile(c, b, 0, t, X, c.work[tid])
                 t += nt
             fnn_omp_barrier()
         l -= 1
@@ -506,6 +642,19 @@ cdef bint interrupted() noexcept nogil:
     return pending != 0
 
 
+cdef double batch_penalty(Ctx *c, const Batch *b) noexcept nogil:
+    """The penalty term of this batch's loss, from the old weights' sums
+    (taken before the update), added in tile order."""
+    cdef Py_ssize_t t
+    cdef double sq = 0.0, ab = 0.0
+    if b.l2 == 0 and b.l1 == 0:
+        return 0.0
+    for t in range(c.n_penalty_tiles):
+        sq += c.penalty_parts[2 * t]
+        ab += c.penalty_parts[2 * t + 1]
+    return 0.5 * b.l2 * sq + b.l1 * ab
+
+
 cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
     """Every minibatch of one epoch; run by each thread of the team."""
     cdef Py_ssize_t start, rows, r, n_in = c.layers[0].n_in
@@ -513,11 +662,13 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
     cdef const floating *X
     cdef const floating *T
     cdef long long step = c.step0
-    cdef double s
+    cdef double s, penalty
+    cdef Batch b
     start = 0
     while start < c.n:
         rows = min(c.batch_size, c.n - start)
         step += 1
+        start_batch(c, &b, start, rows, step)
         if c.perm != NULL:
             gather_rows(<floating *>c.Xb, <const floating *>c.X, c.perm + start, rows, n_in, tid, nt)
             gather_rows(<floating *>c.Tb, <const floating *>c.T, c.perm + start, rows, n_out, tid, nt)
@@ -528,16 +679,22 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
             X = <const floating *>c.X + start * n_in
             T = <const floating *>c.T + start * n_out
         forward_layers(c, X, rows, tid, nt)
-        output_stage(c, T, rows, tid, nt)
+        output_stage(c, &b, T, tid, nt)
         fnn_omp_barrier()
-        backward_stage(c, X, rows, step, tid, nt)
+        backward_stage(c, &b, X, tid, nt)
         # Every thread sums the same row losses (written before the barriers
         # above), so all of them stop at the same batch when it is not finite.
         s = 0.0
         for r in range(rows):
             s += c.row_loss[r]
+        if c.sample_weight != NULL:
+            # scikit-learn: the batch's weighted mean, counted once per row
+            s = s * b.inv_weight * rows
+        penalty = rows * batch_penalty(c, &b)
+        s += penalty
         if tid == 0:
             c.loss_sum += s
+            c.penalty_sum += penalty
             c.n_done += rows
         start += rows
         if not isfinite(s):
@@ -627,6 +784,31 @@ cdef class Trainer:
     optimizer : int, one of the OPT_* codes.
     state1, state2 : lists of (W-shaped, b-shaped or None) optimizer buffers
         per layer, or None when the optimizer keeps no such state.
+    keep_gradients : bool
+        Keep gradient buffers (``grad_W``, ``grad_b``) even for plain SGD.
+
+    Settings that may change between epochs (all default to off):
+
+    - ``set_optimizer(...)``: the optimizer's hyper-parameters and step count.
+    - ``set_penalty(l2, l1, per_weight_sum=False)``: weight penalty (weights
+      only, never biases).  The gradient of a batch gets ``l2 * W + l1 *
+      sign(W)`` and its loss ``l2 / 2 * sum(W**2) + l1 * sum(|W|)`` (of the
+      weights before the batch's update), as PyTorch's ``weight_decay``.
+      With ``per_weight_sum=True`` both coefficients are divided by the
+      batch's number of rows, or its sum of sample weights: that is
+      scikit-learn's MLP ``alpha`` (pass ``l2=alpha``), whose gradient is
+      ``(X.T @ deltas + alpha * W) / s`` and whose loss adds
+      ``0.5 * alpha * sum(W**2) / s``.  A batch whose weights sum to zero
+      gets neither data gradient nor penalty in that form.
+    - ``set_sample_weight(w)``: a float64 (n_rows of X,) array, or None.  A
+      batch's loss is its weighted mean ``sum(w_i * loss_i) / sum(w_i)``
+      and its deltas are the output deltas times ``w_i / sum(w_i)``
+      (scikit-learn's MLP); the epoch's ``loss_sum`` adds each batch's
+      weighted mean loss once per row of the batch (scikit-learn's
+      ``accumulated_loss``), so without weights it is the plain sum.
+
+    ``penalty_sum`` is the penalty part of the last ``run_epoch``'s loss_sum
+    (again counted once per row of each batch).
     """
     cdef Ctx ctx
     cdef Layer *layers
@@ -634,15 +816,17 @@ cdef class Trainer:
     cdef list keep
     cdef object dtype
     cdef int n_threads
+    cdef object sample_weight
     cdef public object grad_W, grad_b
 
     def __cinit__(self, list weights, list biases, list activations, int loss,
                   Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
                   list state1=None, list state2=None, bint keep_gradients=False):
-        cdef Py_ssize_t l, n_layers = len(weights)
+        cdef Py_ssize_t l, n_layers = len(weights), n_penalty_tiles = 0
         cdef Layer *L
         self.dtype = weights[0].dtype
         self.keep = []
+        self.sample_weight = None
         self.n_threads = threads_for_batch(weights, batch_size, n_threads)
         self.layers = <Layer *>malloc(n_layers * sizeof(Layer))
         self.work = <char **>malloc(self.n_threads * sizeof(char *))
@@ -660,6 +844,8 @@ cdef class Trainer:
             D = np.empty((batch_size, L.n_out), self.dtype)
             self.keep += [W, b, A, D]
             L.A, L.D = cnp.PyArray_DATA(A), cnp.PyArray_DATA(D)
+            L.penalty_tile0 = n_penalty_tiles
+            n_penalty_tiles += n_tiles(kernel, L.n_in, L.n_out)
             if need_grad:
                 gW = np.zeros_like(W)
                 gb = np.zeros(L.n_out, self.dtype) if b is not None else None
@@ -676,7 +862,8 @@ cdef class Trainer:
         Xb = np.empty((batch_size, n_in), self.dtype)
         Tb = np.empty((batch_size, n_out), self.dtype)
         row_loss = np.empty(batch_size, np.float64)
-        self.keep += [Xb, Tb, row_loss]
+        penalty_parts = np.zeros(2 * n_penalty_tiles, np.float64)
+        self.keep += [Xb, Tb, row_loss, penalty_parts]
         self.keep += alloc_work(self.work, self.n_threads, kernel, self.dtype.itemsize)
         self.ctx.n_layers = n_layers
         self.ctx.layers = self.layers
@@ -686,18 +873,49 @@ cdef class Trainer:
         self.ctx.batch_size = batch_size
         self.ctx.Xb, self.ctx.Tb = cnp.PyArray_DATA(Xb), cnp.PyArray_DATA(Tb)
         self.ctx.row_loss = <double *>cnp.PyArray_DATA(row_loss)
+        self.ctx.penalty_parts = <double *>cnp.PyArray_DATA(penalty_parts)
+        self.ctx.n_penalty_tiles = n_penalty_tiles
         self.ctx.work = self.work
 
     def __dealloc__(self):
         free(self.layers)
         free(self.work)
 
-    def set_optimizer(self, double lr, double momentum=0.0, double beta1=0.9,
-                      double beta2=0.999, double eps=1e-8, long long step=0):
-        """Hyper-parameters for the next epoch; ``step`` is the count of past steps."""
+    def set_optimizer(self, double lr=0.0, double momentum=0.0, double beta1=0.9,
+                      double beta2=0.999, double eps=1e-8, long long step=0,
+                      bint adam_lr_correction=False):
+        """Hyper-parameters for the next epoch; ``step`` is the count of past steps.
+
+        ``adam_lr_correction``: Adam with its bias corrections folded into
+        the step size (scikit-learn's ordering) instead of Algorithm 1's.
+        """
         self.ctx.lr, self.ctx.momentum = lr, momentum
         self.ctx.beta1, self.ctx.beta2, self.ctx.eps = beta1, beta2, eps
+        self.ctx.adam_lr_correction = adam_lr_correction
         self.ctx.step0 = step
+
+    def set_penalty(self, double l2=0.0, double l1=0.0, bint per_weight_sum=False):
+        """Weight penalty for the next epochs (see the class docstring)."""
+        if not (l2 >= 0 and l1 >= 0 and isfinite(l2) and isfinite(l1)):
+            raise ValueError(f"l2 and l1 must be finite numbers >= 0, got {l2} and {l1}")
+        self.ctx.l2, self.ctx.l1 = l2, l1
+        self.ctx.penalty_per_weight_sum = per_weight_sum
+
+    def set_sample_weight(self, sample_weight):
+        """Per-sample weights (float64, one per row of the X given to run_epoch), or None."""
+        if sample_weight is None:
+            self.sample_weight = None
+            self.ctx.sample_weight = NULL
+            return
+        sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        if sw.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
+        self.sample_weight = sw
+        self.ctx.sample_weight = <const double *>cnp.PyArray_DATA(sw)
+
+    @property
+    def penalty_sum(self):
+        return self.ctx.penalty_sum
 
     def run_epoch(self, X, T, perm=None, bint check_signals=True):
         """Train on every minibatch of (X, T) in the order ``perm`` (row
@@ -709,6 +927,9 @@ cdef class Trainer:
         (training stopped after the last finished batch).
         """
         cdef cnp.int64_t[::1] order
+        if self.sample_weight is not None and self.sample_weight.shape[0] != X.shape[0]:
+            raise ValueError(f"sample_weight has {self.sample_weight.shape[0]} entries but "
+                             f"X has {X.shape[0]} rows")
         self.ctx.X = cnp.PyArray_DATA(X)
         self.ctx.T = cnp.PyArray_DATA(T)
         self.ctx.n = X.shape[0]
@@ -719,6 +940,7 @@ cdef class Trainer:
             self.ctx.n = order.shape[0]
             self.ctx.perm = <const long long *>&order[0] if order.shape[0] else NULL
         self.ctx.loss_sum = 0.0
+        self.ctx.penalty_sum = 0.0
         self.ctx.n_done = 0
         self.ctx.status = STATUS_OK
         self.ctx.check_signals = check_signals
@@ -873,3 +1095,52 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
                 gemm_tasks(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
                            A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work[tid],
                            tid, nt)
+
+
+def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
+                     floating[:, ::1] S1=None, floating[:, ::1] S2=None, *,
+                     long long step=1, double l2=0.0, double l1=0.0, bint is_weight=True,
+                     **hyper):
+    """One update of the parameters ``P`` from the gradient ``G`` by the
+    engine's fused pass (``optimizer_tile``), with the optimizer state S1, S2.
+
+    ``hyper`` holds the keywords of ``Trainer.set_optimizer``.  ``is_weight``
+    applies the penalty (l2, l1), which is added to G in place.  For
+    ``OPT_SGD`` this is the gradient-buffer form.  Returns the old P's
+    (sum P^2, sum |P|) when the update is penalised, else (0, 0).
+    """
+    cdef Ctx c
+    cdef Batch b
+    cdef double penalty[2]
+    if G.shape[0] != P.shape[0] or G.shape[1] != P.shape[1]:
+        raise ValueError("P and G must have the same shape")
+    if (S1 is not None and (S1.shape[0] != P.shape[0] or S1.shape[1] != P.shape[1])) or \
+            (S2 is not None and (S2.shape[0] != P.shape[0] or S2.shape[1] != P.shape[1])):
+        raise ValueError("S1 and S2 must have P's shape")
+    if optimizer not in OPTIMIZER_CODES.values() or optimizer == OPT_NONE:
+        raise ValueError(f"unknown optimizer code {optimizer}")
+    memset(&c, 0, sizeof(Ctx))
+    memset(&b, 0, sizeof(Batch))
+    c.opt = optimizer
+    settings = dict(lr=0.0, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
+                    adam_lr_correction=False)
+    unknown = set(hyper) - set(settings)
+    if unknown:
+        raise TypeError(f"unknown hyper-parameters {sorted(unknown)}")
+    settings.update(hyper)
+    c.lr, c.momentum = settings["lr"], settings["momentum"]
+    c.beta1, c.beta2, c.eps = settings["beta1"], settings["beta2"], settings["eps"]
+    c.adam_lr_correction = settings["adam_lr_correction"]
+    b.step, b.l2, b.l1 = step, l2, l1
+    penalty[0] = penalty[1] = 0.0
+    if P.shape[0] == 0 or P.shape[1] == 0:
+        return 0.0, 0.0
+    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer == OPT_ADAM):
+        raise ValueError("this optimizer needs its state buffers S1 (and S2)")
+    with nogil:
+        optimizer_tile(&c, &b, &P[0, 0], &G[0, 0],
+                       &S1[0, 0] if S1 is not None else NULL,
+                       &S2[0, 0] if S2 is not None else NULL,
+                       P.shape[0], P.shape[1], P.shape[1],
+                       penalty if is_weight else NULL)
+    return penalty[0], penalty[1]

@@ -100,24 +100,32 @@ def forward(weights, biases, activations, X):
     return outputs
 
 
-def loss_and_delta(loss, act, alpha, O, T):
+def loss_and_delta(loss, act, alpha, O, T, sample_weight=None):
     """Per-sample losses and the output delta d(mean loss)/d(pre-activation).
 
-    ``O`` is the output layer's values (probabilities for softmax).
+    ``O`` is the output layer's values (probabilities for softmax).  With
+    ``sample_weight`` the mean is weighted, ``sum(w_i * loss_i) / sum(w_i)``,
+    so the delta of row i is scaled by ``w_i / sum(w)`` instead of ``1 / n``
+    (the per-sample losses returned stay unweighted).
     """
     act = _name(act)
     n = O.shape[0]
+    if sample_weight is None:
+        scale = np.full((n, 1), 1.0 / n)
+    else:
+        w = np.asarray(sample_weight, np.float64)
+        scale = (w / w.sum() if w.sum() > 0 else np.zeros_like(w)).reshape(-1, 1)
     if loss == "cross_entropy":           # softmax output
         losses = -np.sum(T * np.log(O), axis=1)
-        return losses, (O - T) / n
+        return losses, (O - T) * scale
     if loss == "binary_cross_entropy":    # sigmoid output
         eps = 1e-7 if O.dtype == np.float32 else 1e-15
         Oc = np.clip(O, eps, 1 - eps)
         losses = -np.sum(T * np.log(Oc) + (1 - T) * np.log(1 - Oc), axis=1)
-        return losses, (O - T) / n
+        return losses, (O - T) * scale
     # mse: 1/2 sum_k (o_k - t_k)^2
     losses = 0.5 * np.sum((O - T) ** 2, axis=1)
-    G = (O - T) / n
+    G = (O - T) * scale
     if act == "softmax":                  # through the softmax Jacobian
         return losses, O * (G - np.sum(G * O, axis=1, keepdims=True))
     return losses, G * activation_derivative(act, O, alpha)
@@ -134,15 +142,41 @@ def backward(weights, activations, outputs, delta_out):
     return deltas
 
 
-def gradients(weights, biases, activations, loss, X, T):
-    """(mean loss, [(dW, db), ...]) of the batch-mean loss over (X, T)."""
+def gradients(weights, biases, activations, loss, X, T, sample_weight=None):
+    """(mean loss, [(dW, db), ...]) of the batch-mean loss over (X, T).
+
+    With ``sample_weight``: of the weighted mean loss (see loss_and_delta).
+    """
     outputs = forward(weights, biases, activations, X)
-    losses, delta = loss_and_delta(loss, *activations[-1], outputs[-1], T)
+    losses, delta = loss_and_delta(loss, *activations[-1], outputs[-1], T, sample_weight)
     deltas = backward(weights, activations, outputs, delta)
     inputs = [X] + outputs[:-1]
     grads = [(A.T @ D, D.sum(axis=0) if b is not None else None)
              for A, D, b in zip(inputs, deltas, biases)]
-    return float(np.mean(losses)), grads
+    if sample_weight is None:
+        mean_loss = float(np.mean(losses))
+    else:
+        w = np.asarray(sample_weight, np.float64)
+        mean_loss = float(np.sum(w * losses) / w.sum()) if w.sum() > 0 else 0.0
+    return mean_loss, grads
+
+
+def penalty_coefficients(l2, l1, rows, sample_weight=None, per_weight_sum=False):
+    """A batch's (l2, l1): as given, or divided by its weight sum (scikit-learn's alpha)."""
+    if not per_weight_sum:
+        return l2, l1
+    s = rows if sample_weight is None else float(np.sum(sample_weight))
+    return (l2 / s, l1 / s) if s > 0 else (0.0, 0.0)
+
+
+def weight_penalty(weights, l2, l1):
+    """The penalty term of the loss: l2 / 2 * sum W^2 + l1 * sum |W| over every layer."""
+    return float(sum(0.5 * l2 * np.sum(W * W) + l1 * np.sum(np.abs(W)) for W in weights))
+
+
+def penalised_gradient(W, dW, l2, l1):
+    """dW + l2 * W + l1 * sign(W) (weights only; biases are never penalised)."""
+    return dW + l2 * W + l1 * np.sign(W)
 
 
 def sgd_update(param, grad, lr):
@@ -157,10 +191,18 @@ def momentum_update(param, grad, velocity, lr, momentum, nesterov=False):
     return param + velocity, velocity
 
 
-def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-    """Kingma & Ba's Algorithm 1; ``step`` counts from 1. Returns (param, m, v)."""
+def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                bias_correction="moments"):
+    """Adam; ``step`` counts from 1.  Returns (param, m, v).
+
+    "moments": Kingma & Ba's Algorithm 1.  "step_size": the corrections folded
+    into the step size (the paper's section 2, scikit-learn's AdamOptimizer).
+    """
     m = beta1 * m + (1 - beta1) * grad
     v = beta2 * v + (1 - beta2) * grad * grad
+    if bias_correction == "step_size":
+        lr_t = lr * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        return param - lr_t * m / (np.sqrt(v) + eps), m, v
     m_hat = m / (1 - beta1 ** step)
     v_hat = v / (1 - beta2 ** step)
     return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v

@@ -7,7 +7,9 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _config, _engine, losses
-from ._validation import (check_array, check_dtype, check_positive_int, check_targets)
+from ._validation import (check_array, check_dtype, check_positive_float, check_positive_int,
+                          check_targets)
+from ._weighting import check_sample_weight, class_weight_to_sample_weight
 from .layers import Dense
 from .optimizers import SGD, Optimizer
 
@@ -157,33 +159,50 @@ class Network:
         return result
 
     # -- training ----------------------------------------------------------
-    def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False):
+    def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
+                 sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False):
         W, b, acts = self._params()
         if optimizer is None:
             code, state = "none", [None, None]
         else:
             code, state = optimizer.code, optimizer.state_for(self.layers)
-        return _engine.Trainer(W, b, acts, _engine.LOSS_CODES[self.loss], batch_size,
-                               n_threads, _config.kernel_code(),
-                               _engine.OPTIMIZER_CODES[code], state[0], state[1],
-                               keep_gradients)
+        trainer = _engine.Trainer(W, b, acts, _engine.LOSS_CODES[self.loss], batch_size,
+                                  n_threads, _config.kernel_code(),
+                                  _engine.OPTIMIZER_CODES[code], state[0], state[1],
+                                  keep_gradients)
+        trainer.set_sample_weight(sample_weight)
+        trainer.set_penalty(l2, l1, penalty_per_weight_sum)
+        return trainer
 
-    def gradients(self, X, y, n_threads=None):
+    def _sample_weight(self, sample_weight, class_weight, T):
+        """The per-sample weights of fit/gradients (None when every sample weighs 1)."""
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, T.shape[0])
+        if class_weight is not None:
+            sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss,
+                                                          sample_weight)
+        return sample_weight
+
+    def gradients(self, X, y, n_threads=None, sample_weight=None):
         """Gradient of the batch-mean loss over all of (X, y).
 
-        Returns a list of ``(dW, db)`` per layer (db is None without bias);
-        the weights are not changed.
+        With ``sample_weight``, of the weighted mean ``sum(w_i * loss_i) /
+        sum(w_i)`` (see ``fit``).  Returns a list of ``(dW, db)`` per layer (db
+        is None without bias); the weights are not changed.
         """
         X = self._check_X(X)
         T = self._check_y(y, X.shape[0])
+        sample_weight = self._sample_weight(sample_weight, None, T)
         trainer = self._trainer(X.shape[0], _config.get_num_threads(n_threads), None,
-                                keep_gradients=True)
+                                keep_gradients=True, sample_weight=sample_weight)
         with _single_threaded_blas():
             trainer.run_epoch(X, T, None)
         return list(zip(trainer.grad_W, trainer.grad_b))
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
-            validation_data=None, verbose=0, n_threads=None, target_loss=None):
+            validation_data=None, verbose=0, n_threads=None, target_loss=None,
+            sample_weight=None, class_weight=None, l2=0.0, l1=0.0,
+            _penalty_per_weight_sum=False):
         """Train with minibatch gradient descent.
 
         Parameters
@@ -201,6 +220,25 @@ class Network:
         n_threads : int, optional
         target_loss : float, optional
             Stop once the training loss of an epoch is at or below this.
+        sample_weight : array (n_samples,), optional
+            Non-negative weight of each sample.  Each batch minimises its
+            weighted mean loss ``sum(w_i * loss_i) / sum(w_i)`` (its gradient
+            is normalised by the batch's weight sum), as scikit-learn's MLP.
+        class_weight : dict {label: weight} or "balanced", optional
+            cross_entropy and binary_cross_entropy only: multiplies each
+            sample's weight by its class's weight (labels missing from the
+            dict weigh 1); "balanced" is scikit-learn's
+            ``n_samples / (n_classes * np.bincount(y))`` (weighted by
+            ``sample_weight`` when given).
+        l2, l1 : float >= 0, default 0
+            Penalty on the weights (not the biases), as PyTorch's
+            ``weight_decay``: each batch's gradient gets ``l2 * W + l1 *
+            sign(W)`` and its loss ``l2 / 2 * sum(W**2) + l1 * sum(|W|)``
+            (included in the reported loss).  Works with every optimizer.
+        _penalty_per_weight_sum : bool, default False
+            Private, for the scikit-learn estimators: divide l2 and l1 by each
+            batch's number of rows (or sum of sample weights), which makes
+            ``l2`` scikit-learn's ``alpha`` (see ``_engine.Trainer``).
 
         Returns
         -------
@@ -222,8 +260,12 @@ class Network:
             T_val = self._check_y(validation_data[1], X_val.shape[0])
         if target_loss is not None:
             target_loss = float(target_loss)
+        sample_weight = self._sample_weight(sample_weight, class_weight, T)
+        l2 = check_positive_float(l2, "l2", allow_zero=True)
+        l1 = check_positive_float(l1, "l1", allow_zero=True)
         n_threads = _config.get_num_threads(n_threads)
-        trainer = self._trainer(batch_size, n_threads, optimizer)
+        trainer = self._trainer(batch_size, n_threads, optimizer, sample_weight=sample_weight,
+                                l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum)
         history = History()
         with _single_threaded_blas():
             for epoch in range(epochs):

@@ -60,13 +60,29 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba, Algorithm 1): bias-corrected moments,
-    ``W -= lr * m_hat / (sqrt(v_hat) + eps)``."""
+    """Adam (Kingma & Ba, 2015).
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1, beta2 : float in [0, 1), default 0.9 and 0.999
+        Decay rates of the first and second moment estimates.
+    eps : float > 0, default 1e-8
+    bias_correction : {"moments", "step_size"}, default "moments"
+        Where the bias corrections go.  "moments" is Algorithm 1 of the paper
+        (and PyTorch's Adam): ``m_hat = m / (1 - beta1^t)``, ``v_hat = v /
+        (1 - beta2^t)``, ``W -= lr * m_hat / (sqrt(v_hat) + eps)``.
+        "step_size" is the paper's "efficient" ordering of section 2, used
+        by scikit-learn's MLP (and Keras 2): ``lr_t = lr * sqrt(1 - beta2^t)
+        / (1 - beta1^t)``, ``W -= lr_t * m / (sqrt(v) + eps)``; the two differ
+        only in how much ``eps`` weighs early on.
+    """
 
     code = "adam"
     n_state = 2
+    BIAS_CORRECTIONS = ("moments", "step_size")
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction="moments"):
         super().__init__()
         self.lr = check_positive_float(lr, "lr")
         for value, name in ((beta1, "beta1"), (beta2, "beta2")):
@@ -74,9 +90,17 @@ class Adam(Optimizer):
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         self.beta1, self.beta2 = float(beta1), float(beta2)
         self.eps = check_positive_float(eps, "eps")
+        if bias_correction not in self.BIAS_CORRECTIONS:
+            raise ValueError(f"bias_correction must be one of {list(self.BIAS_CORRECTIONS)}, "
+                             f"got {bias_correction!r}")
+        self.bias_correction = bias_correction
 
     def engine_args(self):
-        return dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+        return dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                    adam_lr_correction=self.bias_correction == "step_size")
 
     def __repr__(self):
-        return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps})"
+        extra = "" if self.bias_correction == "moments" else \
+            f", bias_correction={self.bias_correction!r}"
+        return (f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, "
+                f"eps={self.eps}{extra})")

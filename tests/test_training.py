@@ -119,3 +119,39 @@ def test_target_loss_stops_early():
     assert len(losses) < 5000
     assert losses[-1] <= 0.05 and all(v > 0.05 for v in losses[:-1])
     assert hist.epoch == list(range(len(losses)))
+
+
+# The training toolkit on top: sample weights, L2 and L1 penalties (and the
+# scikit-learn per-batch form), with every optimizer.
+TOOLKIT_OPTS = {"sgd": lambda: fn.SGD(lr=0.05),
+                "momentum": lambda: fn.SGD(lr=0.02, momentum=0.9),
+                "adam-step-size": lambda: fn.Adam(lr=0.001, bias_correction="step_size")}
+TOOLKIT_FIT = {"sgd": dict(l2=1e-3, l1=1e-4),
+               "momentum": dict(l2=1e-2, _penalty_per_weight_sum=True),
+               "adam-step-size": dict(l2=1e-3, l1=1e-4)}
+
+
+@pytest.mark.parametrize("opt", TOOLKIT_OPTS)
+def test_toolkit_training_bit_identical_for_1_and_2_threads(kernel, dtype, digits, opt):
+    X_train, _, y_train, _ = digits
+    X_train, y_train = X_train[:600], y_train[:600]     # 4 batches of 150 rows per epoch
+    sample_weight = np.random.default_rng(0).uniform(0.0, 2.0, 600)
+
+    def train(n_threads):
+        net = fn.Network([fn.Dense(64, 200, activation="relu"),
+                          fn.Dense(200, 130, activation="tanh"),
+                          fn.Dense(130, 10, activation="softmax")],
+                         loss="cross_entropy", dtype=dtype, seed=42)
+        hist = net.fit(X_train, y_train, epochs=2, batch_size=150, shuffle=True,
+                       optimizer=TOOLKIT_OPTS[opt](), n_threads=n_threads,
+                       sample_weight=sample_weight, **TOOLKIT_FIT[opt])
+        return net, hist
+
+    one, h1 = train(1)
+    two, h2 = train(2)
+    for l, (a, b) in enumerate(zip(one.layers, two.layers)):
+        np.testing.assert_array_equal(a.W.view(np.uint8), b.W.view(np.uint8),
+                                      err_msg=f"layer {l} W differs between 1 and 2 threads")
+        np.testing.assert_array_equal(a.b.view(np.uint8), b.b.view(np.uint8),
+                                      err_msg=f"layer {l} b differs between 1 and 2 threads")
+    assert h1.history["loss"] == h2.history["loss"]

@@ -1,0 +1,333 @@
+"""Sample weights, class weights and weight penalties (L2, L1, scikit-learn's alpha).
+
+Covers, for every kernel, float32 and float64, 1 and 2 threads where the
+engine is involved:
+
+* ``gradients(sample_weight=w)`` with integer weights equals the gradient of
+  the data set with each row repeated w times (rows of weight 0 dropped),
+  computed independently by ``_reference.gradients`` in float64;
+* unit weights train bit for bit like no weights;
+* one step of plain SGD, SGD with momentum and Adam (both bias corrections)
+  with ``l2``/``l1`` against the reference update ``W - lr * (dW + l2 W +
+  l1 sign W)`` (biases never penalised: bit-identical to the unpenalised
+  step), and the reported loss = weighted data loss + penalty;
+* whole runs of scikit-learn's ``MLPClassifier``/``MLPRegressor`` (adam,
+  sgd, sgd with momentum; softmax, logistic and identity outputs) with
+  ``alpha`` and ``sample_weight``, from the same initial weights: the
+  weights and the loss curve must match (float64);
+* ``class_weight`` ("balanced" and dicts) against scikit-learn's
+  ``compute_sample_weight`` / ``compute_class_weight``, and the errors.
+
+Tolerances: gradients within conftest.gradient_bound of the engine's dtype
+(for the repeated data set, whose longer sums make the bound conservative);
+one update step within lr times that bound plus the rounding of the update
+(for Adam, the update's sensitivity lr / (sqrt(v_hat) + eps) to its
+gradient, as in test_engine_vs_reference); the scikit-learn runs are both
+float64, within rtol(n) per step relative to the largest weight.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import _reference as ref
+
+from conftest import (assert_within, eps, gradient_bound, make_net, params64, random_targets,
+                      rtol, targets)
+
+ARCHS = {
+    "softmax-ce": ((6, 150, 4), ("tanh", "softmax"), "cross_entropy", True),
+    "bce-nobias": ((5, 9, 2), ("relu", "sigmoid"), "binary_cross_entropy", (False, True)),
+    "mse": ((3, 7, 8, 2), ("sigmoid", "elu", "linear"), "mse", True),
+}
+
+
+def _net(arch, dtype, seed=0):
+    sizes, acts, loss, use_bias = ARCHS[arch]
+    return make_net(sizes, acts, loss=loss, dtype=dtype, seed=seed, use_bias=use_bias)
+
+
+def _data(arch, n, seed=1):
+    sizes, _, loss, _ = ARCHS[arch]
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, sizes[0])), random_targets(rng, loss, n, sizes[-1])
+
+
+# ---------------------------------------------------------------------------
+# sample weights
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_weighted_gradient_is_the_gradient_of_repeated_rows(kernel, dtype, arch, n_threads):
+    n = 41
+    net = _net(arch, dtype)
+    X, y = _data(arch, n)
+    Xd = X.astype(dtype)
+    w = np.random.default_rng(2).integers(0, 4, n)     # zeros drop rows, 3 triples them
+    w[0] = 2
+    grads = net.gradients(Xd, y, n_threads=n_threads, sample_weight=w)
+    W, b, acts = params64(net)
+    T = targets(net.loss, y, net.n_outputs)
+    rep = np.repeat(np.arange(n), w)
+    _, ref_grads, bounds = gradient_bound(W, b, acts, net.loss, Xd.astype(np.float64)[rep],
+                                          T[rep], dtype)
+    for l, ((dW, db), (rW, rb), (EW, Eb)) in enumerate(zip(grads, ref_grads, bounds)):
+        assert_within(dW, rW, EW, f"dW[{l}]")
+        if rb is not None:
+            assert_within(db, rb, Eb, f"db[{l}]")
+    # the reference's own weighted form agrees with the repeated rows
+    _, ref_w = ref.gradients(W, b, acts, net.loss, Xd.astype(np.float64), T, sample_weight=w)
+    for (rW, _), (rW2, _) in zip(ref_w, ref_grads):
+        np.testing.assert_allclose(rW, rW2, rtol=1e-12, atol=1e-14)
+    again = net.gradients(Xd, y, n_threads=3 - n_threads, sample_weight=w)
+    for (dW, _), (dW2, _) in zip(grads, again):
+        np.testing.assert_array_equal(dW, dW2)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_unit_weights_train_like_no_weights(kernel, dtype, n_threads):
+    net1, net2 = _net("softmax-ce", dtype), _net("softmax-ce", dtype)
+    X, y = _data("softmax-ce", 50)
+    h1 = net1.fit(X, y, epochs=2, batch_size=16, optimizer=fn.SGD(lr=0.1, momentum=0.5),
+                  n_threads=n_threads)
+    h2 = net2.fit(X, y, epochs=2, batch_size=16, optimizer=fn.SGD(lr=0.1, momentum=0.5),
+                  n_threads=n_threads, sample_weight=np.ones(50))
+    for a, b in zip(net1.layers, net2.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+    np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=16 * eps(np.float64))
+
+
+def test_weighted_loss_is_reported(dtype):
+    net = _net("mse", dtype)
+    X, y = _data("mse", 30)
+    w = np.linspace(0.0, 2.0, 30)
+    W, b, acts = params64(net)
+    T = targets(net.loss, y, net.n_outputs)
+    expected, _ = ref.gradients(W, b, acts, net.loss, X.astype(dtype).astype(np.float64), T,
+                                sample_weight=w)
+    hist = net.fit(X, y, epochs=1, batch_size=30, optimizer=fn.SGD(lr=0.01), sample_weight=w)
+    assert hist.history["loss"][0] == pytest.approx(expected, rel=rtol(dtype, 30) * 10)
+
+
+# ---------------------------------------------------------------------------
+# weight penalties
+
+PENALISED = {
+    "sgd": lambda: fn.SGD(lr=0.1),
+    "momentum": lambda: fn.SGD(lr=0.1, momentum=0.9),
+    "adam": lambda: fn.Adam(lr=0.01),
+    "adam-step-size": lambda: fn.Adam(lr=0.01, bias_correction="step_size"),
+}
+
+
+def _reference_step(optimizer, P, G):
+    """The first step of ``optimizer`` from zero state; returns (new P, |dP/dG| factor)."""
+    if isinstance(optimizer, fn.Adam):
+        new, _, v = ref.adam_update(P, G, np.zeros_like(P), np.zeros_like(P), 1, optimizer.lr,
+                                    optimizer.beta1, optimizer.beta2, optimizer.eps,
+                                    optimizer.bias_correction)
+        v_hat = v / (1 - optimizer.beta2)
+        return new, 3 * optimizer.lr / (np.sqrt(v_hat) + optimizer.eps)
+    return P - optimizer.lr * G, optimizer.lr      # momentum's first step: v = -lr g
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("opt", PENALISED)
+@pytest.mark.parametrize("form", ["l2", "l1", "both", "alpha-weighted"])
+def test_penalised_step(kernel, dtype, opt, form, n_threads):
+    n = 37
+    net = _net("softmax-ce", dtype)
+    plain = _net("softmax-ce", dtype)
+    X, y = _data("softmax-ce", n)
+    Xd = X.astype(dtype)
+    W, b, acts = params64(net)
+    T = targets(net.loss, y, net.n_outputs)
+    l2, l1 = {"l2": (0.3, 0.0), "l1": (0.0, 0.02), "both": (0.3, 0.02),
+              "alpha-weighted": (5.0, 0.0)}[form]
+    per_weight_sum = form == "alpha-weighted"
+    sw = np.linspace(0.5, 1.5, n) if per_weight_sum else None
+    kl2, kl1 = ref.penalty_coefficients(l2, l1, n, sw, per_weight_sum)
+    if per_weight_sum:
+        assert kl2 == pytest.approx(5.0 / sw.sum())
+    optimizer = PENALISED[opt]()
+    hist = net.fit(Xd, y, epochs=1, batch_size=n, optimizer=optimizer, n_threads=n_threads,
+                   l2=l2, l1=l1, sample_weight=sw, _penalty_per_weight_sum=per_weight_sum)
+    plain.fit(Xd, y, epochs=1, batch_size=n, optimizer=PENALISED[opt](), n_threads=n_threads,
+              sample_weight=sw)
+    X64 = Xd.astype(np.float64)
+    loss, grads, bounds = gradient_bound(W, b, acts, net.loss, X64, T, dtype) if sw is None \
+        else (*ref.gradients(W, b, acts, net.loss, X64, T, sample_weight=sw), None)
+    if bounds is None:   # weighted: the bound of the unweighted gradient, scaled by max w / mean w
+        _, _, bounds = gradient_bound(W, b, acts, net.loss, X64, T, dtype)
+        scale = sw.max() / sw.mean()
+        bounds = [(EW * scale, None if Eb is None else Eb * scale) for EW, Eb in bounds]
+    e = eps(dtype)
+    for l, layer in enumerate(net.layers):
+        G = ref.penalised_gradient(W[l], grads[l][0], kl2, kl1)
+        expected, sensitivity = _reference_step(optimizer, W[l], G)
+        bound = sensitivity * bounds[l][0] + 4 * e * (np.abs(W[l]) + np.abs(expected - W[l])
+                                                      + optimizer.lr * np.abs(G))
+        assert_within(layer.W, expected, 2 * bound, f"{opt} {form} W[{l}]")
+        # biases are not penalised: the same bits as without the penalty
+        np.testing.assert_array_equal(layer.b, plain.layers[l].b)
+    expected_loss = loss + ref.weight_penalty(W, kl2, kl1)
+    assert hist.history["loss"][0] == pytest.approx(expected_loss, rel=10 * rtol(dtype, n))
+
+
+def test_penalty_shrinks_weights_without_data_gradient(dtype):
+    """Targets equal to the outputs: only the penalty moves the weights."""
+    net = fn.Network([fn.Dense(3, 4, activation="linear")], loss="mse", dtype=dtype, seed=0)
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    y = net.predict(X).astype(np.float64)
+    W0 = net.layers[0].W.astype(np.float64)
+    net.fit(X, y, epochs=1, batch_size=10, optimizer=fn.SGD(lr=0.5), l2=0.2, l1=0.01)
+    expected = W0 * (1 - 0.5 * 0.2) - 0.5 * 0.01 * np.sign(W0)
+    np.testing.assert_allclose(net.layers[0].W, expected, rtol=8 * eps(dtype), atol=8 * eps(dtype))
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn's MLP, run for run
+
+SKLEARN_CASES = {
+    # name: (estimator, y kind, hidden activation, fastnn output activation, loss)
+    "classifier": ("MLPClassifier", "multiclass", "relu", "softmax", "cross_entropy"),
+    "binary": ("MLPClassifier", "binary", "tanh", "sigmoid", "binary_cross_entropy"),
+    "regressor": ("MLPRegressor", "regression", "logistic", "linear", "mse"),
+}
+SKLEARN_SOLVERS = {
+    "adam": (dict(solver="adam"), lambda lr: fn.Adam(lr=lr, bias_correction="step_size")),
+    "sgd": (dict(solver="sgd", momentum=0.0, nesterovs_momentum=False),
+            lambda lr: fn.SGD(lr=lr)),
+    "momentum": (dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
+                 lambda lr: fn.SGD(lr=lr, momentum=0.9)),
+}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("solver", SKLEARN_SOLVERS)
+@pytest.mark.parametrize("case", SKLEARN_CASES)
+def test_matches_sklearn_mlp(case, solver, weighted):
+    from sklearn import neural_network
+    from sklearn.exceptions import ConvergenceWarning
+    estimator, kind, hidden, out_act, loss = SKLEARN_CASES[case]
+    rng = np.random.default_rng(3)
+    n, d, h, iters, batch, lr, alpha = 53, 5, 9, 3, 16, 0.01, 0.3
+    X = rng.normal(size=(n, d))
+    y = {"multiclass": rng.integers(0, 3, n), "binary": rng.integers(0, 2, n),
+         "regression": rng.normal(size=n)}[kind]
+    sw = rng.uniform(0.0, 2.0, n) if weighted else None
+    skl_kw, make_opt = SKLEARN_SOLVERS[solver]
+    est = getattr(neural_network, estimator)(
+        hidden_layer_sizes=(h,), activation=hidden, alpha=alpha, batch_size=batch,
+        learning_rate_init=lr, shuffle=False, warm_start=True, tol=0.0,
+        n_iter_no_change=10 ** 6, max_iter=1, random_state=0, **skl_kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y, sample_weight=sw)                    # initialises the weights
+        n_out = est.coefs_[-1].shape[1]
+        net = fn.Network([fn.Dense(d, h, activation=hidden),
+                          fn.Dense(h, n_out, activation=out_act)], loss=loss, dtype="float64")
+        for layer, W, b in zip(net.layers, est.coefs_, est.intercepts_):
+            layer.W, layer.b = W, b
+        est.set_params(max_iter=iters)
+        est.fit(X, y, sample_weight=sw)                    # warm start: the same weights
+    hist = net.fit(X, y, epochs=iters, batch_size=batch, shuffle=False,
+                   optimizer=make_opt(lr), sample_weight=sw, l2=alpha,
+                   _penalty_per_weight_sum=True)
+    steps = iters * -(-n // batch)
+    scale = max(np.abs(W).max() for W in est.coefs_)
+    for l, layer in enumerate(net.layers):
+        np.testing.assert_allclose(layer.W, est.coefs_[l], rtol=0,
+                                   atol=steps * rtol(np.float64, n) * scale)
+        np.testing.assert_allclose(layer.b, est.intercepts_[l], rtol=0,
+                                   atol=steps * rtol(np.float64, n) * scale)
+    np.testing.assert_allclose(hist.history["loss"], est.loss_curve_[-iters:],
+                               rtol=steps * rtol(np.float64, n))
+
+
+# ---------------------------------------------------------------------------
+# class weights
+
+
+def test_balanced_class_weight_matches_sklearn():
+    from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+    rng = np.random.default_rng(0)
+    y = rng.choice([0, 1, 3], size=40, p=[0.6, 0.3, 0.1])    # class 2 absent
+    T = targets("cross_entropy", y, 4)
+    sw = fn._weighting.class_weight_to_sample_weight("balanced", T, "cross_entropy")
+    np.testing.assert_allclose(sw, compute_sample_weight("balanced", y), rtol=1e-15)
+    base = rng.uniform(0.1, 2.0, 40)
+    sw2 = fn._weighting.class_weight_to_sample_weight("balanced", T, "cross_entropy", base)
+    cw = compute_class_weight("balanced", classes=np.unique(y), y=y, sample_weight=base)
+    expected = base * cw[np.searchsorted(np.unique(y), y)]
+    np.testing.assert_allclose(sw2, expected, rtol=1e-14)
+
+
+def test_class_weight_dict_and_binary():
+    y = np.array([0, 1, 1, 0, 1])
+    T = targets("binary_cross_entropy", y, 1)
+    sw = fn._weighting.class_weight_to_sample_weight({1: 3.0}, T, "binary_cross_entropy")
+    np.testing.assert_array_equal(sw, [1, 3, 3, 1, 3])
+    net = fn.Network([fn.Dense(2, 1, activation="sigmoid")], loss="binary_cross_entropy",
+                     dtype="float64", seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    g1 = net.gradients(X, y, sample_weight=sw)
+    net2 = fn.Network([fn.Dense(2, 1, activation="sigmoid")], loss="binary_cross_entropy",
+                      dtype="float64", seed=0)
+    a = net.fit(X, y, epochs=1, batch_size=5, class_weight={1: 3.0}, optimizer=fn.SGD(lr=1.0))
+    b = net2.fit(X, y, epochs=1, batch_size=5, sample_weight=sw, optimizer=fn.SGD(lr=1.0))
+    np.testing.assert_array_equal(net.layers[0].W, net2.layers[0].W)
+    assert a.history["loss"] == b.history["loss"]
+    assert g1[0][0].shape == (2, 1)
+
+
+def _small_net(loss="cross_entropy", n_out=3):
+    act = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "linear"}[loss]
+    return fn.Network([fn.Dense(2, n_out, activation=act)], loss=loss, seed=0)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(sample_weight=np.ones(3)), ValueError, r"shape \(n_samples,\) = \(6,\), got shape"),
+    (dict(sample_weight=np.ones((6, 1))), ValueError, "shape"),
+    (dict(sample_weight=[1, 1, -1, 1, 1, 1]), ValueError, ">= 0"),
+    (dict(sample_weight=[1, 1, np.nan, 1, 1, 1]), ValueError, "NaN"),
+    (dict(sample_weight=np.zeros(6)), ValueError, "sums to 0"),
+    (dict(sample_weight=["a"] * 6), TypeError, "real numbers"),
+    (dict(class_weight="balance"), ValueError, "'balanced'"),
+    (dict(class_weight=[1, 2, 3]), TypeError, "dict or 'balanced'"),
+    (dict(class_weight={5: 1.0}), ValueError, r"labels in \[0, 2\]"),
+    (dict(class_weight={0: -1.0}), ValueError, ">= 0"),
+    (dict(class_weight={0: 0.0, 1: 0.0, 2: 0.0}), ValueError, "sum to 0"),
+    (dict(l2=-0.1), ValueError, "l2"),
+    (dict(l1=float("inf")), ValueError, "l1"),
+    (dict(l2="0.1"), TypeError, "l2"),
+])
+def test_weight_and_penalty_errors(kwargs, error, match):
+    net = _small_net()
+    W0 = net.layers[0].W.copy()
+    X, y = np.zeros((6, 2)), np.array([0, 1, 2, 0, 1, 2])
+    with pytest.raises(error, match=match):
+        net.fit(X, y, **kwargs)
+    np.testing.assert_array_equal(net.layers[0].W, W0)     # raised before any change
+
+
+def test_class_weight_needs_a_classification_loss_and_hard_labels():
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="only supported with the losses"):
+        _small_net("mse", 1).fit(X, np.zeros(4), class_weight="balanced")
+    soft = np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match="not one-hot"):
+        _small_net().fit(X, soft, class_weight="balanced")
+    with pytest.raises(ValueError, match="0 or 1"):
+        _small_net("binary_cross_entropy", 1).fit(X, [0, 0.5, 1, 1], class_weight={1: 2})
+    with pytest.raises(ValueError, match="one output"):
+        _small_net("binary_cross_entropy", 2).fit(X, np.zeros((4, 2)), class_weight="balanced")
+
+
+def test_adam_bias_correction_is_validated():
+    with pytest.raises(ValueError, match="bias_correction must be one of"):
+        fn.Adam(bias_correction="sklearn")
+    assert fn.Adam(bias_correction="step_size").bias_correction == "step_size"
