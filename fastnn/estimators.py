@@ -52,6 +52,7 @@ Differences from scikit-learn, by design:
 
 This module needs scikit-learn (``pip install fastnn[sklearn]``).
 """
+import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -235,7 +236,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return Network(layers, loss=self._engine_loss(), dtype=dtype, seed=0)
 
     def _check_dropout(self):
-        if self.dropout and "dropout" not in Dense.__init__.__code__.co_varnames:
+        if self.dropout and "dropout" not in inspect.signature(Dense).parameters:
             raise ValueError(f"dropout={self.dropout} needs fastnn's Dense(dropout=...), "
                              f"which this build lacks; use dropout=0")
 
