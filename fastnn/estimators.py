@@ -233,7 +233,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
             if dropout and i < len(acts) - 1:
                 kwargs["dropout"] = dropout
             layers.append(Dense(n_in, n_out, activation=act, init="zeros", **kwargs))
-        return Network(layers, loss=self._engine_loss(), dtype=dtype, seed=0)
+        # The network's seed only drives dropout's masks: drawn from random_state
+        # when there is dropout, so that without it the draws stay scikit-learn's.
+        seed = int(self._random_state.randint(np.iinfo(np.int32).max)) if dropout else 0
+        return Network(layers, loss=self._engine_loss(), dtype=dtype, seed=seed)
 
     def _check_dropout(self):
         if self.dropout and "dropout" not in inspect.signature(Dense).parameters:
@@ -254,8 +257,16 @@ class BaseMultilayerPerceptron(BaseEstimator):
         for layer, W, b in zip(net.layers, self.coefs_, self.intercepts_):
             layer.W = W
             layer.b = b
+        old = (list(self.coefs_), list(self.intercepts_))
         self.coefs_ = [layer.W for layer in net.layers]
         self.intercepts_ = [layer.b for layer in net.layers]
+        # Best weights that were the live arrays (scikit-learn's coefs_ =
+        # _best_coefs after early stopping) stay the live arrays.
+        for name, was, now in (("_best_coefs", old[0], self.coefs_),
+                               ("_best_intercepts", old[1], self.intercepts_)):
+            best = getattr(self, name, None)
+            if best is not None:
+                setattr(self, name, [n if b is w else b for b, w, n in zip(best, was, now)])
         self._network = net
         return net
 
@@ -536,8 +547,13 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                               "optimization hasn't converged yet." % self.max_iter,
                               ConvergenceWarning)
-        if early_stopping and (not incremental or self.early_stopped_):
+        if early_stopping and not incremental:
             self._restore_best()
+        elif early_stopping and self.early_stopped_:
+            # partial_fit's early stopping (fastnn's): best weights back, and
+            # counting starts again for the calls that may follow
+            self._restore_best()
+            self._no_improvement_count = 0
 
     def _restore_best(self):
         """The best weights back into the live arrays (kept shared with
@@ -545,8 +561,6 @@ class BaseMultilayerPerceptron(BaseEstimator):
         for live, best in zip(self.coefs_ + self.intercepts_,
                               self._best_coefs + self._best_intercepts):
             live[...] = best
-        if self.early_stopped_:
-            self._no_improvement_count = 0
         self._best_coefs = self.coefs_
         self._best_intercepts = self.intercepts_
 

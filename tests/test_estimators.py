@@ -278,6 +278,15 @@ def test_partial_fit_and_warm_start_reproduce_scikit_learn(digits):
         quiet(lambda: ours.fit(X, y))
         quiet(lambda: theirs.fit(X, y))
     assert_reproduces(ours, theirs, X, params, 2 * 3 * 4)
+    # warm start after early stopping: scikit-learn's coefs_ are then its
+    # _best_coefs arrays, so the next fit trains the "best" weights in place
+    params.update(early_stopping=True, n_iter_no_change=2, max_iter=15, learning_rate_init=0.2)
+    ours = MLPClassifier(dtype="float64", warm_start=True, **params)
+    theirs = SkClassifier(warm_start=True, **params)
+    for _ in range(3):
+        quiet(lambda: ours.fit(X, y))
+        quiet(lambda: theirs.fit(X, y))
+        assert_reproduces(ours, theirs, X, params, 15 * 4)
     assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
 
 
