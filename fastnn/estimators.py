@@ -67,7 +67,6 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
-from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
@@ -511,8 +510,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
         for it in range(self.max_iter):
             perm = None
             if self.shuffle:
-                # the indices only, as scikit-learn: same draws, same order
-                sample_idx = shuffle_rows(sample_idx, random_state=self._random_state)
+                # sklearn.utils.shuffle(sample_idx, random_state) without its
+                # checks (300 us per epoch): the same draw, the same order
+                order = np.arange(n_samples)
+                self._random_state.shuffle(order)
+                sample_idx = sample_idx[order]
                 perm = sample_idx
             loss, status = self._epoch(trainer, net, X_train, y_train, T_train, perm,
                                        batch_size, sw_train, schedule, n_threads)
