@@ -238,9 +238,17 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return Network(layers, loss=self._engine_loss(), dtype=dtype, seed=seed)
 
     def _check_dropout(self):
-        if self.dropout and "dropout" not in inspect.signature(Dense).parameters:
+        if not self.dropout:
+            return
+        if "dropout" not in inspect.signature(Dense).parameters:
             raise ValueError(f"dropout={self.dropout} needs fastnn's Dense(dropout=...), "
                              f"which this build lacks; use dropout=0")
+        if getattr(self, "loss", None) == "poisson":
+            # its targets come from a forward pass that cannot see the masks
+            raise ValueError("dropout is not supported with loss='poisson'; use dropout=0")
+        if self.solver == "lbfgs":
+            raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), "
+                             "got solver='lbfgs'")
 
     def _training_network(self, layer_units):
         """A Network over copies of coefs_/intercepts_ in the model's dtype; coefs_
@@ -334,6 +342,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
         self.early_stopped_ = False
+        self._dropout_epochs = 0
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -416,6 +425,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
         epoch, status) with status as the engine's run_epoch."""
         optimizer = schedule.optimizer
         n = X.shape[0] if perm is None else len(perm)
+        if self.dropout:
+            # new masks each epoch, also across fit/partial_fit calls
+            self._dropout_epochs = getattr(self, "_dropout_epochs", 0)
+            trainer.set_epoch(self._dropout_epochs)
+            self._dropout_epochs += 1
         if self.out_activation_ != "exp":
             trainer.set_optimizer(step=optimizer.step, **schedule.engine_args())
             loss_sum, n_done, status = trainer.run_epoch(X, T, perm)

@@ -356,6 +356,16 @@ def test_dropout(digits):
         np.testing.assert_array_equal(a, b)
     plain = quiet(lambda: MLPClassifier((32,), max_iter=20, random_state=0).fit(X, y))
     assert not np.array_equal(plain.coefs_[0], clf.coefs_[0])
+    # the same initial weights as without dropout (the mask seed is drawn after them)
+    first = quiet(lambda: MLPClassifier((32,), dropout=0.5, max_iter=1, learning_rate_init=1e-12,
+                                        random_state=0).fit(X, y))
+    init = quiet(lambda: MLPClassifier((32,), max_iter=1, learning_rate_init=1e-12,
+                                       random_state=0).fit(X, y))
+    np.testing.assert_allclose(first.coefs_[0], init.coefs_[0], atol=1e-9)
+    with pytest.raises(ValueError, match="poisson"):
+        MLPRegressor(loss="poisson", dropout=0.1).fit(X, y)
+    with pytest.raises(ValueError, match="lbfgs"):
+        MLPClassifier(solver="lbfgs", dropout=0.1).fit(X, y)
 
 
 def test_pickle_round_trip(digits, regression):
