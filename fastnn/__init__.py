@@ -13,9 +13,10 @@ from ._config import (get_kernel, get_num_threads, set_kernel, set_num_threads,
 from .io import load
 from .layers import Dense
 from .network import History, Network
-from .optimizers import SGD, Adam, Optimizer
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, RProp
 
-__all__ = ["Network", "Dense", "History", "SGD", "Adam", "Optimizer", "load",
+__all__ = ["Network", "Dense", "History", "SGD", "Adam", "AdamW", "RMSprop", "RProp",
+           "Optimizer", "load",
            "show_config", "set_num_threads", "get_num_threads", "set_kernel", "get_kernel"]
 
 # The scikit-learn estimators load on first use, so that ``import fastnn``

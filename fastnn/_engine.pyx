@@ -26,6 +26,12 @@ scikit-learn's MLP does), and the L2/L1 penalty of the weights is added to
 their gradient in the optimizer's pass over each tile (for plain SGD, which
 has no gradient buffer, as a shrink of the tile before its GEMM), which also
 sums the penalty of the old weights for the reported loss.
+
+Training noise (dropout masks, input noise) comes from a counter-based
+generator: a 64-bit hash (splitmix64's finaliser) of (seed, epoch, stream,
+sample index, unit), so a sample's mask depends neither on the thread count
+nor on where the sample falls in the batches, and the backward pass
+recomputes exactly the mask of the forward pass instead of storing it.
 """
 import numpy as np
 cimport numpy as cnp
@@ -101,12 +107,16 @@ cdef enum:
     OPT_NESTEROV = 2
     OPT_ADAM = 3
     OPT_NONE = 4       # gradients only (Network.gradients)
+    OPT_ADAMW = 5      # Adam with decoupled weight decay
+    OPT_RMSPROP = 6
+    OPT_RPROP = 7      # iRPROP-, full batch
 
 # The codes as the Python layer names them.
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
               "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY}
 OPTIMIZER_CODES = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
-                   "adam": OPT_ADAM, "none": OPT_NONE}
+                   "adam": OPT_ADAM, "none": OPT_NONE, "adamw": OPT_ADAMW,
+                   "rmsprop": OPT_RMSPROP, "rprop": OPT_RPROP}
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
            "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
 
@@ -155,20 +165,27 @@ def kernel_available(str name):
     return bool(fnn_kernel_available(KERNELS[name]))
 
 
+ctypedef unsigned long long u64
+
+
 cdef struct Layer:
     Py_ssize_t n_in, n_out
     int act
     double act_param
     void *W         # (n_in, n_out) parameters
     void *b         # (n_out,) or NULL without bias
-    void *A         # (max_rows, n_out) output of the layer
+    void *A         # (max_rows, n_out) output of the layer, f(X @ W + b)
+    void *Aout      # what the next layer reads: A, or A after dropout (own buffer)
+    bint dropout    # inverted dropout on the output while training
+    u64 keep_below  # a unit is kept when its 53 random bits are below this
+    double dropout_scale   # 1 / (1 - rate)
     void *D         # (max_rows, n_out) delta of the layer
     void *gW        # gradient buffers: NULL for plain SGD, which updates in place
     void *gb
-    void *s1W       # optimizer state: velocity (momentum) or first moment (Adam)
-    void *s1b
-    void *s2W       # second moment (Adam)
-    void *s2b
+    void *s1W       # optimizer state: velocity (momentum), first moment (Adam, AdamW),
+    void *s1b       # square average (RMSprop) or previous gradient (RProp)
+    void *s2W       # second moment (Adam, AdamW), momentum buffer (RMSprop)
+    void *s2b       # or step sizes (RProp)
     Py_ssize_t penalty_tile0   # this layer's first slot in Ctx.penalty_parts
 
 
@@ -180,6 +197,9 @@ cdef struct Ctx:
     int opt
     double lr, momentum, beta1, beta2, eps
     bint adam_lr_correction    # Adam: corrections folded into the step size (scikit-learn)
+    double weight_decay   # AdamW's decoupled decay, weights only
+    double rho            # RMSprop's smoothing constant
+    double rprop_increase, rprop_decrease, rprop_min, rprop_max
     long long step0       # optimizer steps taken before this epoch
     # weight penalty: grad += l2 * W + l1 * sign(W), loss += l2/2 sum W^2 + l1 sum |W|
     double l2, l1
@@ -188,6 +208,8 @@ cdef struct Ctx:
     Py_ssize_t n_penalty_tiles
     double penalty_sum    # the epoch's penalty part of loss_sum (written by thread 0)
     const double *sample_weight   # (n_rows of X,) or NULL: every sample weighs 1
+    u64 seed              # of the training noise
+    u64 epoch_key         # noise_epoch_key(seed, epoch) of the current epoch
     # the epoch's data
     const void *X         # (n, n_in) samples
     const void *T         # (n, n_out) targets
@@ -263,6 +285,31 @@ cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
 
 
 # ---------------------------------------------------------------------------
+# Counter-based random numbers for the training noise: every value is a hash
+# of where it is used (mirrored in NumPy by _reference.noise_bits).
+
+cdef inline u64 mix64(u64 z) noexcept nogil:
+    """splitmix64's finaliser: a bijective 64-bit hash with full avalanche."""
+    z = (z ^ (z >> 30)) * <u64>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <u64>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+cdef inline u64 noise_epoch_key(u64 seed, long long epoch) noexcept nogil:
+    return mix64(seed + <u64>0x9E3779B97F4A7C15 * <u64>(epoch + 1))
+
+
+cdef inline u64 noise_row_key(u64 epoch_key, Py_ssize_t stream, long long sample) noexcept nogil:
+    """Key of one sample in one stream (0: input noise, l + 1: dropout of layer l)."""
+    cdef u64 stream_key = mix64(epoch_key ^ (<u64>0xD1B54A32D192ED03 * <u64>(stream + 1)))
+    return mix64(stream_key + <u64>0x9E3779B97F4A7C15 * <u64>(sample + 1))
+
+
+cdef inline u64 noise_bits(u64 row_key, Py_ssize_t unit) noexcept nogil:
+    return mix64(row_key + <u64>0x9E3779B97F4A7C15 * <u64>(unit + 1))
+
+
+# ---------------------------------------------------------------------------
 # One training step, run by every thread of the team.
 
 # What every thread knows about the current minibatch (each thread computes
@@ -301,11 +348,30 @@ cdef void start_batch(Ctx *c, Batch *b, Py_ssize_t start, Py_ssize_t rows,
         b.l2 = b.l1 = 0.0
 
 cdef inline const floating *layer_input(Ctx *c, floating *X, Py_ssize_t l) noexcept nogil:
-    return X if l == 0 else <const floating *>c.layers[l - 1].A
+    return X if l == 0 else <const floating *>c.layers[l - 1].Aout
 
 
-cdef void forward_layers(Ctx *c, const floating *X, Py_ssize_t rows, int tid, int nt) noexcept nogil:
-    cdef Py_ssize_t l
+cdef void dropout_tile(Ctx *c, const Batch *b, Py_ssize_t l, floating *dst, const floating *src,
+                       Tile tile) noexcept nogil:
+    """dst = src * mask / (1 - rate) on one tile of a (rows, n_out) array of
+    layer l: the forward output (src = A, dst = Aout) or, with the very same
+    mask, a delta in place (dst = src = D)."""
+    cdef Layer *L = &c.layers[l]
+    cdef Py_ssize_t r, j, o
+    cdef u64 key
+    cdef floating scale = <floating>L.dropout_scale
+    for r in range(tile.i0, tile.i0 + tile.mb):
+        key = noise_row_key(c.epoch_key, l + 1, sample_of(b, r))
+        o = r * L.n_out
+        for j in range(tile.j0, tile.j0 + tile.nb):
+            if (noise_bits(key, j) >> 11) < L.keep_below:
+                dst[o + j] = src[o + j] * scale
+            else:
+                dst[o + j] = 0
+
+
+cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, int tid, int nt) noexcept nogil:
+    cdef Py_ssize_t l, t, count, rows = b.rows
     cdef Layer *L
     cdef fnn_epilogue ep
     cdef const floating *inp = X
@@ -316,11 +382,18 @@ cdef void forward_layers(Ctx *c, const floating *X, Py_ssize_t rows, int tid, in
         ep.act = L.act
         ep.act_param = L.act_param
         ep.bias = L.b
-        gemm_tasks(<floating *>NULL, c.kernel, 0, 0, rows, L.n_out, L.n_in,
-                   inp, L.n_in, <const floating *>L.W, L.n_out,
-                   <floating *>L.A, L.n_out, &ep, c.work[tid], tid, nt)
+        t = tid
+        count = n_tiles(c.kernel, rows, L.n_out)
+        while t < count:
+            gemm_tile(<floating *>NULL, c.kernel, t, 0, 0, rows, L.n_out, L.n_in,
+                      inp, L.n_in, <const floating *>L.W, L.n_out,
+                      <floating *>L.A, L.n_out, &ep, c.work[tid])
+            if L.dropout:      # while the tile is still in cache
+                dropout_tile(c, b, l, <floating *>L.Aout, <const floating *>L.A,
+                             tile_bounds(c.kernel, t, rows, L.n_out))
+            t += nt
         fnn_omp_barrier()
-        inp = <const floating *>L.A
+        inp = <const floating *>L.Aout
 
 
 cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
@@ -452,16 +525,23 @@ cdef void optimizer_tile(Ctx *c, const Batch *b, floating *P, floating *G, float
     cdef Py_ssize_t i, j
     cdef floating lr = <floating>c.lr, mu = <floating>c.momentum
     cdef floating b1 = <floating>c.beta1, b2 = <floating>c.beta2, eps = <floating>c.eps
+    # 1 - beta in double: in float32, float32(0.999) is off by 1e-5 relative to 1 - 0.999
+    cdef floating omb1 = <floating>(1.0 - c.beta1), omb2 = <floating>(1.0 - c.beta2)
     cdef floating l2 = <floating>b.l2, l1 = <floating>b.l1
     cdef floating c1 = 1, c2 = 1, step_lr = lr, g, v
     cdef floating *p
     cdef floating *gr
     cdef floating *s1
     cdef floating *s2
+    cdef floating rho = <floating>c.rho, omrho = <floating>(1.0 - c.rho), decay = 1, d, prod
+    cdef floating inc = <floating>c.rprop_increase, dec = <floating>c.rprop_decrease
+    cdef floating dmin = <floating>c.rprop_min, dmax = <floating>c.rprop_max
     cdef bint penalised = penalty != NULL and (b.l2 != 0 or b.l1 != 0)
     if penalty != NULL:
         penalty[0] = penalty[1] = 0.0
-    if c.opt == OPT_ADAM:
+        if c.opt == OPT_ADAMW:
+            decay = <floating>(1.0 - c.lr * c.weight_decay)   # weights only
+    if c.opt == OPT_ADAM or c.opt == OPT_ADAMW:
         if c.adam_lr_correction:
             # Kingma & Ba's "efficient" ordering (scikit-learn):
             # lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), W -= lr_t m / (sqrt(v) + eps)
@@ -494,15 +574,51 @@ cdef void optimizer_tile(Ctx *c, const Batch *b, floating *P, floating *G, float
         elif c.opt == OPT_ADAM and c.adam_lr_correction:
             for j in range(cols):
                 g = gr[j]
-                s1[j] = b1 * s1[j] + (1 - b1) * g
-                s2[j] = b2 * s2[j] + (1 - b2) * g * g
+                s1[j] = b1 * s1[j] + omb1 * g
+                s2[j] = b2 * s2[j] + omb2 * g * g
                 p[j] -= step_lr * s1[j] / (<floating>sqrt(s2[j]) + eps)
         elif c.opt == OPT_ADAM:
             for j in range(cols):
                 g = gr[j]
-                s1[j] = b1 * s1[j] + (1 - b1) * g
-                s2[j] = b2 * s2[j] + (1 - b2) * g * g
+                s1[j] = b1 * s1[j] + omb1 * g
+                s2[j] = b2 * s2[j] + omb2 * g * g
                 p[j] -= lr * (s1[j] * c1) / (<floating>sqrt(s2[j] * c2) + eps)
+        elif c.opt == OPT_ADAMW:
+            # Loshchilov & Hutter / PyTorch: W *= 1 - lr * wd, then the Adam step
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = b1 * s1[j] + omb1 * g
+                s2[j] = b2 * s2[j] + omb2 * g * g
+                p[j] = p[j] * decay - lr * (s1[j] * c1) / (<floating>sqrt(s2[j] * c2) + eps)
+        elif c.opt == OPT_RMSPROP and s2 != NULL:
+            # PyTorch's form: buf = mu * buf + g / (sqrt(avg) + eps), W -= lr * buf
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = rho * s1[j] + omrho * g * g
+                s2[j] = mu * s2[j] + g / (<floating>sqrt(s1[j]) + eps)
+                p[j] -= lr * s2[j]
+        elif c.opt == OPT_RMSPROP:
+            for j in range(cols):
+                g = gr[j]
+                s1[j] = rho * s1[j] + omrho * g * g
+                p[j] -= lr * g / (<floating>sqrt(s1[j]) + eps)
+        elif c.opt == OPT_RPROP:
+            # iRPROP- (Igel & Huesken 2000): s1 = previous gradient, s2 = step size
+            for j in range(cols):
+                g = gr[j]
+                prod = g * s1[j]
+                d = s2[j]
+                if prod > 0:
+                    d = min(d * inc, dmax)
+                elif prod < 0:
+                    d = max(d * dec, dmin)
+                    g = 0     # no step, and no sign change seen next time
+                if g > 0:
+                    p[j] -= d
+                elif g < 0:
+                    p[j] += d
+                s1[j] = g
+                s2[j] = d
 
 
 cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
@@ -602,6 +718,11 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, int tid, int
                 gemm_tile(<floating *>NULL, c.kernel, t, 0, 1, rows, L.n_in, L.n_out,
                           <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,
                           <floating *>P.D, P.n_out, &ep, c.work[tid])
+                if P.dropout:
+                    # f'(A) came from the undropped output; the mask and scale
+                    # of the forward pass complete the chain rule.
+                    dropout_tile(c, b, l - 1, <floating *>P.D, <const floating *>P.D,
+                                 tile_bounds(c.kernel, t, rows, L.n_in))
             else:
                 update_layer_tile(c, b, l + 1, t - t_delta, X, c.work[tid])
             t += nt
@@ -678,7 +799,7 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
         else:
             X = <const floating *>c.X + start * n_in
             T = <const floating *>c.T + start * n_out
-        forward_layers(c, X, rows, tid, nt)
+        forward_layers(c, &b, X, tid, nt)
         output_stage(c, &b, T, tid, nt)
         fnn_omp_barrier()
         backward_stage(c, &b, X, tid, nt)
@@ -786,6 +907,12 @@ cdef class Trainer:
         per layer, or None when the optimizer keeps no such state.
     keep_gradients : bool
         Keep gradient buffers (``grad_W``, ``grad_b``) even for plain SGD.
+    dropout : list of float in [0, 1) per layer, or None
+        Inverted dropout on each layer's output while training: a unit is
+        kept with probability 1 - rate and then scaled by 1 / (1 - rate).
+        Its mask is a hash of (seed, epoch, layer, sample index, unit).
+    seed : int in [0, 2**64)
+        Key of the training noise; the epoch comes from ``set_epoch``.
 
     Settings that may change between epochs (all default to off):
 
@@ -807,8 +934,14 @@ cdef class Trainer:
       weighted mean loss once per row of the batch (scikit-learn's
       ``accumulated_loss``), so without weights it is the plain sum.
 
+    - ``set_epoch(epoch)``: the epoch index keying the training noise (the
+      same epoch and sample give the same mask, however the epoch is split
+      into calls of ``run_epoch``).
+
     ``penalty_sum`` is the penalty part of the last ``run_epoch``'s loss_sum
-    (again counted once per row of each batch).
+    (again counted once per row of each batch).  ``layer_outputs`` holds,
+    per layer, the (batch_size, n_out) buffers (A, what the next layer
+    reads) of the last batch, for tests.
     """
     cdef Ctx ctx
     cdef Layer *layers
@@ -818,10 +951,12 @@ cdef class Trainer:
     cdef int n_threads
     cdef object sample_weight
     cdef public object grad_W, grad_b
+    cdef public list layer_outputs
 
     def __cinit__(self, list weights, list biases, list activations, int loss,
                   Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
-                  list state1=None, list state2=None, bint keep_gradients=False):
+                  list state1=None, list state2=None, bint keep_gradients=False,
+                  list dropout=None, u64 seed=0):
         cdef Py_ssize_t l, n_layers = len(weights), n_penalty_tiles = 0
         cdef Layer *L
         self.dtype = weights[0].dtype
@@ -836,6 +971,9 @@ cdef class Trainer:
         memset(&self.ctx, 0, sizeof(Ctx))
         need_grad = keep_gradients or optimizer != OPT_SGD
         self.grad_W, self.grad_b = [], []
+        self.layer_outputs = []
+        if dropout is not None and (len(dropout) != n_layers or dropout[n_layers - 1] != 0):
+            raise ValueError("dropout needs one rate per layer, and none on the output layer")
         for l in range(n_layers):
             W, b = weights[l], biases[l]
             L = &self.layers[l]
@@ -844,6 +982,18 @@ cdef class Trainer:
             D = np.empty((batch_size, L.n_out), self.dtype)
             self.keep += [W, b, A, D]
             L.A, L.D = cnp.PyArray_DATA(A), cnp.PyArray_DATA(D)
+            rate = 0.0 if dropout is None else float(dropout[l])
+            if not 0 <= rate < 1:
+                raise ValueError(f"dropout rates must be in [0, 1), got {rate} for layer {l}")
+            Aout = A
+            if rate > 0:
+                Aout = np.empty((batch_size, L.n_out), self.dtype)
+                L.dropout = True
+                L.keep_below = <u64>round((1.0 - rate) * 2.0 ** 53)
+                L.dropout_scale = 1.0 / (1.0 - rate)
+                self.keep.append(Aout)
+            L.Aout = cnp.PyArray_DATA(Aout)
+            self.layer_outputs.append((A, Aout))
             L.penalty_tile0 = n_penalty_tiles
             n_penalty_tiles += n_tiles(kernel, L.n_in, L.n_out)
             if need_grad:
@@ -876,6 +1026,8 @@ cdef class Trainer:
         self.ctx.penalty_parts = <double *>cnp.PyArray_DATA(penalty_parts)
         self.ctx.n_penalty_tiles = n_penalty_tiles
         self.ctx.work = self.work
+        self.ctx.seed = seed
+        self.ctx.epoch_key = noise_epoch_key(seed, 0)
 
     def __dealloc__(self):
         free(self.layers)
@@ -883,15 +1035,24 @@ cdef class Trainer:
 
     def set_optimizer(self, double lr=0.0, double momentum=0.0, double beta1=0.9,
                       double beta2=0.999, double eps=1e-8, long long step=0,
-                      bint adam_lr_correction=False):
+                      bint adam_lr_correction=False, double weight_decay=0.0,
+                      double rho=0.99, double increase_factor=1.2,
+                      double decrease_factor=0.5, double delta_min=0.0,
+                      double delta_max=50.0):
         """Hyper-parameters for the next epoch; ``step`` is the count of past steps.
 
         ``adam_lr_correction``: Adam with its bias corrections folded into
         the step size (scikit-learn's ordering) instead of Algorithm 1's.
+        ``weight_decay``: AdamW's; ``rho`` (and ``momentum``): RMSprop's;
+        ``increase_factor`` ... ``delta_max``: RProp's.
         """
         self.ctx.lr, self.ctx.momentum = lr, momentum
         self.ctx.beta1, self.ctx.beta2, self.ctx.eps = beta1, beta2, eps
         self.ctx.adam_lr_correction = adam_lr_correction
+        self.ctx.weight_decay = weight_decay
+        self.ctx.rho = rho
+        self.ctx.rprop_increase, self.ctx.rprop_decrease = increase_factor, decrease_factor
+        self.ctx.rprop_min, self.ctx.rprop_max = delta_min, delta_max
         self.ctx.step0 = step
 
     def set_penalty(self, double l2=0.0, double l1=0.0, bint per_weight_sum=False):
@@ -912,6 +1073,12 @@ cdef class Trainer:
             raise ValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
         self.sample_weight = sw
         self.ctx.sample_weight = <const double *>cnp.PyArray_DATA(sw)
+
+    def set_epoch(self, long long epoch):
+        """The epoch index of the next run_epoch calls (keys the training noise)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.ctx.epoch_key = noise_epoch_key(self.ctx.seed, epoch)
 
     @property
     def penalty_sum(self):
@@ -1123,7 +1290,8 @@ def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
     memset(&b, 0, sizeof(Batch))
     c.opt = optimizer
     settings = dict(lr=0.0, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
-                    adam_lr_correction=False)
+                    adam_lr_correction=False, weight_decay=0.0, rho=0.99,
+                    increase_factor=1.2, decrease_factor=0.5, delta_min=0.0, delta_max=50.0)
     unknown = set(hyper) - set(settings)
     if unknown:
         raise TypeError(f"unknown hyper-parameters {sorted(unknown)}")
@@ -1131,11 +1299,15 @@ def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
     c.lr, c.momentum = settings["lr"], settings["momentum"]
     c.beta1, c.beta2, c.eps = settings["beta1"], settings["beta2"], settings["eps"]
     c.adam_lr_correction = settings["adam_lr_correction"]
+    c.weight_decay, c.rho = settings["weight_decay"], settings["rho"]
+    c.rprop_increase, c.rprop_decrease = settings["increase_factor"], settings["decrease_factor"]
+    c.rprop_min, c.rprop_max = settings["delta_min"], settings["delta_max"]
     b.step, b.l2, b.l1 = step, l2, l1
     penalty[0] = penalty[1] = 0.0
     if P.shape[0] == 0 or P.shape[1] == 0:
         return 0.0, 0.0
-    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer == OPT_ADAM):
+    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer in (
+            OPT_ADAM, OPT_ADAMW, OPT_RPROP)):
         raise ValueError("this optimizer needs its state buffers S1 (and S2)")
     with nogil:
         optimizer_tile(&c, &b, &P[0, 0], &G[0, 0],
@@ -1144,3 +1316,20 @@ def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
                        P.shape[0], P.shape[1], P.shape[1],
                        penalty if is_weight else NULL)
     return penalty[0], penalty[1]
+
+
+def dropout_keep_mask(u64 seed, long long epoch, Py_ssize_t layer, samples,
+                      Py_ssize_t n_units, double rate):
+    """The keep mask (n_samples, n_units) of layer ``layer``'s dropout for the
+    given sample indices, as the engine draws it (for the tests)."""
+    cdef cnp.int64_t[::1] idx = np.ascontiguousarray(samples, dtype=np.int64)
+    out = np.empty((idx.shape[0], n_units), dtype=np.uint8)
+    cdef unsigned char[:, ::1] m = out
+    cdef u64 keep_below = <u64>round((1.0 - rate) * 2.0 ** 53)
+    cdef u64 ek = noise_epoch_key(seed, epoch), key
+    cdef Py_ssize_t r, j
+    for r in range(idx.shape[0]):
+        key = noise_row_key(ek, layer + 1, idx[r])
+        for j in range(n_units):
+            m[r, j] = (noise_bits(key, j) >> 11) < keep_below
+    return out.astype(bool)

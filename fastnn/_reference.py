@@ -72,6 +72,53 @@ def activation_derivative(act, y, alpha=0.0):
     raise ValueError(act)
 
 
+# ---------------------------------------------------------------------------
+# Training noise: counter-based random bits (the engine's noise_* functions)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_STREAM = np.uint64(0xD1B54A32D192ED03)
+
+
+def _mix64(z):
+    """splitmix64's finaliser on uint64 arrays (arithmetic wraps modulo 2**64)."""
+    z = np.asarray(z, dtype=np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def noise_bits(seed, epoch, stream, samples, n_units):
+    """(len(samples), n_units) uint64 hashes of (seed, epoch, stream, sample, unit).
+
+    ``stream`` 0 is the input noise, l + 1 the dropout of layer l.
+    """
+    with np.errstate(over="ignore"):
+        epoch_key = _mix64(np.uint64(seed) + _GOLDEN * np.uint64(epoch + 1))
+        stream_key = _mix64(epoch_key ^ (_STREAM * np.uint64(stream + 1)))
+        samples = np.asarray(samples, dtype=np.uint64).reshape(-1, 1)
+        row_keys = _mix64(stream_key + _GOLDEN * (samples + np.uint64(1)))
+        units = np.arange(1, n_units + 1, dtype=np.uint64).reshape(1, -1)
+        return _mix64(row_keys + _GOLDEN * units)
+
+
+def dropout_keep_mask(seed, epoch, layer, samples, n_units, rate):
+    """True where layer ``layer`` keeps a unit: 53 random bits below (1 - rate) * 2**53."""
+    keep_below = np.uint64(round((1.0 - rate) * 2.0 ** 53))
+    return (noise_bits(seed, epoch, layer + 1, samples, n_units) >> np.uint64(11)) < keep_below
+
+
+def dropout_multipliers(seed, epoch, rates, samples, sizes, dtype=np.float64):
+    """Per layer, the (n, n_out) factor of inverted dropout (mask / (1 - rate)), or None."""
+    out = []
+    for l, (rate, n_out) in enumerate(zip(rates, sizes)):
+        if rate == 0:
+            out.append(None)
+            continue
+        keep = dropout_keep_mask(seed, epoch, l, samples, n_out, rate)
+        out.append(np.where(keep, dtype(1.0 / (1.0 - rate)), dtype(0)).astype(np.float64))
+    return out
+
+
 def gemm(A, B, C=None, trans_a=False, trans_b=False, kind=EPI_STORE, act=0,
          act_param=0.0, alpha=1.0, beta=0.0, bias=None, Y=None):
     """What fnn_gemm_s/d computes: epilogue(op(A) @ op(B)), in the operands' dtype."""
@@ -90,14 +137,22 @@ def gemm(A, B, C=None, trans_a=False, trans_b=False, kind=EPI_STORE, act=0,
     raise ValueError(kind)
 
 
-def forward(weights, biases, activations, X):
-    """Every layer's output; ``activations`` holds (name or code, alpha) per layer."""
-    outputs, A = [], X
-    for W, b, (act, alpha) in zip(weights, biases, activations):
+def forward(weights, biases, activations, X, dropout=None):
+    """Every layer's output; ``activations`` holds (name or code, alpha) per layer.
+
+    ``dropout``: per layer an (n, n_out) factor applied to the output that the
+    next layer reads (dropout_multipliers), or None; then returns (outputs,
+    what each next layer reads).
+    """
+    outputs, reads, A = [], [], X
+    for l, (W, b, (act, alpha)) in enumerate(zip(weights, biases, activations)):
         Z = A @ W + (b if b is not None else 0)
         A = activation(act, Z, alpha)
         outputs.append(A)
-    return outputs
+        if dropout is not None and dropout[l] is not None:
+            A = A * dropout[l]
+        reads.append(A)
+    return outputs if dropout is None else (outputs, reads)
 
 
 def loss_and_delta(loss, act, alpha, O, T, sample_weight=None):
@@ -131,26 +186,33 @@ def loss_and_delta(loss, act, alpha, O, T, sample_weight=None):
     return losses, G * activation_derivative(act, O, alpha)
 
 
-def backward(weights, activations, outputs, delta_out):
-    """Deltas of every layer, from the output delta: D[l-1] = (D[l] @ W[l].T) * f'(A[l-1])."""
+def backward(weights, activations, outputs, delta_out, dropout=None):
+    """Deltas of every layer, from the output delta: D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]),
+    times layer l-1's dropout factor when it has one."""
     deltas = [None] * len(weights)
     deltas[-1] = delta_out
     for l in range(len(weights) - 1, 0, -1):
         act, alpha = activations[l - 1]
         deltas[l - 1] = (deltas[l] @ weights[l].T) * activation_derivative(
             act, outputs[l - 1], alpha)
+        if dropout is not None and dropout[l - 1] is not None:
+            deltas[l - 1] = deltas[l - 1] * dropout[l - 1]
     return deltas
 
 
-def gradients(weights, biases, activations, loss, X, T, sample_weight=None):
+def gradients(weights, biases, activations, loss, X, T, sample_weight=None, dropout=None):
     """(mean loss, [(dW, db), ...]) of the batch-mean loss over (X, T).
 
-    With ``sample_weight``: of the weighted mean loss (see loss_and_delta).
+    With ``sample_weight``: of the weighted mean loss (see loss_and_delta);
+    with ``dropout`` factors (see forward): of the network with those masks.
     """
-    outputs = forward(weights, biases, activations, X)
+    if dropout is None:
+        outputs = reads = forward(weights, biases, activations, X)
+    else:
+        outputs, reads = forward(weights, biases, activations, X, dropout)
     losses, delta = loss_and_delta(loss, *activations[-1], outputs[-1], T, sample_weight)
-    deltas = backward(weights, activations, outputs, delta)
-    inputs = [X] + outputs[:-1]
+    deltas = backward(weights, activations, outputs, delta, dropout)
+    inputs = [X] + reads[:-1]
     grads = [(A.T @ D, D.sum(axis=0) if b is not None else None)
              for A, D, b in zip(inputs, deltas, biases)]
     if sample_weight is None:
@@ -206,6 +268,36 @@ def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     m_hat = m / (1 - beta1 ** step)
     v_hat = v / (1 - beta2 ** step)
     return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def adamw_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.01):
+    """AdamW (Loshchilov & Hutter; PyTorch): decay, then Adam's Algorithm 1 step.
+
+    ``weight_decay`` applies to weights only: pass 0 for biases.
+    """
+    param = param * (1 - lr * weight_decay)
+    return adam_update(param, grad, m, v, step, lr, beta1, beta2, eps)
+
+
+def rmsprop_update(param, grad, square_avg, buf, lr, rho=0.99, eps=1e-8, momentum=0.0):
+    """RMSprop as torch.optim.RMSprop; returns (param, square_avg, buf)."""
+    square_avg = rho * square_avg + (1 - rho) * grad * grad
+    step = grad / (np.sqrt(square_avg) + eps)
+    if momentum > 0:
+        buf = momentum * buf + step
+        step = buf
+    return param - lr * step, square_avg, buf
+
+
+def rprop_update(param, grad, prev_grad, delta, increase_factor=1.2, decrease_factor=0.5,
+                 delta_min=0.0, delta_max=50.0):
+    """iRPROP- (Igel & Huesken 2000); returns (param, grad kept as prev_grad, delta)."""
+    prod = grad * prev_grad
+    delta = np.where(prod > 0, np.minimum(delta * increase_factor, delta_max),
+                     np.where(prod < 0, np.maximum(delta * decrease_factor, delta_min), delta))
+    grad = np.where(prod < 0, 0.0, grad)
+    return param - np.sign(grad) * delta, grad, delta
 
 
 def sgd_epoch(weights, biases, activations, loss, X, T, batch_size, lr, perm=None):

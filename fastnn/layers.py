@@ -22,6 +22,14 @@ class Dense:
         Weight initialiser (see fastnn.initializers); biases start at zero.
     alpha : float, optional
         Negative slope of leaky_relu (default 0.01) or alpha of elu (default 1).
+    dropout : float in [0, 1), default 0.0
+        Inverted dropout on this layer's output while training (``fit``):
+        each output is zeroed with probability ``dropout`` and the others
+        are scaled by ``1 / (1 - dropout)``, so nothing changes at
+        prediction time (``predict``, ``forward``, ``evaluate`` and
+        ``gradients`` never drop).  The masks are drawn from the network's
+        seed, the epoch and the sample, whatever the threads or batches.
+        Not allowed on a network's output layer.
 
     Attributes
     ----------
@@ -30,7 +38,7 @@ class Dense:
     """
 
     def __init__(self, n_in, n_out, activation="linear", use_bias=True,
-                 init="glorot_uniform", alpha=None):
+                 init="glorot_uniform", alpha=None, dropout=0.0):
         for value, name in ((n_in, "n_in"), (n_out, "n_out")):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
@@ -44,6 +52,10 @@ class Dense:
         if not isinstance(alpha, numbers.Real) or not np.isfinite(alpha):
             raise ValueError(f"Dense: alpha must be a finite number, got {alpha!r}")
         self.alpha = float(alpha)
+        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
+                or not 0 <= dropout < 1):
+            raise ValueError(f"Dense: dropout must be a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
         self._W = None
         self._b = None
 
@@ -90,8 +102,10 @@ class Dense:
 
     def get_config(self):
         return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,
-                "use_bias": self.use_bias, "alpha": self.alpha}
+                "use_bias": self.use_bias, "alpha": self.alpha, "dropout": self.dropout}
 
     def __repr__(self):
         extra = "" if self.use_bias else ", use_bias=False"
+        if self.dropout:
+            extra += f", dropout={self.dropout}"
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}{extra})"

@@ -1,4 +1,5 @@
 """Network: an ordered list of Dense layers with a loss, trained by the engine."""
+import numbers
 import sys
 import time
 from contextlib import contextmanager
@@ -76,6 +77,9 @@ class Network:
             if layer.activation == "softmax":
                 raise ValueError(f"softmax is only supported on the output layer; "
                                  f"layers[{i}] of {len(layers)} uses it")
+        if layers[-1].dropout:
+            raise ValueError(f"dropout is not allowed on the output layer; layers[{len(layers) - 1}] "
+                             f"has dropout={layers[-1].dropout}")
         if len(layers) > _engine.MAX_LAYERS:
             raise ValueError(f"at most {_engine.MAX_LAYERS} layers are supported, "
                              f"got {len(layers)}")
@@ -90,6 +94,8 @@ class Network:
         self.layers = layers
         for layer in layers:
             layer.build(self.dtype, self._rng)
+        self._noise_key = None      # see _training_noise_key
+        self._epochs_trained = 0    # keys each epoch's training noise
 
     # -- shapes and parameters ---------------------------------------------
     @property
@@ -159,17 +165,31 @@ class Network:
         return result
 
     # -- training ----------------------------------------------------------
+    def _training_noise_key(self):
+        """64-bit key of the dropout masks (and input noise): from the seed when
+        it is an integer, else drawn once from the network's generator."""
+        if self._noise_key is None:
+            if isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, bool):
+                # a child of the seed's sequence: independent of the shuffling stream
+                seq = np.random.SeedSequence(int(self.seed), spawn_key=(0xD20,))
+                self._noise_key = int(seq.generate_state(1, np.uint64)[0])
+            else:
+                self._noise_key = int(self._rng.integers(0, 2 ** 63))
+        return self._noise_key
+
     def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
                  sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False):
         W, b, acts = self._params()
-        if optimizer is None:
-            code, state = "none", [None, None]
+        if optimizer is None:     # gradients(): the network as it predicts, no dropout
+            code, state, dropout, key = "none", [None, None], None, 0
         else:
             code, state = optimizer.code, optimizer.state_for(self.layers)
+            dropout = [l.dropout for l in self.layers]
+            key = self._training_noise_key() if any(dropout) else 0
         trainer = _engine.Trainer(W, b, acts, _engine.LOSS_CODES[self.loss], batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
-                                  keep_gradients)
+                                  keep_gradients, dropout, key)
         trainer.set_sample_weight(sample_weight)
         trainer.set_penalty(l2, l1, penalty_per_weight_sum)
         return trainer
@@ -211,10 +231,12 @@ class Network:
         y : targets; integer labels or one-hot rows for cross_entropy,
             (n_samples, n_outputs) values otherwise.
         epochs, batch_size : int
+            A full-batch optimizer (RProp) always uses batch_size = n_samples.
         shuffle : bool
             Visit the samples in a new random order each epoch (seeded).
         optimizer : Optimizer, default SGD(lr=0.01)
-            Its state persists across calls to ``fit``.
+            SGD, Adam, AdamW, RMSprop or RProp.  Its state persists across
+            calls to ``fit``.
         validation_data : (X_val, y_val), optional
         verbose : 0 silent, 1 or 2 one line per epoch
         n_threads : int, optional
@@ -253,6 +275,8 @@ class Network:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), "
                             f"got {type(optimizer).__name__}")
+        if optimizer.full_batch:
+            batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val)")
@@ -271,6 +295,8 @@ class Network:
             for epoch in range(epochs):
                 perm = self._rng.permutation(X.shape[0]) if shuffle else None
                 trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
+                trainer.set_epoch(self._epochs_trained)
+                self._epochs_trained += 1
                 snapshot = self._snapshot(optimizer)
                 t0 = time.perf_counter()
                 loss_sum, n_done, status = trainer.run_epoch(X, T, perm)

@@ -1,29 +1,48 @@
 """Optimizers: hyper-parameters and state; the update itself runs in the engine.
 
 State (velocities, moments, the step count) lives on the optimizer object, so
-calling ``fit`` again with the same optimizer resumes where it stopped.
+calling ``fit`` again with the same optimizer resumes where it stopped.  The
+update rules are written out in NumPy in ``fastnn._reference``.  L2/L1
+penalties (``fit(l2=..., l1=...)``) work with every optimizer: they are added
+to the gradient the optimizer sees.
 """
 import numpy as np
 
 from ._validation import check_positive_float
 
 
+def _check_unit_interval(value, name):
+    """``value`` as a float in [0, 1)."""
+    if not 0 <= check_positive_float(value, name, allow_zero=True) < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
+
+
 class Optimizer:
-    code = None   # engine code, see _engine.OPTIMIZER_CODES
-    n_state = 0   # state buffers per parameter
+    """Base class.  Every constructor argument is stored as an attribute of the
+    same name (save/load rebuilds optimizers from them)."""
+
+    code = None         # engine code, see _engine.OPTIMIZER_CODES
+    n_state = 0         # state buffers per parameter (at most 2)
+    full_batch = False  # True: fit trains on the whole data set per step
 
     def __init__(self):
         self.step = 0       # updates made so far
         self._state = None  # [[(W-shaped, b-shaped), ...] per buffer]
 
+    def _initial_state(self, index):
+        """The value state buffer ``index`` starts from."""
+        return 0.0
+
     def state_for(self, layers):
-        """State buffers for ``layers``, allocated (zeros) on first use."""
+        """State buffers for ``layers``, allocated on first use."""
         if self.n_state == 0:
             return [None, None]
         shapes = [(l.W.shape, None if l.b is None else l.b.shape, l.W.dtype) for l in layers]
         if self._state is None or self._shapes != shapes:
-            self._state = [[(np.zeros(w, dt), None if b is None else np.zeros(b, dt))
-                            for w, b, dt in shapes] for _ in range(self.n_state)]
+            self._state = [[(np.full(w, self._initial_state(i), dt),
+                             None if b is None else np.full(b, self._initial_state(i), dt))
+                            for w, b, dt in shapes] for i in range(self.n_state)]
             self._shapes = shapes
             self.step = 0
         return self._state + [None] * (2 - self.n_state)
@@ -43,9 +62,7 @@ class SGD(Optimizer):
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
         super().__init__()
         self.lr = check_positive_float(lr, "lr")
-        self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = _check_unit_interval(momentum, "momentum")
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
@@ -86,8 +103,7 @@ class Adam(Optimizer):
         super().__init__()
         self.lr = check_positive_float(lr, "lr")
         for value, name in ((beta1, "beta1"), (beta2, "beta2")):
-            if not 0 <= check_positive_float(value, name, allow_zero=True) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+            _check_unit_interval(value, name)
         self.beta1, self.beta2 = float(beta1), float(beta2)
         self.eps = check_positive_float(eps, "eps")
         if bias_correction not in self.BIAS_CORRECTIONS:
@@ -104,3 +120,129 @@ class Adam(Optimizer):
             f", bias_correction={self.bias_correction!r}"
         return (f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, "
                 f"eps={self.eps}{extra})")
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019; PyTorch's AdamW).
+
+    Each step first shrinks the weights, ``W -= lr * weight_decay * W``, then
+    makes the Adam step (Algorithm 1) from the gradient, which does not see
+    the decay.  The decay applies to the weights, not to the biases (unlike
+    torch.optim.AdamW given all of a model's parameters).
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1, beta2 : float in [0, 1), default 0.9 and 0.999
+    eps : float > 0, default 1e-8
+    weight_decay : float >= 0, default 0.01
+    """
+
+    code = "adamw"
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+
+    def engine_args(self):
+        return dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                    weight_decay=self.weight_decay)
+
+    def __repr__(self):
+        return (f"AdamW(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay})")
+
+
+class RMSprop(Optimizer):
+    """RMSprop in PyTorch's form (Hinton's lecture 6e).
+
+    ``s = rho * s + (1 - rho) * g**2``, then ``W -= lr * g / (sqrt(s) + eps)``;
+    with momentum, ``buf = momentum * buf + g / (sqrt(s) + eps)`` and
+    ``W -= lr * buf``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    rho : float in [0, 1), default 0.99
+        Smoothing constant of the square average (PyTorch's ``alpha``).
+    eps : float > 0, default 1e-8
+    momentum : float in [0, 1), default 0.0
+    """
+
+    code = "rmsprop"
+
+    def __init__(self, lr=0.01, rho=0.99, eps=1e-8, momentum=0.0):
+        super().__init__()
+        self.lr = check_positive_float(lr, "lr")
+        self.rho = _check_unit_interval(rho, "rho")
+        self.eps = check_positive_float(eps, "eps")
+        self.momentum = _check_unit_interval(momentum, "momentum")
+        self.n_state = 2 if self.momentum > 0 else 1
+
+    def engine_args(self):
+        return dict(lr=self.lr, rho=self.rho, eps=self.eps, momentum=self.momentum)
+
+    def __repr__(self):
+        return (f"RMSprop(lr={self.lr}, rho={self.rho}, eps={self.eps}, "
+                f"momentum={self.momentum})")
+
+
+class RProp(Optimizer):
+    """iRPROP- (Igel & Huesken, 2000), FANN's default training algorithm.
+
+    Full batch: ``fit`` with RProp makes one step per epoch from the gradient
+    of the whole training set, whatever ``batch_size`` says.  Each parameter
+    has its own step size ``delta`` (starting at ``delta_zero``); per step,
+    with g the gradient and g_prev the previous one (as kept below):
+
+    - g * g_prev > 0: ``delta = min(delta * increase_factor, delta_max)``
+    - g * g_prev < 0: ``delta = max(delta * decrease_factor, delta_min)`` and
+      g is set to 0 (no step now, no sign change seen next time)
+    - then ``W -= sign(g) * delta`` and g_prev = g.
+
+    This is the rule of the paper.  FANN's code (fann_update_weights_irpropm)
+    differs in details it does not document: it also grows delta when
+    g * g_prev == 0, moves a weight whose gradient is 0 by +delta, keeps
+    delta at least 1e-4, and clips weights to [-1500, 1500].
+
+    Parameters
+    ----------
+    increase_factor : float > 1, default 1.2
+    decrease_factor : float in (0, 1), default 0.5
+    delta_min : float >= 0, default 0.0
+    delta_max : float >= delta_min, default 50.0
+    delta_zero : float > 0, default 0.1
+        The initial step size (FANN's defaults throughout).
+    """
+
+    code = "rprop"
+    n_state = 2          # previous gradient, step sizes
+    full_batch = True
+
+    def __init__(self, increase_factor=1.2, decrease_factor=0.5, delta_min=0.0,
+                 delta_max=50.0, delta_zero=0.1):
+        super().__init__()
+        self.increase_factor = check_positive_float(increase_factor, "increase_factor")
+        if self.increase_factor <= 1:
+            raise ValueError(f"increase_factor must be > 1, got {increase_factor}")
+        self.decrease_factor = check_positive_float(decrease_factor, "decrease_factor")
+        if self.decrease_factor >= 1:
+            raise ValueError(f"decrease_factor must be in (0, 1), got {decrease_factor}")
+        self.delta_min = check_positive_float(delta_min, "delta_min", allow_zero=True)
+        self.delta_max = check_positive_float(delta_max, "delta_max")
+        if self.delta_max < self.delta_min:
+            raise ValueError(f"delta_max must be >= delta_min, got delta_max={delta_max} "
+                             f"and delta_min={delta_min}")
+        self.delta_zero = check_positive_float(delta_zero, "delta_zero")
+
+    def _initial_state(self, index):
+        return self.delta_zero if index == 1 else 0.0
+
+    def engine_args(self):
+        return dict(increase_factor=self.increase_factor, decrease_factor=self.decrease_factor,
+                    delta_min=self.delta_min, delta_max=self.delta_max)
+
+    def __repr__(self):
+        return (f"RProp(increase_factor={self.increase_factor}, "
+                f"decrease_factor={self.decrease_factor}, delta_min={self.delta_min}, "
+                f"delta_max={self.delta_max}, delta_zero={self.delta_zero})")

@@ -16,14 +16,25 @@ engine is involved:
   ``alpha`` and ``sample_weight``, from the same initial weights: the
   weights and the loss curve must match (float64);
 * ``class_weight`` ("balanced" and dicts) against scikit-learn's
-  ``compute_sample_weight`` / ``compute_class_weight``, and the errors.
+  ``compute_sample_weight`` / ``compute_class_weight``, and the errors;
+* dropout: the engine's counter-based masks equal the NumPy reference's
+  (_reference.dropout_keep_mask, an independent implementation of the same
+  hash); keep rates within binomial bounds (overall, per unit, per sample;
+  different across epochs and layers); training outputs are exactly A / (1 -
+  rate) or 0 by the mask of each row's sample, whatever the batch position
+  or thread count; mean preservation; gradients with the training mask
+  against _reference.gradients(dropout=...); nothing dropped by predict,
+  forward, evaluate or gradients.
 
 Tolerances: gradients within conftest.gradient_bound of the engine's dtype
 (for the repeated data set, whose longer sums make the bound conservative);
 one update step within lr times that bound plus the rounding of the update
 (for Adam, the update's sensitivity lr / (sqrt(v_hat) + eps) to its
 gradient, as in test_engine_vs_reference); the scikit-learn runs are both
-float64, within rtol(n) per step relative to the largest weight.
+float64, within rtol(n) per step relative to the largest weight.  Dropout
+gradients: ``masked_gradient_bound`` below, conftest.gradient_bound's error
+propagation with each layer's output (and delta) multiplied by its dropout
+factor, which adds one rounding.  Rates: 5 binomial standard deviations.
 """
 import warnings
 
@@ -33,8 +44,10 @@ import pytest
 import fastnn as fn
 from fastnn import _reference as ref
 
-from conftest import (assert_within, eps, gradient_bound, make_net, params64, random_targets,
-                      rtol, targets)
+from fastnn import _config, _engine
+
+from conftest import (DLIP, FUNC_ULPS, _lip, assert_within, eps, gradient_bound, make_net,
+                      params64, random_targets, rtol, targets)
 
 ARCHS = {
     "softmax-ce": ((6, 150, 4), ("tanh", "softmax"), "cross_entropy", True),
@@ -331,3 +344,227 @@ def test_adam_bias_correction_is_validated():
     with pytest.raises(ValueError, match="bias_correction must be one of"):
         fn.Adam(bias_correction="sklearn")
     assert fn.Adam(bias_correction="step_size").bias_correction == "step_size"
+
+
+# ---------------------------------------------------------------------------
+# dropout
+
+SIGMAS = 5.0
+
+
+def _binomial_ok(kept, n, p_keep):
+    return abs(kept / n - p_keep) <= SIGMAS * np.sqrt(p_keep * (1 - p_keep) / n)
+
+
+@pytest.mark.parametrize("seed, epoch, layer, rate", [
+    (0, 0, 0, 0.5), (2 ** 64 - 1, 7, 3, 0.1), (123456789, 2 ** 40, 0, 0.9), (5, 1, 62, 0.25)])
+def test_dropout_mask_engine_equals_reference(seed, epoch, layer, rate):
+    samples = np.array([0, 1, 2, 999, 2 ** 33 + 5, 2 ** 62])
+    mine = _engine.dropout_keep_mask(seed, epoch, layer, samples, 300, rate)
+    theirs = ref.dropout_keep_mask(seed, epoch, layer, samples, 300, rate)
+    np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_keep_rate_statistics(rate):
+    n, units, p = 3000, 64, 1 - rate
+    keep = _engine.dropout_keep_mask(11, 0, 0, np.arange(n), units, rate)
+    assert _binomial_ok(keep.sum(), keep.size, p)
+    assert all(_binomial_ok(k, n, p) for k in keep.sum(axis=0)), "a unit's keep rate is off"
+    rows = _engine.dropout_keep_mask(11, 0, 0, np.arange(200), 3000, rate)
+    assert all(_binomial_ok(k, 3000, p) for k in rows.sum(axis=1)), "a sample's keep rate is off"
+    # independent across epochs, layers, neighbouring units and samples: two
+    # independent masks agree with probability p^2 + (1-p)^2
+    agree = p * p + (1 - p) * (1 - p)
+    for other in (_engine.dropout_keep_mask(11, 1, 0, np.arange(n), units, rate),
+                  _engine.dropout_keep_mask(11, 0, 1, np.arange(n), units, rate),
+                  _engine.dropout_keep_mask(12, 0, 0, np.arange(n), units, rate)):
+        assert _binomial_ok((other == keep).sum(), keep.size, agree)
+    assert _binomial_ok((keep[:, 1:] == keep[:, :-1]).sum(), n * (units - 1), agree)
+    assert _binomial_ok((keep[1:] == keep[:-1]).sum(), (n - 1) * units, agree)
+
+
+def _dropout_trainer(net, batch_size, n_threads, rates, seed, epoch):
+    W, b, acts = net._params()
+    trainer = _engine.Trainer(W, b, acts, _engine.LOSS_CODES[net.loss], batch_size, n_threads,
+                              _config.kernel_code(), _engine.OPTIMIZER_CODES["none"],
+                              keep_gradients=True, dropout=rates, seed=seed)
+    trainer.set_epoch(epoch)
+    return trainer
+
+
+DROPOUT_RATES = [0.3, 0.6, 0.0]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dropout_outputs_follow_each_samples_mask(kernel, dtype, n_threads):
+    """Whatever the batch position of a sample or the thread count: its row
+    is A / (1 - rate) where its mask keeps a unit, 0 elsewhere."""
+    net = make_net((6, 150, 40, 3), ("tanh", "relu", "softmax"), loss="cross_entropy",
+                   dtype=dtype)
+    X, y = _data("softmax-ce", 60)
+    T = targets("cross_entropy", y % 3, 3).astype(dtype)
+    Xd = X.astype(dtype)
+    seed, epoch = 2 ** 63 + 12345, 4
+    rng = np.random.default_rng(0)
+    for perm in (np.arange(60), rng.permutation(60), rng.permutation(60)[:37]):
+        trainer = _dropout_trainer(net, len(perm), n_threads, DROPOUT_RATES, seed, epoch)
+        trainer.run_epoch(Xd, T, perm)
+        for l, rate in enumerate(DROPOUT_RATES):
+            A, out = (a[:len(perm)] for a in trainer.layer_outputs[l])
+            if rate == 0:
+                assert out is trainer.layer_outputs[l][1] or np.shares_memory(A, out)
+                continue
+            keep = ref.dropout_keep_mask(seed, epoch, l, perm, A.shape[1], rate)
+            expected = np.where(keep, A * dtype(1 / (1 - rate)), dtype(0))
+            np.testing.assert_array_equal(out, expected, err_msg=f"layer {l}")
+
+
+def test_dropout_preserves_the_mean(dtype):
+    """Identical samples: averaged over them, the dropped output is the output."""
+    rate, n = 0.4, 4000
+    net = make_net((3, 50, 2), ("sigmoid", "linear"), dtype=dtype)
+    X = np.tile([[0.5, -1.0, 2.0]], (n, 1)).astype(dtype)
+    trainer = _dropout_trainer(net, n, 1, [rate, 0.0], 7, 0)
+    trainer.run_epoch(X, np.zeros((n, 2), dtype))
+    A, out = trainer.layer_outputs[0]
+    ratio = out.astype(np.float64).mean(axis=0) / A[0]
+    # the kept fraction times 1 / (1 - rate), within 5 binomial sigmas
+    bound = SIGMAS * np.sqrt(rate * (1 - rate) / n) / (1 - rate)
+    assert np.all(np.abs(ratio - 1) <= bound), ratio
+
+
+def masked_gradient_bound(W, b, acts, loss, X, T, mult, dtype):
+    """conftest.gradient_bound's first-order error bounds, with layer outputs and
+    deltas multiplied by the dropout factors ``mult`` (one rounding more)."""
+    e = eps(dtype)
+    n = X.shape[0]
+    _, grads = ref.gradients(W, b, acts, loss, X, T, dropout=mult)
+    outs, reads = ref.forward(W, b, acts, X, mult)
+    A, EA = X, np.zeros_like(X)
+    Eouts, Ereads = [], []
+    for l, (Wl, bl, (act, alpha)) in enumerate(zip(W, b, acts)):
+        mag = np.abs(A) @ np.abs(Wl) + (0 if bl is None else np.abs(bl))
+        Ez = EA @ np.abs(Wl) + rtol(dtype, Wl.shape[0]) * mag
+        if act == "softmax":
+            E = 2 * outs[l] * Ez.max(axis=1, keepdims=True) + FUNC_ULPS * e * outs[l]
+        else:
+            E = _lip(act, alpha) * Ez + FUNC_ULPS * e * np.abs(outs[l])
+        Eouts.append(E)
+        if mult[l] is not None:
+            E = E * mult[l] + e * np.abs(reads[l])
+        Ereads.append(E)
+        A, EA = reads[l], E
+    O, EO = outs[-1], Eouts[-1]
+    act, alpha = acts[-1]
+    assert loss == "cross_entropy" or act != "softmax"
+    if loss == "cross_entropy":
+        D = (O - T) / n
+        ED = EO / n + FUNC_ULPS * e * np.abs(D)
+    else:
+        d = ref.activation_derivative(act, O, alpha)
+        D = (O - T) * d / n
+        ED = (EO * np.abs(d) + np.abs(O - T) * DLIP[act] * EO) / n + FUNC_ULPS * e * np.abs(D)
+    Ds, EDs = [None] * len(W), [None] * len(W)
+    Ds[-1], EDs[-1] = D, ED
+    for l in range(len(W) - 1, 0, -1):
+        pact, palpha = acts[l - 1]
+        d = ref.activation_derivative(pact, outs[l - 1], palpha)
+        P = Ds[l] @ W[l].T
+        EP = EDs[l] @ np.abs(W[l]).T + rtol(dtype, W[l].shape[1]) * (np.abs(Ds[l]) @ np.abs(W[l]).T)
+        Dl = P * d
+        EDl = EP * np.abs(d) + np.abs(P) * DLIP[pact] * Eouts[l - 1] + FUNC_ULPS * e * np.abs(Dl)
+        if mult[l - 1] is not None:
+            Dl = Dl * mult[l - 1]
+            EDl = EDl * mult[l - 1] + e * np.abs(Dl)
+        Ds[l - 1], EDs[l - 1] = Dl, EDl
+    inputs, Einputs = [X] + reads[:-1], [np.zeros_like(X)] + Ereads[:-1]
+    bounds = []
+    for A, EA, D, ED, bl in zip(inputs, Einputs, Ds, EDs, b):
+        EW = np.abs(A).T @ ED + EA.T @ np.abs(D) + rtol(dtype, n) * (np.abs(A).T @ np.abs(D))
+        Eb = None if bl is None else ED.sum(axis=0) + rtol(dtype, n) * np.abs(D).sum(axis=0)
+        bounds.append((EW, Eb))
+    return grads, bounds
+
+
+DROPOUT_ARCHS = {
+    "tanh-relu-softmax": ((6, 150, 40, 3), ("tanh", "relu", "softmax"), "cross_entropy",
+                          [0.3, 0.6, 0.0]),
+    "sigmoid-elu-mse": ((4, 9, 17, 2), ("sigmoid", "elu", "linear"), "mse", [0.0, 0.5, 0.0]),
+}
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("arch", DROPOUT_ARCHS)
+def test_dropout_gradients_against_reference(kernel, dtype, arch, n_threads):
+    sizes, acts_, loss, rates = DROPOUT_ARCHS[arch]
+    net = make_net(sizes, acts_, loss=loss, dtype=dtype)
+    rng = np.random.default_rng(5)
+    n = 45
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    y = random_targets(rng, loss, n, sizes[-1])
+    T = targets(loss, y, sizes[-1])
+    perm = rng.permutation(n)
+    seed, epoch = 99, 3
+    trainer = _dropout_trainer(net, n, n_threads, rates, seed, epoch)
+    trainer.run_epoch(X, T.astype(dtype), perm)
+    W, b, acts = params64(net)
+    mult = ref.dropout_multipliers(seed, epoch, rates, perm, sizes[1:], dtype)
+    grads, bounds = masked_gradient_bound(W, b, acts, loss, X[perm].astype(np.float64), T[perm],
+                                          mult, dtype)
+    for l, ((rW, rb), (EW, Eb)) in enumerate(zip(grads, bounds)):
+        assert_within(trainer.grad_W[l], rW, EW, f"dW[{l}]")
+        if rb is not None:
+            assert_within(trainer.grad_b[l], rb, Eb, f"db[{l}]")
+    # and the mask matters: without it the gradient is another one
+    _, plain = ref.gradients(W, b, acts, loss, X[perm].astype(np.float64), T[perm])
+    assert not np.allclose(plain[0][0], grads[0][0])
+
+
+def test_no_dropout_when_predicting(dtype):
+    def make(rate):
+        return fn.Network([fn.Dense(5, 30, activation="relu", dropout=rate),
+                           fn.Dense(30, 3, activation="softmax")],
+                          loss="cross_entropy", dtype=dtype, seed=0)
+
+    dropped, plain = make(0.5), make(0.0)
+    X, y = _data("softmax-ce", 20)
+    X, y = X[:, :5], y % 3
+    np.testing.assert_array_equal(dropped.predict(X), plain.predict(X))
+    for a, b in zip(dropped.forward(X), plain.forward(X)):
+        np.testing.assert_array_equal(a, b)
+    assert dropped.evaluate(X, y) == plain.evaluate(X, y)
+    for (a, _), (b, _) in zip(dropped.gradients(X, y), plain.gradients(X, y)):
+        np.testing.assert_array_equal(a, b)
+    # but training does drop, with a new mask each epoch
+    h1 = dropped.fit(X, y, epochs=2, batch_size=20, optimizer=fn.SGD(lr=1e-6), shuffle=False)
+    h2 = plain.fit(X, y, epochs=2, batch_size=20, optimizer=fn.SGD(lr=1e-6), shuffle=False)
+    assert h1.history["loss"][0] != h2.history["loss"][0]
+    assert h1.history["loss"][0] != pytest.approx(h1.history["loss"][1], rel=1e-4)
+    assert dropped._epochs_trained == 2
+
+
+def test_dropout_seeded_training_is_reproducible():
+    X, y = _data("softmax-ce", 64)
+
+    def train(seed):
+        net = fn.Network([fn.Dense(6, 40, activation="relu", dropout=0.5),
+                          fn.Dense(40, 4, activation="softmax")],
+                         loss="cross_entropy", dtype="float64", seed=seed)
+        net.fit(X, y, epochs=2, batch_size=16, optimizer=fn.SGD(lr=0.1))
+        return net.layers[0].W
+
+    np.testing.assert_array_equal(train(3), train(3))
+    assert not np.array_equal(train(3), train(4))
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, "0.5", True, float("nan")])
+def test_dropout_rate_errors(rate):
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)"):
+        fn.Dense(3, 4, dropout=rate)
+
+
+def test_dropout_not_on_the_output_layer():
+    with pytest.raises(ValueError, match="dropout is not allowed on the output layer"):
+        fn.Network([fn.Dense(3, 4, activation="relu"), fn.Dense(4, 2, dropout=0.5)])
+    assert fn.Dense(3, 4, dropout=0.25).get_config()["dropout"] == 0.25

@@ -7,7 +7,9 @@ inputs (0.5, 0.6), weights (0.5, 0.7) and threshold 0.5 firing through
 ``predict``; scikit-learn's digits reaching >= 97% test accuracy; bit-identical
 weights after several shuffled epochs with 1 and 2 threads for every kernel
 (network 64-200-130-10, batch 150, so every product spans several 128-tiles);
-``target_loss`` stopping and the History record.
+``target_loss`` stopping and the History record; the same bit identity with
+the training toolkit on (sample weights, L2/L1 penalties, dropout, input
+noise) for every optimizer.
 
 Tolerances: none - outcomes are thresholds fixed by the task (0.5, 97%) and
 the thread-count comparison is bit for bit, as the design promises.
@@ -122,13 +124,19 @@ def test_target_loss_stops_early():
 
 
 # The training toolkit on top: sample weights, L2 and L1 penalties (and the
-# scikit-learn per-batch form), with every optimizer.
+# scikit-learn per-batch form), dropout, with every optimizer (RProp: full batch).
 TOOLKIT_OPTS = {"sgd": lambda: fn.SGD(lr=0.05),
                 "momentum": lambda: fn.SGD(lr=0.02, momentum=0.9),
-                "adam-step-size": lambda: fn.Adam(lr=0.001, bias_correction="step_size")}
+                "adam-step-size": lambda: fn.Adam(lr=0.001, bias_correction="step_size"),
+                "adamw": lambda: fn.AdamW(lr=0.001, weight_decay=0.1),
+                "rmsprop": lambda: fn.RMSprop(lr=0.001, momentum=0.5),
+                "rprop": lambda: fn.RProp()}
 TOOLKIT_FIT = {"sgd": dict(l2=1e-3, l1=1e-4),
                "momentum": dict(l2=1e-2, _penalty_per_weight_sum=True),
-               "adam-step-size": dict(l2=1e-3, l1=1e-4)}
+               "adam-step-size": dict(l2=1e-3, l1=1e-4),
+               "adamw": dict(l1=1e-4),
+               "rmsprop": dict(l2=1e-3),
+               "rprop": dict(l2=1e-3)}
 
 
 @pytest.mark.parametrize("opt", TOOLKIT_OPTS)
@@ -138,8 +146,8 @@ def test_toolkit_training_bit_identical_for_1_and_2_threads(kernel, dtype, digit
     sample_weight = np.random.default_rng(0).uniform(0.0, 2.0, 600)
 
     def train(n_threads):
-        net = fn.Network([fn.Dense(64, 200, activation="relu"),
-                          fn.Dense(200, 130, activation="tanh"),
+        net = fn.Network([fn.Dense(64, 200, activation="relu", dropout=0.2),
+                          fn.Dense(200, 130, activation="tanh", dropout=0.1),
                           fn.Dense(130, 10, activation="softmax")],
                          loss="cross_entropy", dtype=dtype, seed=42)
         hist = net.fit(X_train, y_train, epochs=2, batch_size=150, shuffle=True,
