@@ -349,12 +349,15 @@ def test_dropout_needs_the_engine(digits):
 @pytest.mark.skipif(not HAS_DROPOUT, reason="this build's Dense has no dropout")
 def test_dropout(digits):
     X, y = digits
-    clf = quiet(lambda: MLPClassifier((32,), dropout=0.5, max_iter=20, random_state=0).fit(X, y))
-    assert clf.score(X, y) > 0.8
-    again = quiet(lambda: MLPClassifier((32,), dropout=0.5, max_iter=20, random_state=0).fit(X, y))
+    params = dict(hidden_layer_sizes=(32,), max_iter=20, learning_rate_init=0.01, random_state=0)
+    clf = quiet(lambda: MLPClassifier(dropout=0.5, **params).fit(X, y))
+    assert clf.score(X, y) > 0.9
+    # training loss with the masks on: above the one without dropout
+    plain = quiet(lambda: MLPClassifier(**params).fit(X, y))
+    assert clf.loss_ > 2 * plain.loss_
+    again = quiet(lambda: MLPClassifier(dropout=0.5, **params).fit(X, y))
     for a, b in zip(params_of(clf), params_of(again)):
         np.testing.assert_array_equal(a, b)
-    plain = quiet(lambda: MLPClassifier((32,), max_iter=20, random_state=0).fit(X, y))
     assert not np.array_equal(plain.coefs_[0], clf.coefs_[0])
     # the same initial weights as without dropout (the mask seed is drawn after them)
     first = quiet(lambda: MLPClassifier((32,), dropout=0.5, max_iter=1, learning_rate_init=1e-12,
