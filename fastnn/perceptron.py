@@ -244,8 +244,11 @@ class Perceptron(LinearClassifierMixin, SparseCoefMixin, BaseEstimator):
         n_classes = self.classes_.shape[0]
         self._expanded_class_weight = compute_class_weight(
             self.class_weight, classes=self.classes_, y=y)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
-                                             allow_all_zero_weights=self.early_stopping)
+        try:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                                 allow_all_zero_weights=self.early_stopping)
+        except TypeError:       # scikit-learn without allow_all_zero_weights
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         if getattr(self, "coef_", None) is None or coef_init is not None:
             self._allocate_parameter_mem(n_classes, n_features, X.dtype, coef_init,
                                          intercept_init)
