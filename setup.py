@@ -82,7 +82,15 @@ def extensions():
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    return cythonize([ext], language_level=3,
+    perceptron = Extension(
+        "fastnn._perceptron",
+        sources=["fastnn/_perceptron.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=macros,
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    return cythonize([ext, perceptron], language_level=3,
                      compiler_directives={"embedsignature": True})
 
 

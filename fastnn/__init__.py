@@ -25,3 +25,27 @@ __all__ = ["Network", "Dense", "History", "SGD", "Adam", "AdamW", "RMSprop", "RP
            "LRSchedule", "ConstantLR", "StepDecay", "ExponentialDecay", "CosineAnnealing",
            "InverseScaling", "AdaptiveLR", "ReduceLROnPlateau", "LambdaLR",
            "show_config", "set_num_threads", "get_num_threads", "set_kernel", "get_kernel"]
+
+# The scikit-learn estimators load on first use, so that ``import fastnn``
+# does not need scikit-learn (pip install "fastnn[sklearn]" for them).
+_SKLEARN_ESTIMATORS = {"MLPClassifier": "estimators", "MLPRegressor": "estimators",
+                       "Perceptron": "perceptron"}
+
+
+def __getattr__(name):
+    module_name = _SKLEARN_ESTIMATORS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    import importlib
+    try:
+        module = importlib.import_module(f".{module_name}", __name__)
+    except ImportError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "sklearn":
+            raise ImportError(f"fastnn.{name} needs scikit-learn: "
+                              f"pip install 'fastnn[sklearn]'") from exc
+        raise
+    return getattr(module, name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SKLEARN_ESTIMATORS))
