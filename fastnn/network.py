@@ -178,20 +178,22 @@ class Network:
         return self._noise_key
 
     def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
-                 sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False):
+                 sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False,
+                 input_noise=0.0):
         W, b, acts = self._params()
-        if optimizer is None:     # gradients(): the network as it predicts, no dropout
+        if optimizer is None:     # gradients(): the network as it predicts, no noise
             code, state, dropout, key = "none", [None, None], None, 0
         else:
             code, state = optimizer.code, optimizer.state_for(self.layers)
             dropout = [l.dropout for l in self.layers]
-            key = self._training_noise_key() if any(dropout) else 0
+            key = self._training_noise_key() if any(dropout) or input_noise else 0
         trainer = _engine.Trainer(W, b, acts, _engine.LOSS_CODES[self.loss], batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
                                   keep_gradients, dropout, key)
         trainer.set_sample_weight(sample_weight)
         trainer.set_penalty(l2, l1, penalty_per_weight_sum)
+        trainer.set_input_noise(input_noise)
         return trainer
 
     def _sample_weight(self, sample_weight, class_weight, T):
@@ -221,7 +223,7 @@ class Network:
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None,
-            sample_weight=None, class_weight=None, l2=0.0, l1=0.0,
+            sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
             _penalty_per_weight_sum=False):
         """Train with minibatch gradient descent.
 
@@ -257,6 +259,11 @@ class Network:
             ``weight_decay``: each batch's gradient gets ``l2 * W + l1 *
             sign(W)`` and its loss ``l2 / 2 * sum(W**2) + l1 * sum(|W|)``
             (included in the reported loss).  Works with every optimizer.
+        input_noise : float >= 0, default 0
+            Data augmentation: Gaussian noise of this standard deviation is
+            added to every training input, freshly drawn each epoch (from the
+            network's seed, the epoch, the sample and the feature, so it does
+            not depend on threads or batches).  X itself is never modified.
         _penalty_per_weight_sum : bool, default False
             Private, for the scikit-learn estimators: divide l2 and l1 by each
             batch's number of rows (or sum of sample weights), which makes
@@ -287,9 +294,11 @@ class Network:
         sample_weight = self._sample_weight(sample_weight, class_weight, T)
         l2 = check_positive_float(l2, "l2", allow_zero=True)
         l1 = check_positive_float(l1, "l1", allow_zero=True)
+        input_noise = check_positive_float(input_noise, "input_noise", allow_zero=True)
         n_threads = _config.get_num_threads(n_threads)
         trainer = self._trainer(batch_size, n_threads, optimizer, sample_weight=sample_weight,
-                                l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum)
+                                l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum,
+                                input_noise=input_noise)
         history = History()
         with _single_threaded_blas():
             for epoch in range(epochs):
