@@ -78,8 +78,8 @@ class Network:
                 raise ValueError(f"softmax is only supported on the output layer; "
                                  f"layers[{i}] of {len(layers)} uses it")
         if layers[-1].dropout:
-            raise ValueError(f"dropout is not allowed on the output layer; layers[{len(layers) - 1}] "
-                             f"has dropout={layers[-1].dropout}")
+            raise ValueError(f"dropout is not allowed on the output layer; "
+                             f"layers[{len(layers) - 1}] has dropout={layers[-1].dropout}")
         if len(layers) > _engine.MAX_LAYERS:
             raise ValueError(f"at most {_engine.MAX_LAYERS} layers are supported, "
                              f"got {len(layers)}")
