@@ -214,7 +214,7 @@ cdef struct Ctx:
     const void *X         # (n, n_in) samples
     const void *T         # (n, n_out) targets
     const long long *perm # order of the samples, or NULL for 0..n-1
-    Py_ssize_t n, batch_size
+    Py_ssize_t first, n, batch_size   # train on positions first..n-1 (of perm, or of X)
     void *Xb              # gathered batch inputs (perm != NULL or input noise) and
     void *Tb              # targets (perm != NULL)
     double input_noise    # standard deviation of the Gaussian noise added to inputs
@@ -814,7 +814,7 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
     cdef long long step = c.step0
     cdef double s, penalty
     cdef Batch b
-    start = 0
+    start = c.first
     while start < c.n:
         rows = min(c.batch_size, c.n - start)
         step += 1
@@ -1131,9 +1131,16 @@ cdef class Trainer:
     def penalty_sum(self):
         return self.ctx.penalty_sum
 
-    def run_epoch(self, X, T, perm=None, bint check_signals=True):
+    def run_epoch(self, X, T, perm=None, bint check_signals=True, Py_ssize_t start=0,
+                  stop=None):
         """Train on every minibatch of (X, T) in the order ``perm`` (row
         indices, all of X's rows or some of them; None: X's own order).
+
+        ``start``, ``stop``: train on ``perm[start:stop]`` only (or on rows
+        start..stop-1 of X when perm is None).  To train an epoch in parts,
+        pass the whole X with these (or slices of perm) rather than slices of
+        X: the row of X is the sample index that sample weights, dropout
+        masks and input noise are keyed on.
 
         Returns (sum of the per-sample losses, number of samples trained on,
         status): status is "ok", "not_finite" when the loss of a batch was not
@@ -1141,17 +1148,21 @@ cdef class Trainer:
         (training stopped after the last finished batch).
         """
         cdef cnp.int64_t[::1] order
+        cdef Py_ssize_t n = X.shape[0] if perm is None else len(perm)
+        cdef Py_ssize_t end = n if stop is None else stop
         if self.sample_weight is not None and self.sample_weight.shape[0] != X.shape[0]:
             raise ValueError(f"sample_weight has {self.sample_weight.shape[0]} entries but "
                              f"X has {X.shape[0]} rows")
+        if not 0 <= start <= end <= n:
+            raise ValueError(f"start and stop must satisfy 0 <= start <= stop <= {n}, got "
+                             f"start={start}, stop={stop}")
         self.ctx.X = cnp.PyArray_DATA(X)
         self.ctx.T = cnp.PyArray_DATA(T)
-        self.ctx.n = X.shape[0]
+        self.ctx.first, self.ctx.n = start, end
         self.ctx.perm = NULL
         if perm is not None:
             # ``perm`` may list only some rows (a slice of an epoch's order).
             order = perm
-            self.ctx.n = order.shape[0]
             self.ctx.perm = <const long long *>&order[0] if order.shape[0] else NULL
         self.ctx.loss_sum = 0.0
         self.ctx.penalty_sum = 0.0

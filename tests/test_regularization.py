@@ -664,3 +664,40 @@ def test_fit_with_input_noise():
     with pytest.raises(ValueError, match="input_noise must be a finite number >= 0"):
         fn.Network([fn.Dense(6, 4, activation="softmax")], loss="cross_entropy").fit(
             X, y, input_noise=-1.0)
+
+
+# ---------------------------------------------------------------------------
+# an epoch in parts (per-batch callbacks) keys everything on X's rows
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_epoch_in_parts_equals_whole_epoch(kernel, shuffled):
+    """run_epoch(X, T, perm, start=, stop=) over batch-aligned parts trains
+    bit for bit like one call, with sample weights, dropout and input noise."""
+    rng = np.random.default_rng(8)
+    n, batch = 70, 8
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    T = targets("cross_entropy", rng.integers(0, 3, n), 3).astype(np.float32)
+    sw = rng.uniform(0.0, 2.0, n)
+    perm = rng.permutation(n) if shuffled else None
+
+    def trained(parts):
+        net = fn.Network([fn.Dense(6, 40, activation="relu", dropout=0.3),
+                          fn.Dense(40, 3, activation="softmax")], loss="cross_entropy", seed=1)
+        opt = fn.SGD(lr=0.1, momentum=0.9)
+        trainer = net._trainer(batch, 2, opt, sample_weight=sw, l2=1e-3, input_noise=0.2)
+        trainer.set_optimizer(**opt.engine_args())
+        trainer.set_epoch(3)
+        total = 0.0
+        for start, stop in parts:
+            total += trainer.run_epoch(X, T, perm, start=start, stop=stop)[0]
+        return net, total
+
+    whole, loss = trained([(0, n)])
+    split, loss_parts = trained([(0, 16), (16, 24), (24, 64), (64, n)])
+    for a, b in zip(whole.layers, split.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+    assert loss == pytest.approx(loss_parts, rel=1e-6)
+    with pytest.raises(ValueError, match="0 <= start <= stop"):
+        whole._trainer(batch, 1, fn.SGD()).run_epoch(X, T, perm, start=5, stop=n + 1)
