@@ -37,7 +37,7 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.math cimport exp, log, sqrt, pow, isfinite, fabs
+from libc.math cimport exp, log, sqrt, pow, isfinite, fabs, cos, sin, M_PI
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -214,9 +214,10 @@ cdef struct Ctx:
     const void *X         # (n, n_in) samples
     const void *T         # (n, n_out) targets
     const long long *perm # order of the samples, or NULL for 0..n-1
-    Py_ssize_t n, batch_size
-    void *Xb              # gathered batch inputs / targets (when perm != NULL)
-    void *Tb
+    Py_ssize_t first, n, batch_size   # train on positions first..n-1 (of perm, or of X)
+    void *Xb              # gathered batch inputs (perm != NULL or input noise) and
+    void *Tb              # targets (perm != NULL)
+    double input_noise    # standard deviation of the Gaussian noise added to inputs
     double *row_loss      # (batch_size,) per-sample loss of the current batch
     double loss_sum       # written by thread 0
     int status            # STATUS_*: why the epoch ended
@@ -307,6 +308,16 @@ cdef inline u64 noise_row_key(u64 epoch_key, Py_ssize_t stream, long long sample
 
 cdef inline u64 noise_bits(u64 row_key, Py_ssize_t unit) noexcept nogil:
     return mix64(row_key + <u64>0x9E3779B97F4A7C15 * <u64>(unit + 1))
+
+
+cdef inline double standard_normal(u64 row_key, Py_ssize_t j) noexcept nogil:
+    """N(0, 1) for unit j: Box-Muller on the uniforms of the pair (2k, 2k + 1)
+    that holds j (cosine for the even unit, sine for the odd one)."""
+    cdef Py_ssize_t k = j - (j & 1)
+    cdef double u1 = (<double>(noise_bits(row_key, k) >> 11) + 1.0) * (1.0 / 9007199254740992.0)
+    cdef double u2 = <double>(noise_bits(row_key, k + 1) >> 11) * (1.0 / 9007199254740992.0)
+    cdef double r = sqrt(-2.0 * log(u1))      # u1 in (0, 1]: finite
+    return r * (sin(2.0 * M_PI * u2) if j & 1 else cos(2.0 * M_PI * u2))
 
 
 # ---------------------------------------------------------------------------
@@ -746,6 +757,24 @@ cdef void gather_rows(floating *dst, const floating *src, const long long *idx,
         r += nt
 
 
+cdef void noisy_rows(Ctx *c, const Batch *b, floating *dst, const floating *X, Py_ssize_t width,
+                     int tid, int nt) noexcept nogil:
+    """dst[r] = X[sample of r] + input_noise * N(0, 1) per feature, keyed on
+    (seed, epoch, sample, feature); the user's X is only read."""
+    cdef Py_ssize_t r, j
+    cdef const floating *x
+    cdef floating *d
+    cdef u64 key
+    r = tid
+    while r < b.rows:
+        key = noise_row_key(c.epoch_key, 0, sample_of(b, r))
+        x = X + sample_of(b, r) * width
+        d = dst + r * width
+        for j in range(width):
+            d[j] = <floating>(x[j] + c.input_noise * standard_normal(key, j))
+        r += nt
+
+
 cdef enum:
     STATUS_OK = 0
     STATUS_NOT_FINITE = 1    # the loss of a batch was NaN or infinite
@@ -785,20 +814,25 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
     cdef long long step = c.step0
     cdef double s, penalty
     cdef Batch b
-    start = 0
+    start = c.first
     while start < c.n:
         rows = min(c.batch_size, c.n - start)
         step += 1
         start_batch(c, &b, start, rows, step)
-        if c.perm != NULL:
-            gather_rows(<floating *>c.Xb, <const floating *>c.X, c.perm + start, rows, n_in, tid, nt)
-            gather_rows(<floating *>c.Tb, <const floating *>c.T, c.perm + start, rows, n_out, tid, nt)
+        X = <const floating *>c.X + start * n_in
+        T = <const floating *>c.T + start * n_out
+        if c.perm != NULL or c.input_noise > 0:
+            if c.input_noise > 0:
+                noisy_rows(c, &b, <floating *>c.Xb, <const floating *>c.X, n_in, tid, nt)
+            else:
+                gather_rows(<floating *>c.Xb, <const floating *>c.X, c.perm + start, rows, n_in,
+                            tid, nt)
             X = <const floating *>c.Xb
-            T = <const floating *>c.Tb
+            if c.perm != NULL:
+                gather_rows(<floating *>c.Tb, <const floating *>c.T, c.perm + start, rows, n_out,
+                            tid, nt)
+                T = <const floating *>c.Tb
             fnn_omp_barrier()
-        else:
-            X = <const floating *>c.X + start * n_in
-            T = <const floating *>c.T + start * n_out
         forward_layers(c, &b, X, tid, nt)
         output_stage(c, &b, T, tid, nt)
         fnn_omp_barrier()
@@ -934,6 +968,9 @@ cdef class Trainer:
       weighted mean loss once per row of the batch (scikit-learn's
       ``accumulated_loss``), so without weights it is the plain sum.
 
+    - ``set_input_noise(std)``: Gaussian noise N(0, std^2) added to each
+      training input, drawn like the dropout masks (stream 0); the batch is
+      then always gathered into the workspace, never written into X.
     - ``set_epoch(epoch)``: the epoch index keying the training noise (the
       same epoch and sample give the same mask, however the epoch is split
       into calls of ``run_epoch``).
@@ -941,7 +978,8 @@ cdef class Trainer:
     ``penalty_sum`` is the penalty part of the last ``run_epoch``'s loss_sum
     (again counted once per row of each batch).  ``layer_outputs`` holds,
     per layer, the (batch_size, n_out) buffers (A, what the next layer
-    reads) of the last batch, for tests.
+    reads) of the last batch, and ``batch_inputs`` the gathered (or noisy)
+    inputs of the last batch when it needed them, for tests.
     """
     cdef Ctx ctx
     cdef Layer *layers
@@ -952,6 +990,7 @@ cdef class Trainer:
     cdef object sample_weight
     cdef public object grad_W, grad_b
     cdef public list layer_outputs
+    cdef public object batch_inputs
 
     def __cinit__(self, list weights, list biases, list activations, int loss,
                   Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
@@ -1014,6 +1053,7 @@ cdef class Trainer:
         row_loss = np.empty(batch_size, np.float64)
         penalty_parts = np.zeros(2 * n_penalty_tiles, np.float64)
         self.keep += [Xb, Tb, row_loss, penalty_parts]
+        self.batch_inputs = Xb
         self.keep += alloc_work(self.work, self.n_threads, kernel, self.dtype.itemsize)
         self.ctx.n_layers = n_layers
         self.ctx.layers = self.layers
@@ -1074,6 +1114,13 @@ cdef class Trainer:
         self.sample_weight = sw
         self.ctx.sample_weight = <const double *>cnp.PyArray_DATA(sw)
 
+    def set_input_noise(self, double std):
+        """Gaussian noise of standard deviation ``std`` added to every training
+        input (keyed like dropout: seed, epoch, sample, feature); 0: none."""
+        if not (std >= 0 and isfinite(std)):
+            raise ValueError(f"input_noise must be a finite number >= 0, got {std}")
+        self.ctx.input_noise = std
+
     def set_epoch(self, long long epoch):
         """The epoch index of the next run_epoch calls (keys the training noise)."""
         if epoch < 0:
@@ -1084,9 +1131,16 @@ cdef class Trainer:
     def penalty_sum(self):
         return self.ctx.penalty_sum
 
-    def run_epoch(self, X, T, perm=None, bint check_signals=True):
+    def run_epoch(self, X, T, perm=None, bint check_signals=True, Py_ssize_t start=0,
+                  stop=None):
         """Train on every minibatch of (X, T) in the order ``perm`` (row
         indices, all of X's rows or some of them; None: X's own order).
+
+        ``start``, ``stop``: train on ``perm[start:stop]`` only (or on rows
+        start..stop-1 of X when perm is None).  To train an epoch in parts,
+        pass the whole X with these (or slices of perm) rather than slices of
+        X: the row of X is the sample index that sample weights, dropout
+        masks and input noise are keyed on.
 
         Returns (sum of the per-sample losses, number of samples trained on,
         status): status is "ok", "not_finite" when the loss of a batch was not
@@ -1094,17 +1148,21 @@ cdef class Trainer:
         (training stopped after the last finished batch).
         """
         cdef cnp.int64_t[::1] order
+        cdef Py_ssize_t n = X.shape[0] if perm is None else len(perm)
+        cdef Py_ssize_t end = n if stop is None else stop
         if self.sample_weight is not None and self.sample_weight.shape[0] != X.shape[0]:
             raise ValueError(f"sample_weight has {self.sample_weight.shape[0]} entries but "
                              f"X has {X.shape[0]} rows")
+        if not 0 <= start <= end <= n:
+            raise ValueError(f"start and stop must satisfy 0 <= start <= stop <= {n}, got "
+                             f"start={start}, stop={stop}")
         self.ctx.X = cnp.PyArray_DATA(X)
         self.ctx.T = cnp.PyArray_DATA(T)
-        self.ctx.n = X.shape[0]
+        self.ctx.first, self.ctx.n = start, end
         self.ctx.perm = NULL
         if perm is not None:
             # ``perm`` may list only some rows (a slice of an epoch's order).
             order = perm
-            self.ctx.n = order.shape[0]
             self.ctx.perm = <const long long *>&order[0] if order.shape[0] else NULL
         self.ctx.loss_sum = 0.0
         self.ctx.penalty_sum = 0.0
@@ -1333,3 +1391,18 @@ def dropout_keep_mask(u64 seed, long long epoch, Py_ssize_t layer, samples,
         for j in range(n_units):
             m[r, j] = (noise_bits(key, j) >> 11) < keep_below
     return out.astype(bool)
+
+
+def standard_normal_noise(u64 seed, long long epoch, samples, Py_ssize_t n_features):
+    """The N(0, 1) values (n_samples, n_features) that input noise scales, as
+    the engine draws them for the given sample indices (for the tests)."""
+    cdef cnp.int64_t[::1] idx = np.ascontiguousarray(samples, dtype=np.int64)
+    out = np.empty((idx.shape[0], n_features))
+    cdef double[:, ::1] z = out
+    cdef u64 ek = noise_epoch_key(seed, epoch), key
+    cdef Py_ssize_t r, j
+    for r in range(idx.shape[0]):
+        key = noise_row_key(ek, 0, idx[r])
+        for j in range(n_features):
+            z[r, j] = standard_normal(key, j)
+    return out

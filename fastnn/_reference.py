@@ -107,6 +107,20 @@ def dropout_keep_mask(seed, epoch, layer, samples, n_units, rate):
     return (noise_bits(seed, epoch, layer + 1, samples, n_units) >> np.uint64(11)) < keep_below
 
 
+def standard_normal_noise(seed, epoch, samples, n_features):
+    """The N(0, 1) values of the input noise: Box-Muller on the uniforms of
+    the unit pairs (2k, 2k + 1), cosine for the even unit, sine for the odd."""
+    width = n_features + (n_features & 1)
+    bits = noise_bits(seed, epoch, 0, samples, width) >> np.uint64(11)
+    u1 = (bits[:, 0::2].astype(np.float64) + 1.0) / 2.0 ** 53
+    u2 = bits[:, 1::2].astype(np.float64) / 2.0 ** 53
+    r = np.sqrt(-2.0 * np.log(u1))
+    z = np.empty((len(bits), width))
+    z[:, 0::2] = r * np.cos(2.0 * np.pi * u2)
+    z[:, 1::2] = r * np.sin(2.0 * np.pi * u2)
+    return z[:, :n_features]
+
+
 def dropout_multipliers(seed, epoch, rates, samples, sizes, dtype=np.float64):
     """Per layer, the (n, n_out) factor of inverted dropout (mask / (1 - rate)), or None."""
     out = []

@@ -143,8 +143,8 @@ class Network:
                 raise ValueError(f"softmax is only supported on the output layer; "
                                  f"layers[{i}] of {len(layers)} uses it")
         if layers[-1].dropout:
-            raise ValueError(f"dropout is not allowed on the output layer; layers[{len(layers) - 1}] "
-                             f"has dropout={layers[-1].dropout}")
+            raise ValueError(f"dropout is not allowed on the output layer; "
+                             f"layers[{len(layers) - 1}] has dropout={layers[-1].dropout}")
         if len(layers) > _engine.MAX_LAYERS:
             raise ValueError(f"at most {_engine.MAX_LAYERS} layers are supported, "
                              f"got {len(layers)}")
@@ -245,20 +245,22 @@ class Network:
         return self._noise_key
 
     def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
-                 sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False):
+                 sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False,
+                 input_noise=0.0):
         W, b, acts = self._params()
-        if optimizer is None:     # gradients(): the network as it predicts, no dropout
+        if optimizer is None:     # gradients(): the network as it predicts, no noise
             code, state, dropout, key = "none", [None, None], None, 0
         else:
             code, state = optimizer.code, optimizer.state_for(self.layers)
             dropout = [l.dropout for l in self.layers]
-            key = self._training_noise_key() if any(dropout) else 0
+            key = self._training_noise_key() if any(dropout) or input_noise else 0
         trainer = _engine.Trainer(W, b, acts, _engine.LOSS_CODES[self.loss], batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
                                   keep_gradients, dropout, key)
         trainer.set_sample_weight(sample_weight)
         trainer.set_penalty(l2, l1, penalty_per_weight_sum)
+        trainer.set_input_noise(input_noise)
         return trainer
 
     def _sample_weight(self, sample_weight, class_weight, T):
@@ -289,7 +291,7 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
-            sample_weight=None, class_weight=None, l2=0.0, l1=0.0,
+            sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
             _penalty_per_weight_sum=False):
         """Train with minibatch gradient descent.
 
@@ -349,6 +351,11 @@ class Network:
             ``weight_decay``: each batch's gradient gets ``l2 * W + l1 *
             sign(W)`` and its loss ``l2 / 2 * sum(W**2) + l1 * sum(|W|)``
             (included in the reported loss).  Works with every optimizer.
+        input_noise : float >= 0, default 0
+            Data augmentation: Gaussian noise of this standard deviation is
+            added to every training input, freshly drawn each epoch (from the
+            network's seed, the epoch, the sample and the feature, so it does
+            not depend on threads or batches).  X itself is never modified.
         _penalty_per_weight_sum : bool, default False
             Private, for the scikit-learn estimators: divide l2 and l1 by each
             batch's number of rows (or sum of sample weights), which makes
@@ -375,6 +382,7 @@ class Network:
         sample_weight = self._sample_weight(sample_weight, class_weight, T)
         l2 = check_positive_float(l2, "l2", allow_zero=True)
         l1 = check_positive_float(l1, "l1", allow_zero=True)
+        input_noise = check_positive_float(input_noise, "input_noise", allow_zero=True)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -433,7 +441,8 @@ class Network:
             self.optimizer = previous_optimizer
             raise
         trainer = self._trainer(batch_size, n_threads, optimizer, sample_weight=sample_weight,
-                                l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum)
+                                l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum,
+                                input_noise=input_noise)
         loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
                         batches_per_call, callbacks, progress, validation, train_accuracy,
                         target_loss, n_threads)
@@ -588,10 +597,6 @@ class _FitLoop:
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
         X, T, n = self.X, self.T, self.X.shape[0]
         perm = net._rng.permutation(n) if self.shuffle else None
-        if perm is None and self.rows_per_call < n:
-            # Chunks name their rows by index: sample weights and the dropout
-            # and noise keys follow the row, whatever the chunking.
-            perm = np.arange(n)
         trainer.set_epoch(net._epochs_trained)
         net._epochs_trained += 1
         for cb in self.callbacks:
@@ -613,8 +618,11 @@ class _FitLoop:
             # after the engine returned a finished chunk - whose steps are
             # then already counted.
             optimizer.step += planned
-            if perm is None:    # the whole epoch in one call
-                part_loss, part_done, status = trainer.run_epoch(X, T)
+            if perm is None:
+                # rows start..stop of X in place: sample weights and the
+                # dropout and noise keys follow the row, whatever the chunking
+                part_loss, part_done, status = trainer.run_epoch(X, T, None, start=start,
+                                                                 stop=stop)
             else:
                 part_loss, part_done, status = trainer.run_epoch(X, T, perm[start:stop])
             if part_done != stop - start:   # stopped early: count what ran

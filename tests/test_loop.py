@@ -303,3 +303,27 @@ def test_fit_without_optimizer_continues_with_the_networks_own():
     assert net.optimizer is adam and adam.step == 12
     net.fit(X, LABELS, epochs=1, batch_size=10)
     assert net.optimizer is adam and adam.step == 18
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batch_by_batch_equals_whole_epochs_with_weights_dropout_and_noise(shuffle):
+    """Engine calls per batch (batch callbacks) or per epoch train the same bits,
+    also when sample weights, dropout and input noise are keyed on the row."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(70, 6)), rng.integers(0, 3, 70)
+    w = rng.uniform(0.1, 2.0, 70)
+
+    def train(callbacks):
+        net = fn.Network([fn.Dense(6, 9, "tanh", dropout=0.25), fn.Dense(9, 3, "softmax")],
+                         loss="cross_entropy", dtype="float64", seed=2)
+        net.fit(X, y, epochs=3, batch_size=16, shuffle=shuffle, sample_weight=w,
+                input_noise=0.1, l2=1e-3, optimizer=fn.Adam(lr=0.01), callbacks=callbacks)
+        return net
+
+    class EveryBatch(fn.Callback):
+        wants_batches = True
+
+    whole, per_batch = train(None), train([EveryBatch()])
+    for a, b in zip(whole.layers, per_batch.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)

@@ -226,7 +226,8 @@ def test_fit_against_reference_float64(kernel, name, arch, n_threads):
     rng = np.random.default_rng(1)
     n, batch_size, epochs = 30, 7, 3
     X = rng.normal(size=(n, sizes[0]))
-    y = rng.integers(0, sizes[-1], n) if loss == "cross_entropy" else rng.normal(size=(n, sizes[-1]))
+    y = (rng.integers(0, sizes[-1], n) if loss == "cross_entropy"
+         else rng.normal(size=(n, sizes[-1])))
     W, b, acts = params64(net)
     T = targets(loss, y, sizes[-1])
     optimizer = OPTIMIZERS[name]()

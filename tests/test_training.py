@@ -124,19 +124,20 @@ def test_target_loss_stops_early():
 
 
 # The training toolkit on top: sample weights, L2 and L1 penalties (and the
-# scikit-learn per-batch form), dropout, with every optimizer (RProp: full batch).
+# scikit-learn per-batch form), dropout, input noise, with every optimizer
+# (RProp: full batch).
 TOOLKIT_OPTS = {"sgd": lambda: fn.SGD(lr=0.05),
                 "momentum": lambda: fn.SGD(lr=0.02, momentum=0.9),
                 "adam-step-size": lambda: fn.Adam(lr=0.001, bias_correction="step_size"),
                 "adamw": lambda: fn.AdamW(lr=0.001, weight_decay=0.1),
                 "rmsprop": lambda: fn.RMSprop(lr=0.001, momentum=0.5),
                 "rprop": lambda: fn.RProp()}
-TOOLKIT_FIT = {"sgd": dict(l2=1e-3, l1=1e-4),
-               "momentum": dict(l2=1e-2, _penalty_per_weight_sum=True),
+TOOLKIT_FIT = {"sgd": dict(l2=1e-3, l1=1e-4, input_noise=0.05),
+               "momentum": dict(l2=1e-2, _penalty_per_weight_sum=True, input_noise=0.1),
                "adam-step-size": dict(l2=1e-3, l1=1e-4),
-               "adamw": dict(l1=1e-4),
-               "rmsprop": dict(l2=1e-3),
-               "rprop": dict(l2=1e-3)}
+               "adamw": dict(l1=1e-4, input_noise=0.05),
+               "rmsprop": dict(l2=1e-3, input_noise=0.05),
+               "rprop": dict(l2=1e-3, input_noise=0.05)}
 
 
 @pytest.mark.parametrize("opt", TOOLKIT_OPTS)
