@@ -24,4 +24,24 @@ static inline int fnn_omp_num_threads(void) { return 1; }
 static inline void fnn_omp_barrier(void) {}
 #endif
 
+/* Claim counters shared by a team: an atomic fetch-and-add (a plain one
+ * without OpenMP, where there is only one thread). */
+static inline long fnn_atomic_fetch_add(long *p, long v)
+{
+    long old;
+#ifdef _OPENMP
+    _Pragma("omp atomic capture")
+#endif
+    { old = *p; *p += v; }
+    return old;
+}
+
+static inline void fnn_atomic_store(long *p, long v)
+{
+#ifdef _OPENMP
+    _Pragma("omp atomic write")
+#endif
+    *p = v;
+}
+
 #endif

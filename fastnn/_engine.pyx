@@ -93,6 +93,8 @@ cdef extern from "fnn_omp.h" nogil:
     int fnn_omp_thread_num()
     int fnn_omp_num_threads()
     void fnn_omp_barrier()
+    long fnn_atomic_fetch_add(long *p, long v)
+    void fnn_atomic_store(long *p, long v)
 
 fnn_set_blas(<fnn_sgemm_fn>sgemm, <fnn_dgemm_fn>dgemm)
 
@@ -224,6 +226,7 @@ cdef struct Ctx:
     bint check_signals    # look for Ctrl-C between batches
     Py_ssize_t n_done     # samples trained on so far (written by thread 0)
     char **work           # per-thread GEMM scratch
+    long claims[3]        # tile claim counters of the team (see begin_stage)
 
 
 cdef inline void gemm(floating *proto, int kernel, int ta, int tb,
@@ -273,16 +276,53 @@ cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
          C + i0 * ldc + j0, ldc, &e, work)
 
 
+# Threads claim the tiles of a stage from a shared counter, so a thread that
+# finishes early takes the next tile.  Which thread computes a tile never
+# changes its result (tiles are fixed by the shapes), only the balance.
+cdef struct Team:
+    int tid, nt
+    long *counters       # 3 claim counters shared by the team, zero at the start
+    long long stage      # claimed stages this thread has begun
+
+
+cdef inline Team make_team(long *counters, int tid, int nt) noexcept nogil:
+    cdef Team team
+    team.tid, team.nt, team.counters, team.stage = tid, nt, counters, 0
+    return team
+
+
+cdef inline long begin_stage(Team *team) noexcept nogil:
+    """Start the next claimed stage; returns the index of its counter.
+
+    Every thread runs the same sequence of stages with a barrier after each.
+    Stage s uses counter s % 3; thread 0 zeroes the counter of stage s + 1
+    now, which was last used by stage s - 2: every thread has passed the
+    barrier that ended stage s - 1, and the barrier ending stage s publishes
+    the zero before anyone claims from it.
+    """
+    cdef long long s = team.stage
+    team.stage += 1
+    if team.tid == 0:
+        fnn_atomic_store(&team.counters[(s + 1) % 3], 0)
+    return s % 3
+
+
+cdef inline Py_ssize_t claim(Team *team, long counter) noexcept nogil:
+    return fnn_atomic_fetch_add(&team.counters[counter], 1)
+
+
 cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
                      Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                      const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
                      floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work,
-                     int tid, int nt) noexcept nogil:
-    """This thread's share of the tiles of one product (no barrier)."""
-    cdef Py_ssize_t t = tid, count = n_tiles(kernel, M, N)
+                     Team *team) noexcept nogil:
+    """The tiles of one product this thread claims (a stage; no barrier)."""
+    cdef Py_ssize_t count = n_tiles(kernel, M, N)
+    cdef long k = begin_stage(team)
+    cdef Py_ssize_t t = claim(team, k)
     while t < count:
         gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
-        t += nt
+        t = claim(team, k)
 
 
 # ---------------------------------------------------------------------------
@@ -381,8 +421,9 @@ cdef void dropout_tile(Ctx *c, const Batch *b, Py_ssize_t l, floating *dst, cons
                 dst[o + j] = 0
 
 
-cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, int tid, int nt) noexcept nogil:
+cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) noexcept nogil:
     cdef Py_ssize_t l, t, count, rows = b.rows
+    cdef long k
     cdef Layer *L
     cdef fnn_epilogue ep
     cdef const floating *inp = X
@@ -393,16 +434,17 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, int tid, int
         ep.act = L.act
         ep.act_param = L.act_param
         ep.bias = L.b
-        t = tid
         count = n_tiles(c.kernel, rows, L.n_out)
+        k = begin_stage(team)
+        t = claim(team, k)
         while t < count:
             gemm_tile(<floating *>NULL, c.kernel, t, 0, 0, rows, L.n_out, L.n_in,
                       inp, L.n_in, <const floating *>L.W, L.n_out,
-                      <floating *>L.A, L.n_out, &ep, c.work[tid])
+                      <floating *>L.A, L.n_out, &ep, c.work[team.tid])
             if L.dropout:      # while the tile is still in cache
                 dropout_tile(c, b, l, <floating *>L.Aout, <const floating *>L.A,
                              tile_bounds(c.kernel, t, rows, L.n_out))
-            t += nt
+            t = claim(team, k)
         fnn_omp_barrier()
         inp = <const floating *>L.Aout
 
@@ -697,15 +739,18 @@ cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
                        1, nb, nb, NULL)
 
 
-cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, int tid, int nt) noexcept nogil:
+cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) noexcept nogil:
     """Hidden deltas and updates, layer by layer from the output.
 
     Phase l computes D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]) with the old W[l],
-    and in the same phase updates W[l+1], whose delta work is done.
+    and in the same phase updates W[l+1], whose delta work is done; the last
+    phase (l = 0) updates W[1] and W[0] together.
     """
-    cdef Py_ssize_t l, t, t_delta, t_upd, rows = b.rows
+    cdef Py_ssize_t l, t, t_delta, t_upd, t_first, rows = b.rows
+    cdef long k
     cdef Layer *L
     cdef Layer *P
+    cdef void *work = c.work[team.tid]
     cdef fnn_epilogue ep
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_DERIV
@@ -719,8 +764,10 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, int tid, int
         t_upd = 0
         if l + 1 < c.n_layers:
             t_upd = n_tiles(c.kernel, c.layers[l + 1].n_in, c.layers[l + 1].n_out)
-        t = tid
-        while t < t_delta + t_upd:
+        t_first = n_tiles(c.kernel, L.n_in, L.n_out) if l == 0 else 0
+        k = begin_stage(team)
+        t = claim(team, k)
+        while t < t_delta + t_upd + t_first:
             if t < t_delta:
                 ep.act = P.act
                 ep.act_param = P.act_param
@@ -728,23 +775,18 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, int tid, int
                 ep.ldy = P.n_out
                 gemm_tile(<floating *>NULL, c.kernel, t, 0, 1, rows, L.n_in, L.n_out,
                           <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,
-                          <floating *>P.D, P.n_out, &ep, c.work[tid])
+                          <floating *>P.D, P.n_out, &ep, work)
                 if P.dropout:
                     # f'(A) came from the undropped output; the mask and scale
                     # of the forward pass complete the chain rule.
                     dropout_tile(c, b, l - 1, <floating *>P.D, <const floating *>P.D,
                                  tile_bounds(c.kernel, t, rows, L.n_in))
+            elif t < t_delta + t_upd:
+                update_layer_tile(c, b, l + 1, t - t_delta, X, work)
             else:
-                update_layer_tile(c, b, l + 1, t - t_delta, X, c.work[tid])
-            t += nt
+                update_layer_tile(c, b, 0, t - t_delta - t_upd, X, work)
+            t = claim(team, k)
         fnn_omp_barrier()
-        if l == 0:
-            t = tid
-            t_upd = n_tiles(c.kernel, L.n_in, L.n_out)
-            while t < t_upd:
-                update_layer_tile(c, b, 0, t, X, c.work[tid])
-                t += nt
-            fnn_omp_barrier()
         l -= 1
 
 
@@ -814,6 +856,7 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
     cdef long long step = c.step0
     cdef double s, penalty
     cdef Batch b
+    cdef Team team = make_team(c.claims, tid, nt)
     start = c.first
     while start < c.n:
         rows = min(c.batch_size, c.n - start)
@@ -833,10 +876,10 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
                             tid, nt)
                 T = <const floating *>c.Tb
             fnn_omp_barrier()
-        forward_layers(c, &b, X, tid, nt)
+        forward_layers(c, &b, X, &team)
         output_stage(c, &b, T, tid, nt)
         fnn_omp_barrier()
-        backward_stage(c, &b, X, tid, nt)
+        backward_stage(c, &b, X, &team)
         # Every thread sums the same row losses (written before the barriers
         # above), so all of them stop at the same batch when it is not finite.
         s = 0.0
@@ -1169,6 +1212,7 @@ cdef class Trainer:
         self.ctx.n_done = 0
         self.ctx.status = STATUS_OK
         self.ctx.check_signals = check_signals
+        memset(self.ctx.claims, 0, sizeof(self.ctx.claims))
         cdef bint is_double = self.dtype == np.float64
         cdef int nt = self.n_threads
         with nogil:
@@ -1309,17 +1353,29 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
         ep.Y, ep.ldy = &Y[0, 0], Y.shape[1]
     n_threads = max(1, min(n_threads, 256)) if fnn_omp_enabled() else 1
     works = alloc_work(work, n_threads, kernel, C.itemsize)
+    cdef long counters[3]
+    memset(counters, 0, sizeof(counters))
     with nogil:
         if n_threads == 1:
-            gemm_tasks(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
-                       A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work[0], 0, 1)
+            tiled_worker(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
+                         A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work, counters,
+                         0, 1)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
                 nt = fnn_omp_num_threads()
-                gemm_tasks(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
-                           A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work[tid],
-                           tid, nt)
+                tiled_worker(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
+                             A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work,
+                             counters, tid, nt)
+
+
+cdef void tiled_worker(floating *proto, int kernel, int ta, int tb,
+                       Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                       floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, char **work,
+                       long *counters, int tid, int nt) noexcept nogil:
+    cdef Team team = make_team(counters, tid, nt)
+    gemm_tasks(proto, kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], &team)
 
 
 def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
