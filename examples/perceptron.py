@@ -41,7 +41,8 @@ def gates():
     for name, y in (("AND", [0, 0, 0, 1]), ("OR", [0, 1, 1, 1]), ("XOR", [0, 1, 1, 0])):
         p = fn.Perceptron(max_iter=100, tol=None, shuffle=False).fit(X, y)
         learned = p.predict(X)
-        verdict = "learned" if np.array_equal(learned, y) else "NOT learned (not linearly separable)"
+        verdict = ("learned" if np.array_equal(learned, y)
+                   else "NOT learned (not linearly separable)")
         print(f"   {name}: targets {y}, predictions {learned.tolist()} -> {verdict}")
 
 
