@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import _config, _engine, losses
+from . import _config, _engine, activations, losses
 from ._validation import (check_array, check_dtype, check_positive_float, check_positive_int,
                           check_targets)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
@@ -371,6 +371,14 @@ class Network:
         ``fit`` returns normally, with ``History.interrupted`` set; the
         model and ``net.optimizer`` are consistent and can be saved.
         """
+        flat = [i for i, l in enumerate(self.layers)
+                if l.activation in activations.NOT_DIFFERENTIABLE]
+        if flat:
+            raise ValueError(
+                f"fit needs differentiable activations, but layers{flat} use "
+                f"{self.layers[flat[0]].activation!r}, whose gradient is zero everywhere; "
+                f"train with e.g. 'sigmoid' or 'tanh' and predict with step/sign, or use "
+                f"fastnn.Perceptron for the perceptron learning rule")
         X = self._check_X(X)
         T = self._check_y(y, X.shape[0])
         epochs = check_positive_int(epochs, "epochs")
@@ -379,7 +387,8 @@ class Network:
         optimizer = self._resolve_optimizer(optimizer)
         if validation_data is not None and validation_split is not None:
             raise ValueError("pass validation_data or validation_split, not both")
-        sample_weight = self._sample_weight(sample_weight, class_weight, T)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, T.shape[0])
         l2 = check_positive_float(l2, "l2", allow_zero=True)
         l1 = check_positive_float(l1, "l1", allow_zero=True)
         input_noise = check_positive_float(input_noise, "input_noise", allow_zero=True)
@@ -394,6 +403,8 @@ class Network:
             if sample_weight is not None:
                 sample_weight = sample_weight[:X.shape[0]]
             validation = (X_val, T_val)
+        # "balanced" class weights count the training rows only
+        sample_weight = self._sample_weight(sample_weight, class_weight, T)
         batch_size = min(batch_size, X.shape[0])
         if optimizer.full_batch:
             batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set

@@ -271,7 +271,7 @@ class AdaptiveLR(LRSchedule):
         "auto": larger is better for names containing "acc".
     """
 
-    factor = 1 / 5
+    divisor = 5.0   # scikit-learn divides (lr / 5 is not always lr * 0.2 in floating point)
     min_lr = 1e-6
 
     def __init__(self, tol=1e-4, n_iter_no_change=10, monitor="loss", mode="auto"):
@@ -303,12 +303,12 @@ class AdaptiveLR(LRSchedule):
             if optimizer.lr <= self.min_lr:
                 self.model.stop_training = True
             else:
-                optimizer.lr = optimizer.lr / 5.0
+                optimizer.lr = optimizer.lr / self.divisor
                 self.count = 0
 
     def _repr_args(self):
         return {"tol": self.tol, "n_iter_no_change": self.n_iter_no_change,
-                "monitor": self.monitor}
+                "monitor": self.monitor, "mode": self.mode}
 
 
 class ReduceLROnPlateau(LRSchedule):
@@ -374,7 +374,8 @@ class ReduceLROnPlateau(LRSchedule):
 
     def _repr_args(self):
         return {"monitor": self.monitor, "factor": self.factor, "patience": self.patience,
-                "min_delta": self.min_delta, "cooldown": self.cooldown, "min_lr": self.min_lr}
+                "min_delta": self.min_delta, "cooldown": self.cooldown, "min_lr": self.min_lr,
+                "mode": self.mode}
 
 
 def _check_factor(factor):

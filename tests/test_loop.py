@@ -327,3 +327,28 @@ def test_batch_by_batch_equals_whole_epochs_with_weights_dropout_and_noise(shuff
     for a, b in zip(whole.layers, per_batch.layers):
         np.testing.assert_array_equal(a.W, b.W)
         np.testing.assert_array_equal(a.b, b.b)
+
+
+def test_balanced_class_weights_count_only_the_training_rows():
+    """With validation_split, "balanced" weighs the classes of the rows trained on."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.r_[np.zeros(20, int), np.ones(10, int), np.zeros(10, int)]   # held out: all 0
+
+    def train(**kw):
+        net = fn.Network([fn.Dense(3, 2, "softmax")], loss="cross_entropy", dtype="float64",
+                         seed=0)
+        net.fit(X, y, shuffle=False, batch_size=30, optimizer=fn.SGD(lr=0.1), **kw)
+        return net.layers[0].W
+
+    from sklearn.utils.class_weight import compute_sample_weight
+    expected = train(sample_weight=np.r_[compute_sample_weight("balanced", y[:30]),
+                                         np.ones(10)], validation_split=0.25)
+    np.testing.assert_array_equal(train(class_weight="balanced", validation_split=0.25),
+                                  expected)
+
+
+def test_fit_refuses_step_and_sign_activations():
+    net = fn.Network([fn.Dense(2, 1, "step")], seed=0)
+    with pytest.raises(ValueError, match=r"layers\[0\] use 'step'.*fastnn.Perceptron"):
+        net.fit(np.zeros((4, 2)), np.zeros((4, 1)))
