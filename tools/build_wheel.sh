@@ -53,7 +53,8 @@ case "$(uname -s)" in
     PATH="$work/venv/bin:$PATH" "$work/venv/bin/auditwheel" show "$repaired"
     # The OpenMP runtime must travel inside the wheel (fastnn.libs/libgomp-<hash>.so.1).
     if [[ "${FASTNN_NO_OPENMP:-0}" == "0" ]]; then
-      if ! "$venv_python" -m zipfile -l "$repaired" | grep -q 'fastnn\.libs/libgomp'; then
+      listing="$("$venv_python" -m zipfile -l "$repaired")"
+      if ! grep -q 'fastnn\.libs/libgomp' <<<"$listing"; then
         echo "build_wheel.sh: ERROR: libgomp is not bundled in $repaired" >&2
         exit 1
       fi
