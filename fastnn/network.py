@@ -7,7 +7,8 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _config, _engine, losses
-from ._validation import (check_array, check_dtype, check_positive_int, check_targets)
+from ._validation import (all_finite, check_array, check_dtype, check_positive_int,
+                          check_real, check_targets)
 from .layers import Dense
 from .optimizers import SGD, Optimizer
 
@@ -221,7 +222,7 @@ class Network:
             X_val = self._check_X(validation_data[0], "X_val")
             T_val = self._check_y(validation_data[1], X_val.shape[0])
         if target_loss is not None:
-            target_loss = float(target_loss)
+            target_loss = check_real(target_loss, "target_loss")
         n_threads = _config.get_num_threads(n_threads)
         trainer = self._trainer(batch_size, n_threads, optimizer)
         history = History()
@@ -235,12 +236,22 @@ class Network:
                 seconds = time.perf_counter() - t0
                 n_batches = -(-n_done // batch_size)
                 optimizer.step += n_batches
+                # The engine checks each batch's loss.  The weights are checked
+                # here once per epoch: an update can overflow them while the loss
+                # it came from was finite (the last batch of an epoch, or a relu
+                # that turns NaN inputs into zeros).
                 if status == "not_finite":
+                    what = f"the loss became NaN or infinite in epoch {epoch + 1}, batch {n_batches}"
+                elif not all(all_finite(live) for live, _ in snapshot[0]):
+                    what = (f"the weights became NaN or infinite in epoch {epoch + 1} (found "
+                            f"after its batch {n_batches}, while the loss was still finite)")
+                else:
+                    what = None
+                if what is not None:
                     self._restore(snapshot, optimizer)
                     raise FloatingPointError(
-                        f"training diverged: the loss became NaN or infinite in epoch "
-                        f"{epoch + 1}, batch {n_batches}; the weights were restored to "
-                        f"their values at the start of that epoch. Try a smaller learning "
+                        f"training diverged: {what}; the weights were restored to their "
+                        f"values at the start of that epoch. Try a smaller learning "
                         f"rate (lr={getattr(optimizer, 'lr', '?')}) or scaled inputs.")
                 if status == "interrupted":
                     # The model stays as of the last finished batch, usable and savable.
