@@ -640,9 +640,9 @@ def _crafted_files(good):
     nb["header.npy"] = _npy_member("header.npy", junk.tobytes(), {
         "descr": "|u1", "fortran_order": False, "shape": junk.shape})[1]
     out["8MB-header"] = _zip(nb.items())
-    # zip-bomb-like: a deflated W0 of 256 MB of zeros whose declared size is small
+    # zip-bomb-like: a deflated W0 of 64 MB of zeros whose declared size is small
     bomb = dict(members)
-    bomb["W0.npy"] = members["W0.npy"][:128] + bytes(256 << 20)
+    bomb["W0.npy"] = members["W0.npy"][:128] + bytes(64 << 20)
     data = bytearray(_zip(bomb.items(), compress=True))
     true_size = len(bomb["W0.npy"]).to_bytes(4, "little")
     fake_size = len(members["W0.npy"]).to_bytes(4, "little")
@@ -697,7 +697,7 @@ def test_crafted_hostile_files_are_refused_without_big_allocations(tmp_path):
         finally:
             tracemalloc.stop()
         assert outcome == "ValueError", f"{name}: {outcome}"
-        # the 8 MB header and the 256 MB bomb are never inflated into memory
+        # the 8 MB header and the 64 MB bomb are never inflated into memory
         assert peak < (4 << 20), f"{name}: loading allocated {peak / 2**20:.1f} MiB"
 
 
