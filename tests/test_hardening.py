@@ -24,6 +24,7 @@ message.
 """
 import inspect
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -571,6 +572,7 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch, failure):
     np.testing.assert_array_equal(fn.load(path).predict(X), old.predict(X))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 def test_save_is_durable_and_keeps_usual_permissions(tmp_path, monkeypatch):
     synced = []
     real_fsync = os.fsync

@@ -23,7 +23,11 @@ def main(argv):
     if "--expect-serial" in argv and _engine.openmp_enabled():
         sys.exit("smoke_test: expected the serial engine (FASTNN_NO_OPENMP=1), got OpenMP")
     here = os.path.abspath(os.getcwd())
-    if os.path.commonpath([here, os.path.abspath(fn.__file__)]) == here:
+    try:
+        below_here = os.path.commonpath([here, os.path.abspath(fn.__file__)]) == here
+    except ValueError:          # different drives (Windows): certainly not below
+        below_here = False
+    if below_here:
         print(f"smoke_test: note: fastnn was imported from below the current folder {here}")
 
     # XOR: the smallest problem that needs a hidden layer.
