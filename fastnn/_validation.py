@@ -4,6 +4,7 @@ Messages follow scikit-learn's wording: they name the parameter, what was
 expected and what came.
 """
 import numbers
+import sys
 
 import numpy as np
 
@@ -45,11 +46,9 @@ def check_array(X, name, dtype, ndim=2, n_features=None):
 
 
 def _is_sparse(X):
-    try:
-        import scipy.sparse
-    except ImportError:   # pragma: no cover - scipy is a dependency
-        return False
-    return scipy.sparse.issparse(X)
+    # A sparse matrix can only exist once scipy.sparse is imported: no import here.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
 
 
 def _as_array(X, name):

@@ -236,12 +236,13 @@ class Network:
                 seconds = time.perf_counter() - t0
                 n_batches = -(-n_done // batch_size)
                 optimizer.step += n_batches
-                # The engine checks each batch's loss.  The weights are checked
-                # here once per epoch: an update can overflow them while the loss
-                # it came from was finite (the last batch of an epoch, or a relu
-                # that turns NaN inputs into zeros).
+                # The engine checks each batch's loss.  The weights (and the
+                # optimizer state) are checked here once per epoch: an update can
+                # overflow them while the loss it came from was finite (the last
+                # batch of an epoch, or a relu that turns -inf or NaN into 0).
                 if status == "not_finite":
-                    what = f"the loss became NaN or infinite in epoch {epoch + 1}, batch {n_batches}"
+                    what = (f"the loss became NaN or infinite in epoch {epoch + 1}, "
+                            f"batch {n_batches}")
                 elif not all(all_finite(live) for live, _ in snapshot[0]):
                     what = (f"the weights became NaN or infinite in epoch {epoch + 1} (found "
                             f"after its batch {n_batches}, while the loss was still finite)")
