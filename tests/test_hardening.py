@@ -62,8 +62,10 @@ THREAD_COUNT = """
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1024, 64))
     y = rng.integers(0, 8, 1024)
-    net = fn.Network([fn.Dense(64, 256, activation="relu"),
-                      fn.Dense(256, 8, activation="softmax")], loss="cross_entropy", seed=0)
+    # Large enough that every call is worth two threads (fastnn runs small
+    # steps serially), with a margin of 5x.
+    net = fn.Network([fn.Dense(64, 512, activation="relu"),
+                      fn.Dense(512, 8, activation="softmax")], loss="cross_entropy", seed=0)
     calls = {{
         "fit": lambda **kw: net.fit(X, y, batch_size=256, optimizer=fn.SGD(lr=0.01), **kw),
         "predict": lambda **kw: net.predict(X, **kw),
