@@ -32,30 +32,43 @@ int main(void) {
 """
 
 
+def _env_flags(*names):
+    """Flags from the environment variables the real compile also uses
+    (e.g. CPPFLAGS=-I$(brew --prefix libomp)/include on macOS)."""
+    return [f for name in names for f in os.environ.get(name, "").split()]
+
+
 def openmp_flags():
     """Compile and link flags for OpenMP, or None when it does not work."""
     if os.environ.get("FASTNN_NO_OPENMP", "") not in ("", "0"):
         print("fastnn: FASTNN_NO_OPENMP is set: building the serial engine")
         return None
     if sys.platform == "win32":
+        # MSVC (and clang-cl) take /openmp and ship the runtime (vcomp140.dll);
+        # setuptools drives cl.exe itself, so there is no probe to run here.
         return ["/openmp"], []
     if sys.platform == "darwin":
-        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"])]
+        # Apple clang: the preprocessor flag plus Homebrew's libomp (found via
+        # CPPFLAGS/LDFLAGS); LLVM clang or GCC: plain -fopenmp.
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]),
+                      (["-fopenmp"], ["-fopenmp"])]
     else:
         candidates = [(["-fopenmp"], ["-fopenmp"])]
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    cflags, ldflags = _env_flags("CFLAGS", "CPPFLAGS"), _env_flags("LDFLAGS")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "probe.c"
         src.write_text(OPENMP_PROBE)
         exe = Path(tmp) / "probe"
-        for cflags, lflags in candidates:
-            cmd = cc.split() + cflags + [str(src), "-o", str(exe)] + lflags
+        for omp_c, omp_l in candidates:
+            cmd = cc.split() + cflags + omp_c + [str(src), "-o", str(exe)] + ldflags + omp_l
             try:
                 subprocess.run(cmd, check=True, capture_output=True)
                 subprocess.run([str(exe)], check=True, capture_output=True)
             except (OSError, subprocess.CalledProcessError):
                 continue
-            return cflags, lflags
+            print(f"fastnn: OpenMP enabled ({' '.join(omp_c)})")
+            return omp_c, omp_l
     print("fastnn: WARNING: the compiler cannot build OpenMP programs; "
           "building the serial engine (n_threads will be ignored)")
     return None
@@ -63,7 +76,8 @@ def openmp_flags():
 
 def extensions():
     c_sources = sorted(str(p.relative_to(HERE)) for p in CSRC.glob("fnn_*.c"))
-    compile_args = ["-O3", "-std=c11"] if sys.platform != "win32" else ["/O2"]
+    # MSVC needs C11 mode for ``restrict`` and ``_Pragma`` (VS 2019 16.8+).
+    compile_args = ["-O3", "-std=c11"] if sys.platform != "win32" else ["/O2", "/std:c11"]
     link_args = []
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     omp = openmp_flags()

@@ -12,9 +12,14 @@ static inline int fnn_omp_enabled(void) { return 1; }
 static inline int fnn_omp_max_threads(void) { return omp_get_max_threads(); }
 static inline int fnn_omp_thread_num(void) { return omp_get_thread_num(); }
 static inline int fnn_omp_num_threads(void) { return omp_get_num_threads(); }
-/* An orphaned barrier: binds to the innermost enclosing parallel region. */
+/* An orphaned barrier: binds to the innermost enclosing parallel region.
+ * MSVC spells the pragma operator __pragma (its _Pragma needs C11 mode). */
 static inline void fnn_omp_barrier(void) {
+#if defined(_MSC_VER) && !defined(__clang__)
+    __pragma(omp barrier)
+#else
     _Pragma("omp barrier")
+#endif
 }
 #else
 static inline int fnn_omp_enabled(void) { return 0; }

@@ -25,7 +25,7 @@ def activation(act, x, alpha=0.0):
     if act == "linear":
         return x.copy()
     if act == "sigmoid":
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):   # the branch np.where drops
             return np.where(x >= 0, one / (one + np.exp(-x)), np.exp(x) / (one + np.exp(x)))
     if act == "tanh":
         return np.tanh(x)

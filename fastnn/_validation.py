@@ -4,6 +4,7 @@ Messages follow scikit-learn's wording: they name the parameter, what was
 expected and what came.
 """
 import numbers
+import sys
 
 import numpy as np
 
@@ -25,7 +26,10 @@ def check_array(X, name, dtype, ndim=2, n_features=None):
     """``X`` as a C-contiguous, finite array of ``dtype`` (no copy when it already is)."""
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(f"{name} must be an array-like of numbers, got {type(X).__name__}")
-    arr = np.asarray(X)
+    if _is_sparse(X):
+        raise TypeError(f"{name} must be a dense array, got a sparse {type(X).__name__}; "
+                        f"convert it with {name}.toarray()")
+    arr = _as_array(X, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
     if arr.ndim != ndim:
@@ -38,18 +42,46 @@ def check_array(X, name, dtype, ndim=2, n_features=None):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the network expects "
                          f"{n_features} (shape (n_samples, {n_features})); got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(arr):
+    return _converted_finite(arr, name, dtype)
+
+
+def _is_sparse(X):
+    # A sparse matrix can only exist once scipy.sparse is imported: no import here.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
+
+
+def _as_array(X, name):
+    """np.asarray(X), with an error naming ``name`` when X is not rectangular."""
+    try:
+        return np.asarray(X)
+    except (ValueError, TypeError) as exc:   # ragged nested lists, odd objects
+        raise ValueError(f"{name} must be a rectangular array-like of numbers; it cannot "
+                         f"be converted to an array ({exc})") from None
+
+
+def _converted_finite(arr, name, dtype):
+    """``arr`` as a C-contiguous array of ``dtype``, checked to be finite."""
+    with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not all_finite(out):
+        if arr.dtype != out.dtype and all_finite(arr):
+            big = np.max(np.abs(arr))
+            raise ValueError(f"{name} has values too large for {np.dtype(dtype).name} "
+                             f"(largest finite: {np.finfo(dtype).max:.4g}); got a value of "
+                             f"magnitude {big:.4g}")
         raise ValueError(f"{name} contains NaN or infinity")
-    return arr
+    return out
 
 
 def all_finite(arr):
     """True when no element is NaN or infinite, without a mask the size of arr."""
     # One fast pass: the sum is finite when every element is.  A non-finite
     # sum may also be an overflow of finite values, so an exact check decides.
-    if np.isfinite(arr.sum()):
-        return True
+    # (No warning for that overflow, nor for inf - inf: both are expected here.)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum()):
+            return True
     flat = arr.reshape(-1)
     step = 1 << 20
     return all(np.isfinite(flat[i:i + step]).all() for i in range(0, flat.size, step))
@@ -73,6 +105,16 @@ def check_positive_float(value, name, allow_zero=False):
     return value
 
 
+def check_real(value, name):
+    """``value`` as a float: a real number, infinities allowed, NaN not."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if np.isnan(value):
+        raise ValueError(f"{name} must be a number, got nan")
+    return value
+
+
 def check_targets(y, loss, n_samples, n_outputs, dtype):
     """Targets as a dense (n_samples, n_outputs) array of ``dtype``.
 
@@ -82,7 +124,10 @@ def check_targets(y, loss, n_samples, n_outputs, dtype):
     """
     if isinstance(y, (str, bytes)) or y is None:
         raise TypeError(f"y must be an array-like, got {type(y).__name__}")
-    y = np.asarray(y)
+    if _is_sparse(y):
+        raise TypeError(f"y must be a dense array, got a sparse {type(y).__name__}; "
+                        f"convert it with y.toarray()")
+    y = _as_array(y, "y")
     if y.dtype.kind not in "biuf":
         raise TypeError(f"y must hold numbers, got an array of dtype {y.dtype}")
     if y.shape[:1] != (n_samples,):
@@ -93,11 +138,13 @@ def check_targets(y, loss, n_samples, n_outputs, dtype):
             if not np.isfinite(y).all() or (y != np.round(y)).any():
                 raise ValueError("y must hold integer class labels for cross_entropy; "
                                  "got non-integer values")
-        labels = y.astype(np.int64)
-        if labels.min() < 0 or labels.max() >= n_outputs:
+        # Range first, in y's own dtype: a cast of a huge label would wrap around.
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= n_outputs:
             raise ValueError(f"class labels must be in [0, {n_outputs - 1}] for a network "
-                             f"with {n_outputs} outputs; got labels from {labels.min()} "
-                             f"to {labels.max()}")
+                             f"with {n_outputs} outputs; got labels from {float(lo):g} "
+                             f"to {float(hi):g}")
+        labels = y.astype(np.int64)
         T = np.zeros((n_samples, n_outputs), dtype=dtype)
         T[np.arange(n_samples), labels] = 1
         return T
@@ -109,9 +156,7 @@ def check_targets(y, loss, n_samples, n_outputs, dtype):
             expected += " one-hot rows, or (n_samples,) integer labels"
         raise ValueError(f"y must have shape {expected} for a network with {n_outputs} "
                          f"outputs; got shape {y.shape}")
-    T = np.ascontiguousarray(y, dtype=dtype)
-    if not all_finite(T):
-        raise ValueError("y contains NaN or infinity")
+    T = _converted_finite(y, "y", dtype)
     if loss == "binary_cross_entropy" and ((T < 0) | (T > 1)).any():
         raise ValueError("y must hold values in [0, 1] for binary_cross_entropy")
     return T

@@ -15,6 +15,7 @@ the network.
 """
 import inspect
 import json
+import math
 import numbers
 import os
 import tempfile
@@ -50,6 +51,9 @@ def save(net, path):
     fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp's file is owner-only; the model gets the usual mode.
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), _file_mode(path))
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
@@ -58,6 +62,31 @@ def save(net, path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(folder)
+
+
+def _file_mode(path):
+    """The mode of the file being replaced, else that of any new file (umask)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)   # reading the umask means setting it; put it back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _json_value(value):
@@ -153,6 +182,10 @@ def _fail(path, why):
     raise ValueError(f"{os.fspath(path)!r} is not a valid fastnn model file: {why}")
 
 
+class _Refused(Exception):
+    """Raised inside _read_array's try block, reported through _fail."""
+
+
 def load(path):
     """Load a model written by ``Network.save``."""
     if not os.path.exists(path):
@@ -181,14 +214,44 @@ def _member_size(path, archive, key):
         _fail(path, f"array {key} cannot be found in the archive ({exc})")
 
 
-def _read_array(path, archive, key, max_bytes):
-    """The array ``key``, read only once its size is known to be at most ``max_bytes``."""
-    if _member_size(path, archive, key) > max_bytes + NPY_HEADER_SLACK:
-        _fail(path, f"array {key} is larger than its header declares")
+def _read_array(path, archive, key, max_bytes, shape=None, dtype=None):
+    """The array ``key``, read only once its size is known to be at most
+    ``max_bytes`` and its .npy header declares ``shape`` and ``dtype`` (when
+    given): a damaged header cannot make the loader allocate what it claims."""
+    size = _member_size(path, archive, key)
+    if size > max_bytes + NPY_HEADER_SLACK:
+        _fail(path, f"array {key} takes {size} bytes, more than the {max_bytes} (and a "
+                    f".npy header) it may hold")
+    fmt = np.lib.format
     try:
-        return archive[key]
-    except Exception as exc:   # damaged member: bad CRC, truncated, pickled object array
+        with archive.zip.open(key + ".npy") as member:
+            version = fmt.read_magic(member)
+            read_header = {(1, 0): fmt.read_array_header_1_0,
+                           (2, 0): fmt.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise _Refused(f"array {key} has an unsupported .npy version {version}")
+            got_shape, fortran_order, got_dtype = read_header(member)
+            if got_dtype.hasobject or got_dtype.kind not in "uif":
+                raise _Refused(f"array {key} holds {got_dtype}, not numbers")
+            if (shape is not None and got_shape != shape) or fortran_order or (
+                    dtype is not None and got_dtype != dtype):
+                expected = f"{shape} {np.dtype(dtype)}" if shape is not None else "C order"
+                raise _Refused(f"array {key} has shape {got_shape} and dtype {got_dtype}"
+                               f"{' in Fortran order' if fortran_order else ''}, "
+                               f"expected {expected}")
+            n_bytes = math.prod(got_shape) * got_dtype.itemsize
+            if n_bytes > max_bytes:
+                raise _Refused(f"array {key} declares {n_bytes} bytes of data, more than the "
+                               f"{max_bytes} it may hold")
+            data = member.read(n_bytes)
+            # Reading to the end also makes zipfile check the member's CRC.
+            if len(data) != n_bytes or member.read(1 << 16):
+                raise _Refused(f"array {key} does not hold exactly {n_bytes} bytes of data")
+    except _Refused as exc:
+        _fail(path, str(exc))
+    except Exception as exc:   # damaged member: bad CRC, bad zip data, truncated, bad .npy header
         _fail(path, f"array {key} cannot be read ({type(exc).__name__}: {exc})")
+    return np.frombuffer(data, dtype=got_dtype).reshape(got_shape)
 
 
 def _read_header(path, archive):
@@ -233,11 +296,8 @@ def _read(path, archive):
         arrays = {}
         for name, shape in shapes.items():
             key = f"{name}{i}"
-            arr = _read_array(path, archive, key, int(np.prod(shape)) * itemsize)
-            if arr.shape != shape or arr.dtype != np.dtype(header["dtype"]):
-                _fail(path, f"array {key} has shape {arr.shape} and dtype {arr.dtype}, "
-                            f"expected {shape} {header['dtype']}")
-            arrays[name] = arr
+            arrays[name] = _read_array(path, archive, key, math.prod(shape) * itemsize,
+                                       shape, np.dtype(header["dtype"]))
         params.append(arrays)
     try:
         layers = [Dense(c["n_in"], c["n_out"], activation=c["activation"],

@@ -8,8 +8,8 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _config, _engine, activations, losses
-from ._validation import (check_array, check_dtype, check_positive_float, check_positive_int,
-                          check_targets)
+from ._validation import (all_finite, check_array, check_dtype, check_positive_float,
+                          check_positive_int, check_real, check_targets)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
 from .callbacks import check_callbacks
 from .layers import Dense
@@ -282,9 +282,9 @@ class Network:
         X = self._check_X(X)
         T = self._check_y(y, X.shape[0])
         sample_weight = self._sample_weight(sample_weight, None, T)
-        trainer = self._trainer(X.shape[0], _config.get_num_threads(n_threads), None,
-                                keep_gradients=True, sample_weight=sample_weight)
         with _single_threaded_blas():
+            trainer = self._trainer(X.shape[0], _config.get_num_threads(n_threads), None,
+                                    keep_gradients=True, sample_weight=sample_weight)
             trainer.run_epoch(X, T, None)
         return list(zip(trainer.grad_W, trainer.grad_b))
 
@@ -410,7 +410,7 @@ class Network:
             batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
         train_accuracy = self._check_metrics(metrics)
         if target_loss is not None:
-            target_loss = float(target_loss)
+            target_loss = check_real(target_loss, "target_loss")
         callbacks = check_callbacks(callbacks)
         schedule = as_schedule(lr_schedule)
         if schedule is not None:
@@ -451,13 +451,14 @@ class Network:
         except BaseException:
             self.optimizer = previous_optimizer
             raise
-        trainer = self._trainer(batch_size, n_threads, optimizer, sample_weight=sample_weight,
-                                l2=l2, l1=l1, penalty_per_weight_sum=_penalty_per_weight_sum,
-                                input_noise=input_noise)
-        loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
-                        batches_per_call, callbacks, progress, validation, train_accuracy,
-                        target_loss, n_threads)
         with _single_threaded_blas():
+            trainer = self._trainer(batch_size, n_threads, optimizer,
+                                    sample_weight=sample_weight, l2=l2, l1=l1,
+                                    penalty_per_weight_sum=_penalty_per_weight_sum,
+                                    input_noise=input_noise)
+            loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
+                            batches_per_call, callbacks, progress, validation, train_accuracy,
+                            target_loss, n_threads)
             return loop.run(epochs)
 
     def _resolve_optimizer(self, optimizer):
@@ -603,6 +604,24 @@ class _FitLoop:
             cb.on_train_end(dict(logs))
         return history
 
+    def _check_weights(self, snapshot, epoch):
+        """The engine checks each batch's loss; the weights (and optimizer state)
+        are checked here once per epoch: an update can overflow them while the
+        loss it came from was finite (the last batch of an epoch, or a relu
+        that turns -inf or NaN into 0)."""
+        if not all(all_finite(live) for live, _ in snapshot[0]):
+            self._diverged(snapshot, f"the weights became NaN or infinite in epoch {epoch + 1} "
+                                     f"(found after its batch "
+                                     f"{-(-self.n_done // self.batch_size)}, while the loss "
+                                     f"was still finite)")
+
+    def _diverged(self, snapshot, what):
+        self.net._restore(snapshot, self.optimizer)
+        raise FloatingPointError(
+            f"training diverged: {what}; the weights were restored to their values at the "
+            f"start of that epoch. Try a smaller learning rate "
+            f"(lr={getattr(self.optimizer, 'lr', '?')}) or scaled inputs.")
+
     def _epoch(self, epoch, history):
         """Train one epoch; returns (status, logs), logs None when interrupted."""
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
@@ -641,13 +660,10 @@ class _FitLoop:
             loss_sum += part_loss
             self.n_done += part_done
             if status == "not_finite":
-                net._restore(snapshot, optimizer)
-                raise FloatingPointError(
-                    f"training diverged: the loss became NaN or infinite in epoch "
-                    f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}; the weights were "
-                    f"restored to their values at the start of that epoch. Try a smaller "
-                    f"learning rate (lr={getattr(optimizer, 'lr', '?')}) or scaled inputs.")
+                self._diverged(snapshot, "the loss became NaN or infinite in epoch "
+                               f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}")
             if status == "interrupted":
+                self._check_weights(snapshot, epoch)
                 return status, None
             if self.per_batch:
                 batch_logs = {"batch": batch, "size": part_done, "loss": part_loss / part_done}
@@ -659,6 +675,7 @@ class _FitLoop:
                     break   # the epoch ends early; it is recorded as it is
             self.progress.update(self.n_done, loss_sum / self.n_done)
         seconds = time.perf_counter() - t0
+        self._check_weights(snapshot, epoch)
         logs = {"loss": loss_sum / self.n_done}
         if self.train_accuracy:
             logs["accuracy"] = net.evaluate(X, T, self.n_threads)["accuracy"]

@@ -27,6 +27,13 @@ rounding error, never against a bare constant:
 The references are evaluated in float64 from the very same (float32-rounded)
 parameters and inputs, so they are the oracle for both dtypes.
 """
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -232,3 +239,25 @@ def assert_within(actual, expected, bound, what=""):
             f"first at {tuple(idx)}: got {actual[tuple(idx)]!r}, expected "
             f"{expected[tuple(idx)]!r}, bound {np.broadcast_to(bound, err.shape)[tuple(idx)]!r}; "
             f"max err/bound = {ratio:.3g}")
+
+
+# ---------------------------------------------------------------------------
+# Subprocesses: thread counts, environment variables and memory are measured
+# in a fresh interpreter (no session-wide BLAS limit, no earlier thread pool).
+
+# The folder holding the fastnn these tests imported (installed or built in
+# place), so that the subprocess runs the same one.
+FASTNN_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+
+
+def run_python(code, env=None, timeout=120):
+    """Run ``code`` in a fresh interpreter that imports this fastnn, from a
+    neutral folder; return the JSON object printed on its last stdout line."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTNN_KERNEL")}
+    full_env.update({"PYTHONPATH": FASTNN_PARENT, **(env or {})})
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          cwd=tempfile.gettempdir(), env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
