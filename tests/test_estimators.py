@@ -33,9 +33,11 @@ corrections go changes the weights by 1e-3).
 """
 import inspect
 import io
+import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import warnings
 from contextlib import redirect_stdout
 
@@ -55,6 +57,7 @@ from sklearn.utils.estimator_checks import (  # noqa: E402
 
 import fastnn  # noqa: E402
 from fastnn.estimators import MLPClassifier, MLPRegressor  # noqa: E402
+from conftest import FASTNN_PARENT  # noqa: E402
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -417,8 +420,10 @@ def test_fastnn_namespace():
     code = ("import sys; sys.modules['sklearn'] = None\n"
             "import fastnn\n"
             "try:\n    fastnn.MLPClassifier\nexcept ImportError as e:\n    print(e)\n")
+    # from a neutral folder, importing the fastnn under test (not a source tree in cwd)
+    env = dict(os.environ, PYTHONPATH=FASTNN_PARENT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=tempfile.gettempdir(), env=env).stdout
     assert "fastnn[sklearn]" in out
 
 
