@@ -49,7 +49,8 @@
  *   VLOADN(p,n) / VSTOREN(p,v,n) (first n lanes, 0 <= n <= VL, no access
  *   to the others), VFMA(a,b,c) = a*b+c, VADD, VSUB, VMUL,
  *   VSELGT(x,a,b) = x > 0 ? a : b and VSELGE(x,a,b) = x >= 0 ? a : b (lane-wise,
- *   false for NaN), and optionally KPREFETCH(p) and VTRANSPOSE(s, lds, d, ldd)
+ *   false for NaN), and optionally KPREFETCH(p) (into L1), KPREFETCH_L2(p) (into
+ *   L2) and VTRANSPOSE(s, lds, d, ldd)
  *   (d[k*ldd + q] = s[q*lds + k] for a VL x VL block, used to pack op(B) when
  *   trans_b == 1), and DIRECT_B_MAX_M (largest M for which B is read in place
  *   when trans_b == 0; default 4 * MR).
@@ -78,6 +79,9 @@ enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #endif
 #ifndef KPREFETCH
 #define KPREFETCH(p) ((void)0)
+#endif
+#ifndef KPREFETCH_L2
+#define KPREFETCH_L2(p) ((void)0)
 #endif
 
 /* Full vector or the first n lanes. */
@@ -330,12 +334,26 @@ static FNN_KFUNC void KP(pack_a)(int ta, const T *A, ptrdiff_t lda, ptrdiff_t ic
 static const size_t KP(work_bytes) = (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T) +
                                      (size_t)(MC + MR) * KC * sizeof(T) + 64;
 
-void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                   const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,
-                   T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+/* Elements of op(B) (K x N) packed whole: ceil(N / NR) panels of K x NR,
+ * panel p (columns p*NR ..) at p*NR*K, row k of it at + k*NR; the last panel
+ * zero-padded.  A K block [pc, pc+kc) of a panel is then the same contiguous
+ * kc x NR micro-panel pack_b would build, at + pc*NR. */
+static inline size_t KP(packed_elems)(ptrdiff_t N, ptrdiff_t K)
+{
+    return N <= 0 || K <= 0 ? 0 : (size_t)((N + NR - 1) / NR) * NR * (size_t)K;
+}
+
+/* The driver.  pb == NULL: B is packed block by block into work (or read in
+ * place, see "direct").  pb != NULL: op(B) was packed whole by
+ * KP(fnn_kpack_b) (B, ldb and tb are then unused).  Both feed the micro-kernel
+ * the same values in the same order, so results are bit-identical. */
+static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                               const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb, const T *pb,
+                               T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
 {
     KP(ectx) e;
     T *bp = (T *)work;
+    const int prepacked = pb != NULL;
     const ptrdiff_t sa_i = ta ? 1 : lda, sa_k = ta ? lda : 1; /* op(A)[i][k] strides */
 
     if (M <= 0 || N <= 0) return;
@@ -346,7 +364,7 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     const ptrdiff_t kcb = K > KC ? (K + nkb - 1) / nkb : KC;
     /* Few rows: each B element is used only M/MR times, so read full B
      * panels in place instead of packing them (same FMAs, same results). */
-    const int direct = !tb && M <= DIRECT_B_MAX_M;
+    const int direct = !prepacked && !tb && M <= DIRECT_B_MAX_M;
     /* Rows of A a multiple of 4 KiB apart (trans_a: 2 KiB, as each micro-kernel
      * call then walks kc such rows) all fall in a few cache sets and thrash
      * L1/L2 when read in place; pack them into contiguous MR-row panels when
@@ -387,13 +405,16 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 ptrdiff_t mc = M - ic < MCS ? M - ic : MCS;
                 for (ptrdiff_t pc = 0; pc < K; pc += kcb) {
                     ptrdiff_t kc = K - pc < kcb ? K - pc : kcb;
-                    KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+                    /* micro-panel jr of this block at bsrc + jr * pstride */
+                    const T *bsrc = prepacked ? pb + jc * K + pc * NR : bp;
+                    const ptrdiff_t pstride = prepacked ? K : kc;
+                    if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
                     for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                         int nr = (int)(nc - jr < NR ? nc - jr : NR);
                         for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                             int mr = (int)(mc - ir < MR ? mc - ir : MR);
                             KP(ukr)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda,
-                                    direct && nr == NR ? B + pc * ldb + jc + jr : bp + jr * kc,
+                                    direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
                                     direct && nr == NR ? ldb : NR, tacc + ir * NC + jr, NC, mr, nr, pc > 0, NULL, 0, 0, NULL, NULL);
                         }
                     }
@@ -419,18 +440,45 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
         ptrdiff_t jc = bj * NC, pc = bk * kcb;
         ptrdiff_t nc = N - jc < NC ? N - jc : NC;
         ptrdiff_t kc = K - pc < kcb ? K - pc : kcb;
+        /* Pre-packed B comes from L3 (a whole weight matrix does not fit L2):
+         * while the tiles of one micro-panel compute, prefetch the next
+         * micro-panel into L2, a slice per tile (the hardware prefetcher
+         * alone leaves the first tile of every panel waiting). */
+        const char *pf_first = NULL; /* the first micro-panel of the next block */
+        ptrdiff_t pf_kc = 0;
+        if (prepacked && t + 1 < njb * nkb) {
+            ptrdiff_t bj1 = pc_outer ? (t + 1) % njb : (t + 1) / nkb;
+            ptrdiff_t bk1 = pc_outer ? (t + 1) / njb : (t + 1) % nkb;
+            pf_first = (const char *)(pb + bj1 * NC * K + bk1 * kcb * NR);
+            pf_kc = K - bk1 * kcb < kcb ? K - bk1 * kcb : kcb;
+        }
         {
             int last = bk == nkb - 1;
             const KP(ectx) *ee = (last && e.mode != FNN_EM_RAW) ? &e : NULL;
-            KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+            const T *bsrc = prepacked ? pb + jc * K + pc * NR : bp;
+            const ptrdiff_t pstride = prepacked ? K : kc;
+            if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 if (pack_a && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    const char *pf = NULL;
+                    ptrdiff_t pf_lines = 0, pf_per = 0;
+                    if (prepacked) { /* the panel that follows this one */
+                        int in_block = jr + NR < nc || ic + mc < M;
+                        pf = jr + NR < nc ? (const char *)(bsrc + (jr + NR) * pstride)
+                                          : in_block ? (const char *)bsrc : pf_first;
+                        pf_lines = (in_block ? kc : pf_kc) * NR * (ptrdiff_t)sizeof(T) / 64;
+                        pf_per = (pf_lines + (mc + MR - 1) / MR - 1) / ((mc + MR - 1) / MR);
+                    }
                     for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         T *ct = C + (ic + ir) * ldc + jc + jr;
+                        if (pf) {
+                            ptrdiff_t l0 = ir / MR * pf_per, l1 = l0 + pf_per < pf_lines ? l0 + pf_per : pf_lines;
+                            for (ptrdiff_t q = l0; q < l1; q++) KPREFETCH_L2(pf + q * 64);
+                        }
                         /* next tile: down the column panel, then the next panel */
                         ptrdiff_t ni = ir + MR < mc ? ic + ir + MR : ic;
                         ptrdiff_t nj = ir + MR < mc ? jc + jr : jc + jr + NR;
@@ -440,13 +488,43 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                         KP(ukr)(pack_a ? 1 : ta, kc,
                                 pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
                                 pack_a ? MR : lda,
-                                direct && nr == NR ? B + pc * ldb + jc + jr : bp + jr * kc,
+                                direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
                                 direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
                     }
                 }
             }
         }
     }
+}
+
+void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,
+                   T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    KP(gemm)(ta, tb, M, N, K, A, lda, B, ldb, NULL, C, ldc, ep, work);
+}
+
+void KP(fnn_kgemm_pb)(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,
+                      const T *pb, T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    /* K == 0 has nothing packed (pb may be anything): the plain path. */
+    KP(gemm)(ta, 0, M, N, K, A, lda, NULL, 0, K > 0 ? pb : NULL, C, ldc, ep, work);
+}
+
+/* Panels part, part + n_parts, ... of op(B) packed whole (see packed_elems);
+ * every panel is a pure copy, so any split gives the same buffer. */
+void KP(fnn_kpack_b)(int tb, ptrdiff_t N, ptrdiff_t K, const T *B, ptrdiff_t ldb, T *pb,
+                     int part, int n_parts)
+{
+    if (N <= 0 || K <= 0) return;
+    if (n_parts < 1) n_parts = 1;
+    for (ptrdiff_t j = (ptrdiff_t)part * NR; j < N; j += (ptrdiff_t)n_parts * NR)
+        KP(pack_b)(tb, B, ldb, 0, K, j, N - j < NR ? N - j : NR, pb + j * K, 0);
+}
+
+size_t KP(fnn_kpacked_b_elems)(ptrdiff_t N, ptrdiff_t K)
+{
+    return KP(packed_elems)(N, K);
 }
 
 #ifdef FNN_KT_UNDEF_DIRECT
