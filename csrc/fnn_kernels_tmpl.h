@@ -70,6 +70,11 @@
 #else
 #define FNN_UNROLL
 #endif
+#if defined(__GNUC__) || defined(__clang__)
+#define FNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FNN_ALWAYS_INLINE inline
+#endif
 enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #endif
 
@@ -157,7 +162,9 @@ static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
     }
 }
 
-/* The micro-kernel: C[0:mr, 0:nr] (+)= op(A)[0:MR, 0:kc] @ Bpanel[0:kc, 0:NR].
+/* The micro-kernel: C[0:mr, 0:nr] (+)= op(A)[0:MRX, 0:kc] @ Bpanel[0:kc, 0:NVX*VL],
+ * written once for the two tile shapes below (MRX and NVX are constants
+ * after inlining).
  * a points at op(A)[i0][pc]; bp at a kc x NR micro-panel whose rows are ldbp
  * apart: packed (ldbp = NR) or, for small M, B itself (ldbp = ldb).
  * accum: start from the running sums in C instead of 0.
@@ -166,88 +173,110 @@ static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
  * cnext, ynext: the next tile of C (and of Y for DERIV), prefetched while this
  * one computes (running sums, old values and Y would otherwise stall the
  * next call; prefetches never fault, so edge tiles need no care). */
-static FNN_KFUNC void KP(ukr)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
-                              const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr, int nr,
-                              int accum, const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
-                              const T *cnext, const T *ynext)
+static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, int ta, ptrdiff_t kc,
+                                                  const T *a, ptrdiff_t lda, const T *bp, ptrdiff_t ldbp,
+                                                  T *c, ptrdiff_t ldc, int mr, int nr, int accum,
+                                                  const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
+                                                  const T *cnext, const T *ynext)
 {
-    V acc[MR][NV];
+    V acc[2 * MR][NV];
     int nl[NV];
     if (cnext) {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++) KPREFETCH(cnext + r * ldc + v * VL);
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) KPREFETCH(cnext + r * ldc + v * VL);
     }
     if (ynext) {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++) KPREFETCH(ynext + r * e->ldy + v * VL);
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) KPREFETCH(ynext + r * e->ldy + v * VL);
     }
-    FNN_UNROLL for (int v = 0; v < NV; v++) {
+    FNN_UNROLL for (int v = 0; v < NVX; v++) {
         int n = nr - v * VL;
         nl[v] = n < 0 ? 0 : (n > VL ? VL : n);
     }
     if (accum) {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++)
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++)
                 acc[r][v] = r < mr ? LDN(c + r * ldc + v * VL, nl[v]) : VZERO();
     } else {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VZERO();
     }
 
     if (!ta) {
         /* op(A)[i][k] = A[i*lda + k]: one stream per row; missing rows
          * re-read the last valid one. */
-        const T *ar[MR];
-        FNN_UNROLL for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : mr - 1) * lda;
+        const T *ar[2 * MR];
+        FNN_UNROLL for (int r = 0; r < MRX; r++) ar[r] = a + (r < mr ? r : mr - 1) * lda;
         for (ptrdiff_t k = 0; k < kc; k++) {
             const T *b = bp + k * ldbp;
             V bv[NV];
-            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
-            FNN_UNROLL for (int r = 0; r < MR; r++) {
+            FNN_UNROLL for (int v = 0; v < NVX; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MRX; r++) {
                 V av = VSET1(ar[r][k]);
-                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
             }
         }
-    } else if (mr == MR) {
-        /* op(A)[i][k] = A[k*lda + i]: MR consecutive elements per k. */
+    } else if (mr == MRX) {
+        /* op(A)[i][k] = A[k*lda + i]: MRX consecutive elements per k. */
         for (ptrdiff_t k = 0; k < kc; k++, a += lda) {
             const T *b = bp + k * ldbp;
             V bv[NV];
-            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
-            FNN_UNROLL for (int r = 0; r < MR; r++) {
+            FNN_UNROLL for (int v = 0; v < NVX; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MRX; r++) {
                 V av = VSET1(a[r]);
-                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
             }
         }
     } else {
         /* Same, for an edge tile: clamp the row offsets (same FMA sequence). */
-        int off[MR];
-        FNN_UNROLL for (int r = 0; r < MR; r++) off[r] = r < mr ? r : mr - 1;
+        int off[2 * MR];
+        FNN_UNROLL for (int r = 0; r < MRX; r++) off[r] = r < mr ? r : mr - 1;
         for (ptrdiff_t k = 0; k < kc; k++, a += lda) {
             const T *b = bp + k * ldbp;
             V bv[NV];
-            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
-            FNN_UNROLL for (int r = 0; r < MR; r++) {
+            FNN_UNROLL for (int v = 0; v < NVX; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MRX; r++) {
                 V av = VSET1(a[off[r]]);
-                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
             }
         }
     }
 
     if (!e) {
-        FNN_UNROLL for (int r = 0; r < MR; r++) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
-            FNN_UNROLL for (int v = 0; v < NV; v++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++)
                 if (nl[v] > 0) STN(c + r * ldc + v * VL, acc[r][v], nl[v]);
         }
     } else {
-        FNN_UNROLL for (int r = 0; r < MR; r++) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
-            FNN_UNROLL for (int v = 0; v < NV; v++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++)
                 if (nl[v] > 0) KP(epi_vec)(e, acc[r][v], c + r * ldc + v * VL, i0 + r, j0 + v * VL, nl[v]);
         }
         if (e->scalar_pass) KP(epi_scalar)(e, c, ldc, i0, j0, mr, nr);
     }
+}
+
+/* The tile: MR x NR. */
+static FNN_KFUNC void KP(ukr)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                              const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr, int nr,
+                              int accum, const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
+                              const T *cnext, const T *ynext)
+{
+    KP(ukr_t)(MR, NV, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
+}
+
+/* For panels at most one vector wide (an output layer of 10 classes): 2*MR x
+ * VL.  The MR x NR tile would spend NV FMAs per row and k on mostly padding;
+ * this one spends one, for twice the rows (same accumulator count).  Each C
+ * element is still the same FMA chain, so results do not change. */
+static FNN_KFUNC void KP(ukr_narrow)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                                     const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr,
+                                     int nr, int accum, const KP(ectx) *e, ptrdiff_t i0,
+                                     ptrdiff_t j0, const T *cnext, const T *ynext)
+{
+    KP(ukr_t)(2 * MR, 1, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
 }
 
 /* Pack op(B)[pc:pc+kc, jc:jc+nc] into ceil(nc/NR) micro-panels of kc x NR
@@ -470,26 +499,34 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
                         pf = jr + NR < nc ? (const char *)(bsrc + (jr + NR) * pstride)
                                           : in_block ? (const char *)bsrc : pf_first;
                         pf_lines = (in_block ? kc : pf_kc) * NR * (ptrdiff_t)sizeof(T) / 64;
-                        pf_per = (pf_lines + (mc + MR - 1) / MR - 1) / ((mc + MR - 1) / MR);
                     }
-                    for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
-                        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                    /* one vector wide (never the in-place "direct" panel, never
+                     * packed A, whose panels are MR rows): 2*MR-row tiles */
+                    const int narrow = nr <= VL && !pack_a;
+                    const ptrdiff_t mstep = narrow ? 2 * MR : MR;
+                    if (pf) pf_per = (pf_lines + (mc + mstep - 1) / mstep - 1) / ((mc + mstep - 1) / mstep); /* per tile */
+                    for (ptrdiff_t ir = 0; ir < mc; ir += mstep) {
+                        int mr = (int)(mc - ir < mstep ? mc - ir : mstep);
                         T *ct = C + (ic + ir) * ldc + jc + jr;
                         if (pf) {
-                            ptrdiff_t l0 = ir / MR * pf_per, l1 = l0 + pf_per < pf_lines ? l0 + pf_per : pf_lines;
+                            ptrdiff_t l0 = ir / mstep * pf_per, l1 = l0 + pf_per < pf_lines ? l0 + pf_per : pf_lines;
                             for (ptrdiff_t q = l0; q < l1; q++) KPREFETCH_L2(pf + q * 64);
                         }
                         /* next tile: down the column panel, then the next panel */
-                        ptrdiff_t ni = ir + MR < mc ? ic + ir + MR : ic;
-                        ptrdiff_t nj = ir + MR < mc ? jc + jr : jc + jr + NR;
-                        int has_next = ir + MR < mc || jr + NR < nc;
+                        ptrdiff_t ni = ir + mstep < mc ? ic + ir + mstep : ic;
+                        ptrdiff_t nj = ir + mstep < mc ? jc + jr : jc + jr + NR;
+                        int has_next = ir + mstep < mc || jr + NR < nc;
                         const T *cn = has_next ? C + ni * ldc + nj : NULL;
                         const T *yn = has_next && ee && e.mode == FNN_EM_DERIV ? e.Y + ni * e.ldy + nj : NULL;
-                        KP(ukr)(pack_a ? 1 : ta, kc,
-                                pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
-                                pack_a ? MR : lda,
-                                direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
-                                direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                        if (narrow)
+                            KP(ukr_narrow)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda, bsrc + jr * pstride,
+                                           NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                        else
+                            KP(ukr)(pack_a ? 1 : ta, kc,
+                                    pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
+                                    pack_a ? MR : lda,
+                                    direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
+                                    direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
                     }
                 }
             }
