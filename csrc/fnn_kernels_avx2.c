@@ -33,6 +33,7 @@
 
 #define KPREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define KPREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+#define VFMA_FUSED 1
 
 /* Lane masks for vmaskmov: the first n lanes of (table + VL - n). */
 static const int32_t fnn_avx2_mask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};

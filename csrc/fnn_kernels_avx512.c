@@ -43,6 +43,7 @@
 
 #define KPREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define KPREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+#define VFMA_FUSED 1
 /* Read B in place (no packing) up to 128 rows: measured faster than packing
  * for M <= 128 on Zen; the AVX2 and generic variants keep 4 * MR. */
 #define DIRECT_B_MAX_M (16 * MR)

@@ -50,7 +50,8 @@
  *   to the others), VFMA(a,b,c) = a*b+c, VADD, VSUB, VMUL,
  *   VSELGT(x,a,b) = x > 0 ? a : b and VSELGE(x,a,b) = x >= 0 ? a : b (lane-wise,
  *   false for NaN), and optionally KPREFETCH(p) (into L1), KPREFETCH_L2(p) (into
- *   L2) and VTRANSPOSE(s, lds, d, ldd)
+ *   L2), VFMA_FUSED (VFMA is one fused instruction, not a*b+c left to the
+ *   compiler) and VTRANSPOSE(s, lds, d, ldd)
  *   (d[k*ldd + q] = s[q*lds + k] for a VL x VL block, used to pack op(B) when
  *   trans_b == 1), and DIRECT_B_MAX_M (largest M for which B is read in place
  *   when trans_b == 0; default 4 * MR).
@@ -193,7 +194,10 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
         int n = nr - v * VL;
         nl[v] = n < 0 ? 0 : (n > VL ? VL : n);
     }
-    if (accum) {
+    if (accum && mr == MRX && nr == NVX * VL) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VLOADU(c + r * ldc + v * VL);
+    } else if (accum) {
         FNN_UNROLL for (int r = 0; r < MRX; r++)
             FNN_UNROLL for (int v = 0; v < NVX; v++)
                 acc[r][v] = r < mr ? LDN(c + r * ldc + v * VL, nl[v]) : VZERO();
@@ -242,7 +246,54 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
         }
     }
 
-    if (!e) {
+    /* Full tiles with the common epilogues: decided once per tile instead of
+     * once per vector (the general code below dispatches on the mode and
+     * the activation and masks every vector).  Same operations, same bits. */
+    const int full = mr == MRX && nr == NVX * VL;
+    const int relu = e && e->act == FNN_ACT_RELU;
+    int fast = full && !(e && e->scalar_pass);
+    if (fast && e) {
+        switch (e->mode) {
+        case FNN_EM_BIAS: fast = relu || e->act == FNN_ACT_LINEAR || e->act == FNN_ACT_SOFTMAX; break;
+        case FNN_EM_DERIV: fast = relu; break;
+        case FNN_EM_SCALE: break;
+#ifdef VFMA_FUSED
+        case FNN_EM_AXPBY: break;
+#endif
+        default: fast = 0; break;
+        }
+    }
+    if (fast) {
+        const V zero = VZERO();
+        if (e && e->mode == FNN_EM_BIAS) {
+            if (e->bias) {
+                V bias[NV];
+                FNN_UNROLL for (int v = 0; v < NVX; v++) bias[v] = VLOADU(e->bias + j0 + v * VL);
+                FNN_UNROLL for (int r = 0; r < MRX; r++)
+                    FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VADD(acc[r][v], bias[v]);
+            }
+            if (relu)
+                FNN_UNROLL for (int r = 0; r < MRX; r++)
+                    FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VSELGT(acc[r][v], acc[r][v], zero);
+        } else if (e && e->mode == FNN_EM_DERIV) { /* relu' */
+            const V one = VSET1((T)1);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++)
+                    acc[r][v] = VMUL(acc[r][v], VSELGT(VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL), one, zero));
+        } else if (e && e->mode == FNN_EM_SCALE) {
+            const V alpha = VSET1(e->alpha);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VMUL(alpha, acc[r][v]);
+        } else if (e) { /* AXPBY (VFMA_FUSED only: a compiler that contracts
+                           * a*b+c itself might pick a different pair here) */
+            const V alpha = VSET1(e->alpha), beta = VSET1(e->beta);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++)
+                    acc[r][v] = VFMA(beta, VLOADU(c + r * ldc + v * VL), VMUL(alpha, acc[r][v]));
+        }
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) VSTOREU(c + r * ldc + v * VL, acc[r][v]);
+    } else if (!e) {
         FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
             FNN_UNROLL for (int v = 0; v < NVX; v++)
