@@ -20,8 +20,16 @@
  * N tiles.  Only when the rows of A are a multiple of 4 KiB (2 KiB with
  * trans_a) apart, which maps them onto a handful of cache sets, is the A
  * block packed into contiguous [k][MR] panels (and, if M <= MC, the jc and pc
- * loops swap so each K slice of A is packed once).  No operand is ever copied
- * whole.  The next C tile (and Y tile) is prefetched while a tile computes.
+ * loops swap so each K slice of A is packed once).  No operand is copied
+ * whole, except on request: fnn_kpack_b packs a whole op(B) once (panels of
+ * K x NR, so any K block of a panel is the micro-panel pack_b would build)
+ * and fnn_kgemm_pb runs the same loop nest from it without packing; the
+ * engine does that with every weight matrix during inference, where the
+ * same W serves every chunk of rows.  Such a B does not fit L2, so the next
+ * micro-panel is prefetched into L2, a slice per tile, while the current one
+ * computes.  The next C tile (and Y tile) is prefetched while a tile computes.
+ * Panels at most one vector wide (10-class outputs) use a 2*MR x VL tile
+ * instead of MR x NR: the same FMAs per element, none spent on padding.
  *
  * Determinism: every C element is one FMA chain over k = 0..K-1 in order,
  * whatever tile it falls in and whichever of the paths above feeds it (they
@@ -34,7 +42,8 @@
 
  * Epilogue: applied to the accumulators in registers on the last K block
  * (vector code for bias, STORE alpha/beta, relu, leaky relu, step, sign and
- * every derivative but softplus').  exp-based activations (sigmoid, tanh,
+ * every derivative but softplus'; full tiles with the common ones take a
+ * branch-free path decided once per tile).  exp-based activations (sigmoid, tanh,
  * elu, softplus, softplus') first store acc (+ bias) and then run the scalar
  * fnn_act / fnn_dact over the tile while it is hot in L1.
  * STORE with beta != 0 and K > KC needs C's old values once at the end, so
