@@ -118,6 +118,49 @@ size_t fnn_gemm_work_bytes(int kernel, size_t elem_size)
     return 64;
 }
 
+size_t fnn_gemm_packed_b_bytes(int kernel, size_t elem_size, ptrdiff_t N, ptrdiff_t K)
+{
+    size_t n;
+    int dbl = elem_size == sizeof(double);
+    switch (kernel) {
+    case FNN_KERNEL_AVX512:
+        n = dbl ? fnn_kpacked_b_elems_avx512_d(N, K) : fnn_kpacked_b_elems_avx512_s(N, K); break;
+    case FNN_KERNEL_AVX2:
+        n = dbl ? fnn_kpacked_b_elems_avx2_d(N, K) : fnn_kpacked_b_elems_avx2_s(N, K); break;
+    case FNN_KERNEL_GENERIC:
+        n = dbl ? fnn_kpacked_b_elems_generic_d(N, K) : fnn_kpacked_b_elems_generic_s(N, K); break;
+    default: return 0;
+    }
+    return n * elem_size;
+}
+
+#define FNN_DEFINE_PACKED(T, SUF)                                                    \
+void fnn_gemm_pack_b_##SUF(int kernel, int tb, ptrdiff_t N, ptrdiff_t K,             \
+                           const T *B, ptrdiff_t ldb, T *pb, int part, int n_parts)  \
+{                                                                                    \
+    switch (kernel) {                                                                \
+    case FNN_KERNEL_AVX512: fnn_kpack_b_avx512_##SUF(tb, N, K, B, ldb, pb, part, n_parts); break; \
+    case FNN_KERNEL_AVX2: fnn_kpack_b_avx2_##SUF(tb, N, K, B, ldb, pb, part, n_parts); break; \
+    case FNN_KERNEL_GENERIC: fnn_kpack_b_generic_##SUF(tb, N, K, B, ldb, pb, part, n_parts); break; \
+    default: break;                                                                  \
+    }                                                                                \
+}                                                                                    \
+                                                                                     \
+void fnn_gemm_pb_##SUF(int kernel, int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,    \
+                       const T *A, ptrdiff_t lda, const T *pb,                       \
+                       T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)      \
+{                                                                                    \
+    switch (kernel) {                                                                \
+    case FNN_KERNEL_AVX512: fnn_kgemm_pb_avx512_##SUF(ta, M, N, K, A, lda, pb, C, ldc, ep, work); break; \
+    case FNN_KERNEL_AVX2: fnn_kgemm_pb_avx2_##SUF(ta, M, N, K, A, lda, pb, C, ldc, ep, work); break; \
+    case FNN_KERNEL_GENERIC: fnn_kgemm_pb_generic_##SUF(ta, M, N, K, A, lda, pb, C, ldc, ep, work); break; \
+    default: break; /* no pre-packed BLAS path: fnn_gemm_packed_b_bytes() said 0 */ \
+    }                                                                                \
+}
+
+FNN_DEFINE_PACKED(float, s)
+FNN_DEFINE_PACKED(double, d)
+
 int fnn_kernel_available(int kernel)
 {
     switch (kernel) {

@@ -80,6 +80,28 @@ void fnn_gemm_d(int kernel, int trans_a, int trans_b,
 
 size_t fnn_gemm_work_bytes(int kernel, size_t elem_size);
 
+/* Pre-packed B, for a B shared by many products (inference: every weight
+ * matrix, packed once per forward call instead of once per chunk of rows).
+ * fnn_gemm_packed_b_bytes: bytes of the packed op(B) (K x N) for `kernel`,
+ * or 0 when the kernel has no pre-packed path (BLAS) or K == 0; then use
+ * fnn_gemm_s/d.  fnn_gemm_pack_b_s/d: copy op(B) into pb (64-byte aligned,
+ * that many bytes); the panels are split into n_parts parts and this call
+ * packs part `part` (0 <= part < n_parts), so threads can share the work and
+ * any split gives the same buffer.  fnn_gemm_pb_s/d: C = epilogue(op(A) @
+ * op(B)) from the packed B, bit-identical to fnn_gemm_s/d with the same
+ * kernel on the original B (the pack is only valid for that kernel). */
+size_t fnn_gemm_packed_b_bytes(int kernel, size_t elem_size, ptrdiff_t N, ptrdiff_t K);
+void fnn_gemm_pack_b_s(int kernel, int trans_b, ptrdiff_t N, ptrdiff_t K,
+                       const float *B, ptrdiff_t ldb, float *pb, int part, int n_parts);
+void fnn_gemm_pack_b_d(int kernel, int trans_b, ptrdiff_t N, ptrdiff_t K,
+                       const double *B, ptrdiff_t ldb, double *pb, int part, int n_parts);
+void fnn_gemm_pb_s(int kernel, int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const float *A, ptrdiff_t lda, const float *pb,
+                   float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+void fnn_gemm_pb_d(int kernel, int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const double *A, ptrdiff_t lda, const double *pb,
+                   double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+
 /* 1 if this build has the kernel and this CPU can run it. */
 int fnn_kernel_available(int kernel);
 

@@ -15,6 +15,14 @@
  * C must not alias A, B, the bias or Y (partial sums are kept in C when K is
  * split into blocks).  `work` is 64-byte aligned, fnn_kgemm_work_bytes(sizeof(T))
  * bytes; the kernels never allocate.
+ *
+ * Pre-packed B (for a B used by many products, e.g. a weight matrix during
+ * inference): fnn_kpack_b_V_T copies op(B) (K x N) once into a 64-byte aligned
+ * buffer of fnn_kpacked_b_elems_V_T(N, K) elements in the variant's panel
+ * layout (threads may each pack parts 0..n_parts-1); fnn_kgemm_pb_V_T then
+ * computes C = epilogue(op(A) @ op(B)) from it, bit-identical to
+ * fnn_kgemm_V_T on the original B.  A buffer is only valid for the variant
+ * and element type that packed it.
  */
 #ifndef FNN_KERNELS_H
 #define FNN_KERNELS_H
@@ -32,7 +40,19 @@ void fnn_kgemm_##V##_s(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdi
                        float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);  \
 void fnn_kgemm_##V##_d(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
                        const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb, \
-                       double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+                       double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work); \
+void fnn_kgemm_pb_##V##_s(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,            \
+                          const float *A, ptrdiff_t lda, const float *pb,                 \
+                          float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);   \
+void fnn_kgemm_pb_##V##_d(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,            \
+                          const double *A, ptrdiff_t lda, const double *pb,               \
+                          double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);  \
+void fnn_kpack_b_##V##_s(int trans_b, ptrdiff_t N, ptrdiff_t K, const float *B,          \
+                         ptrdiff_t ldb, float *pb, int part, int n_parts);                \
+void fnn_kpack_b_##V##_d(int trans_b, ptrdiff_t N, ptrdiff_t K, const double *B,         \
+                         ptrdiff_t ldb, double *pb, int part, int n_parts);               \
+size_t fnn_kpacked_b_elems_##V##_s(ptrdiff_t N, ptrdiff_t K);                             \
+size_t fnn_kpacked_b_elems_##V##_d(ptrdiff_t N, ptrdiff_t K);
 
 FNN_KGEMM_DECL(generic)
 FNN_KGEMM_DECL(avx2)

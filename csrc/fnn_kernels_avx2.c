@@ -32,6 +32,8 @@
 #include "fnn_activations.h"
 
 #define KPREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define KPREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+#define VFMA_FUSED 1
 
 /* Lane masks for vmaskmov: the first n lanes of (table + VL - n). */
 static const int32_t fnn_avx2_mask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -199,5 +201,40 @@ size_t fnn_kgemm_avx2_work_bytes(size_t elem_size)
 {
     return fnn_kgemm_generic_work_bytes(elem_size);
 }
+
+void fnn_kgemm_pb_avx2_s(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                         const float *pb, float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    fnn_kgemm_pb_generic_s(ta, M, N, K, A, lda, pb, C, ldc, ep, work);
+}
+
+void fnn_kpack_b_avx2_s(int tb, ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb, float *pb,
+                        int part, int n_parts)
+{
+    fnn_kpack_b_generic_s(tb, N, K, B, ldb, pb, part, n_parts);
+}
+
+size_t fnn_kpacked_b_elems_avx2_s(ptrdiff_t N, ptrdiff_t K)
+{
+    return fnn_kpacked_b_elems_generic_s(N, K);
+}
+
+void fnn_kgemm_pb_avx2_d(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *A, ptrdiff_t lda,
+                         const double *pb, double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    fnn_kgemm_pb_generic_d(ta, M, N, K, A, lda, pb, C, ldc, ep, work);
+}
+
+void fnn_kpack_b_avx2_d(int tb, ptrdiff_t N, ptrdiff_t K, const double *B, ptrdiff_t ldb, double *pb,
+                        int part, int n_parts)
+{
+    fnn_kpack_b_generic_d(tb, N, K, B, ldb, pb, part, n_parts);
+}
+
+size_t fnn_kpacked_b_elems_avx2_d(ptrdiff_t N, ptrdiff_t K)
+{
+    return fnn_kpacked_b_elems_generic_d(N, K);
+}
+
 
 #endif

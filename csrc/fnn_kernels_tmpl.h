@@ -20,8 +20,16 @@
  * N tiles.  Only when the rows of A are a multiple of 4 KiB (2 KiB with
  * trans_a) apart, which maps them onto a handful of cache sets, is the A
  * block packed into contiguous [k][MR] panels (and, if M <= MC, the jc and pc
- * loops swap so each K slice of A is packed once).  No operand is ever copied
- * whole.  The next C tile (and Y tile) is prefetched while a tile computes.
+ * loops swap so each K slice of A is packed once).  No operand is copied
+ * whole, except on request: fnn_kpack_b packs a whole op(B) once (panels of
+ * K x NR, so any K block of a panel is the micro-panel pack_b would build)
+ * and fnn_kgemm_pb runs the same loop nest from it without packing; the
+ * engine does that with every weight matrix during inference, where the
+ * same W serves every chunk of rows.  Such a B does not fit L2, so the next
+ * micro-panel is prefetched into L2, a slice per tile, while the current one
+ * computes.  The next C tile (and Y tile) is prefetched while a tile computes.
+ * Panels at most one vector wide (10-class outputs) use a 2*MR x VL tile
+ * instead of MR x NR: the same FMAs per element, none spent on padding.
  *
  * Determinism: every C element is one FMA chain over k = 0..K-1 in order,
  * whatever tile it falls in and whichever of the paths above feeds it (they
@@ -34,7 +42,8 @@
 
  * Epilogue: applied to the accumulators in registers on the last K block
  * (vector code for bias, STORE alpha/beta, relu, leaky relu, step, sign and
- * every derivative but softplus').  exp-based activations (sigmoid, tanh,
+ * every derivative but softplus'; full tiles with the common ones take a
+ * branch-free path decided once per tile).  exp-based activations (sigmoid, tanh,
  * elu, softplus, softplus') first store acc (+ bias) and then run the scalar
  * fnn_act / fnn_dact over the tile while it is hot in L1.
  * STORE with beta != 0 and K > KC needs C's old values once at the end, so
@@ -49,7 +58,9 @@
  *   VLOADN(p,n) / VSTOREN(p,v,n) (first n lanes, 0 <= n <= VL, no access
  *   to the others), VFMA(a,b,c) = a*b+c, VADD, VSUB, VMUL,
  *   VSELGT(x,a,b) = x > 0 ? a : b and VSELGE(x,a,b) = x >= 0 ? a : b (lane-wise,
- *   false for NaN), and optionally KPREFETCH(p) and VTRANSPOSE(s, lds, d, ldd)
+ *   false for NaN), and optionally KPREFETCH(p) (into L1), KPREFETCH_L2(p) (into
+ *   L2), VFMA_FUSED (VFMA is one fused instruction, not a*b+c left to the
+ *   compiler) and VTRANSPOSE(s, lds, d, ldd)
  *   (d[k*ldd + q] = s[q*lds + k] for a VL x VL block, used to pack op(B) when
  *   trans_b == 1), and DIRECT_B_MAX_M (largest M for which B is read in place
  *   when trans_b == 0; default 4 * MR).
@@ -69,6 +80,11 @@
 #else
 #define FNN_UNROLL
 #endif
+#if defined(__GNUC__) || defined(__clang__)
+#define FNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FNN_ALWAYS_INLINE inline
+#endif
 enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #endif
 
@@ -78,6 +94,9 @@ enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #endif
 #ifndef KPREFETCH
 #define KPREFETCH(p) ((void)0)
+#endif
+#ifndef KPREFETCH_L2
+#define KPREFETCH_L2(p) ((void)0)
 #endif
 
 /* Full vector or the first n lanes. */
@@ -153,7 +172,9 @@ static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
     }
 }
 
-/* The micro-kernel: C[0:mr, 0:nr] (+)= op(A)[0:MR, 0:kc] @ Bpanel[0:kc, 0:NR].
+/* The micro-kernel: C[0:mr, 0:nr] (+)= op(A)[0:MRX, 0:kc] @ Bpanel[0:kc, 0:NVX*VL],
+ * written once for the two tile shapes below (MRX and NVX are constants
+ * after inlining).
  * a points at op(A)[i0][pc]; bp at a kc x NR micro-panel whose rows are ldbp
  * apart: packed (ldbp = NR) or, for small M, B itself (ldbp = ldb).
  * accum: start from the running sums in C instead of 0.
@@ -162,88 +183,160 @@ static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
  * cnext, ynext: the next tile of C (and of Y for DERIV), prefetched while this
  * one computes (running sums, old values and Y would otherwise stall the
  * next call; prefetches never fault, so edge tiles need no care). */
-static FNN_KFUNC void KP(ukr)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
-                              const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr, int nr,
-                              int accum, const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
-                              const T *cnext, const T *ynext)
+static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, int ta, ptrdiff_t kc,
+                                                  const T *a, ptrdiff_t lda, const T *bp, ptrdiff_t ldbp,
+                                                  T *c, ptrdiff_t ldc, int mr, int nr, int accum,
+                                                  const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
+                                                  const T *cnext, const T *ynext)
 {
-    V acc[MR][NV];
+    V acc[2 * MR][NV];
     int nl[NV];
     if (cnext) {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++) KPREFETCH(cnext + r * ldc + v * VL);
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) KPREFETCH(cnext + r * ldc + v * VL);
     }
     if (ynext) {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++) KPREFETCH(ynext + r * e->ldy + v * VL);
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) KPREFETCH(ynext + r * e->ldy + v * VL);
     }
-    FNN_UNROLL for (int v = 0; v < NV; v++) {
+    FNN_UNROLL for (int v = 0; v < NVX; v++) {
         int n = nr - v * VL;
         nl[v] = n < 0 ? 0 : (n > VL ? VL : n);
     }
-    if (accum) {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++)
+    if (accum && mr == MRX && nr == NVX * VL) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VLOADU(c + r * ldc + v * VL);
+    } else if (accum) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++)
                 acc[r][v] = r < mr ? LDN(c + r * ldc + v * VL, nl[v]) : VZERO();
     } else {
-        FNN_UNROLL for (int r = 0; r < MR; r++)
-            FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VZERO();
     }
 
     if (!ta) {
         /* op(A)[i][k] = A[i*lda + k]: one stream per row; missing rows
          * re-read the last valid one. */
-        const T *ar[MR];
-        FNN_UNROLL for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : mr - 1) * lda;
+        const T *ar[2 * MR];
+        FNN_UNROLL for (int r = 0; r < MRX; r++) ar[r] = a + (r < mr ? r : mr - 1) * lda;
         for (ptrdiff_t k = 0; k < kc; k++) {
             const T *b = bp + k * ldbp;
             V bv[NV];
-            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
-            FNN_UNROLL for (int r = 0; r < MR; r++) {
+            FNN_UNROLL for (int v = 0; v < NVX; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MRX; r++) {
                 V av = VSET1(ar[r][k]);
-                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
             }
         }
-    } else if (mr == MR) {
-        /* op(A)[i][k] = A[k*lda + i]: MR consecutive elements per k. */
+    } else if (mr == MRX) {
+        /* op(A)[i][k] = A[k*lda + i]: MRX consecutive elements per k. */
         for (ptrdiff_t k = 0; k < kc; k++, a += lda) {
             const T *b = bp + k * ldbp;
             V bv[NV];
-            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
-            FNN_UNROLL for (int r = 0; r < MR; r++) {
+            FNN_UNROLL for (int v = 0; v < NVX; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MRX; r++) {
                 V av = VSET1(a[r]);
-                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
             }
         }
     } else {
         /* Same, for an edge tile: clamp the row offsets (same FMA sequence). */
-        int off[MR];
-        FNN_UNROLL for (int r = 0; r < MR; r++) off[r] = r < mr ? r : mr - 1;
+        int off[2 * MR];
+        FNN_UNROLL for (int r = 0; r < MRX; r++) off[r] = r < mr ? r : mr - 1;
         for (ptrdiff_t k = 0; k < kc; k++, a += lda) {
             const T *b = bp + k * ldbp;
             V bv[NV];
-            FNN_UNROLL for (int v = 0; v < NV; v++) bv[v] = VLOADU(b + v * VL);
-            FNN_UNROLL for (int r = 0; r < MR; r++) {
+            FNN_UNROLL for (int v = 0; v < NVX; v++) bv[v] = VLOADU(b + v * VL);
+            FNN_UNROLL for (int r = 0; r < MRX; r++) {
                 V av = VSET1(a[off[r]]);
-                FNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VFMA(av, bv[v], acc[r][v]);
             }
         }
     }
 
-    if (!e) {
-        FNN_UNROLL for (int r = 0; r < MR; r++) {
+    /* Full tiles with the common epilogues: decided once per tile instead of
+     * once per vector (the general code below dispatches on the mode and
+     * the activation and masks every vector).  Same operations, same bits. */
+    const int full = mr == MRX && nr == NVX * VL;
+    const int relu = e && e->act == FNN_ACT_RELU;
+    int fast = full && !(e && e->scalar_pass);
+    if (fast && e) {
+        switch (e->mode) {
+        case FNN_EM_BIAS: fast = relu || e->act == FNN_ACT_LINEAR || e->act == FNN_ACT_SOFTMAX; break;
+        case FNN_EM_DERIV: fast = relu; break;
+        case FNN_EM_SCALE: break;
+#ifdef VFMA_FUSED
+        case FNN_EM_AXPBY: break;
+#endif
+        default: fast = 0; break;
+        }
+    }
+    if (fast) {
+        const V zero = VZERO();
+        if (e && e->mode == FNN_EM_BIAS) {
+            if (e->bias) {
+                V bias[NV];
+                FNN_UNROLL for (int v = 0; v < NVX; v++) bias[v] = VLOADU(e->bias + j0 + v * VL);
+                FNN_UNROLL for (int r = 0; r < MRX; r++)
+                    FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VADD(acc[r][v], bias[v]);
+            }
+            if (relu)
+                FNN_UNROLL for (int r = 0; r < MRX; r++)
+                    FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VSELGT(acc[r][v], acc[r][v], zero);
+        } else if (e && e->mode == FNN_EM_DERIV) { /* relu' */
+            const V one = VSET1((T)1);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++)
+                    acc[r][v] = VMUL(acc[r][v], VSELGT(VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL), one, zero));
+        } else if (e && e->mode == FNN_EM_SCALE) {
+            const V alpha = VSET1(e->alpha);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VMUL(alpha, acc[r][v]);
+        } else if (e) { /* AXPBY (VFMA_FUSED only: a compiler that contracts
+                           * a*b+c itself might pick a different pair here) */
+            const V alpha = VSET1(e->alpha), beta = VSET1(e->beta);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++)
+                    acc[r][v] = VFMA(beta, VLOADU(c + r * ldc + v * VL), VMUL(alpha, acc[r][v]));
+        }
+        FNN_UNROLL for (int r = 0; r < MRX; r++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++) VSTOREU(c + r * ldc + v * VL, acc[r][v]);
+    } else if (!e) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
-            FNN_UNROLL for (int v = 0; v < NV; v++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++)
                 if (nl[v] > 0) STN(c + r * ldc + v * VL, acc[r][v], nl[v]);
         }
     } else {
-        FNN_UNROLL for (int r = 0; r < MR; r++) {
+        FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
-            FNN_UNROLL for (int v = 0; v < NV; v++)
+            FNN_UNROLL for (int v = 0; v < NVX; v++)
                 if (nl[v] > 0) KP(epi_vec)(e, acc[r][v], c + r * ldc + v * VL, i0 + r, j0 + v * VL, nl[v]);
         }
         if (e->scalar_pass) KP(epi_scalar)(e, c, ldc, i0, j0, mr, nr);
     }
+}
+
+/* The tile: MR x NR. */
+static FNN_KFUNC void KP(ukr)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                              const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr, int nr,
+                              int accum, const KP(ectx) *e, ptrdiff_t i0, ptrdiff_t j0,
+                              const T *cnext, const T *ynext)
+{
+    KP(ukr_t)(MR, NV, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
+}
+
+/* For panels at most one vector wide (an output layer of 10 classes): 2*MR x
+ * VL.  The MR x NR tile would spend NV FMAs per row and k on mostly padding;
+ * this one spends one, for twice the rows (same accumulator count).  Each C
+ * element is still the same FMA chain, so results do not change. */
+static FNN_KFUNC void KP(ukr_narrow)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                                     const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr,
+                                     int nr, int accum, const KP(ectx) *e, ptrdiff_t i0,
+                                     ptrdiff_t j0, const T *cnext, const T *ynext)
+{
+    KP(ukr_t)(2 * MR, 1, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
 }
 
 /* Pack op(B)[pc:pc+kc, jc:jc+nc] into ceil(nc/NR) micro-panels of kc x NR
@@ -330,12 +423,26 @@ static FNN_KFUNC void KP(pack_a)(int ta, const T *A, ptrdiff_t lda, ptrdiff_t ic
 static const size_t KP(work_bytes) = (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T) +
                                      (size_t)(MC + MR) * KC * sizeof(T) + 64;
 
-void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                   const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,
-                   T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+/* Elements of op(B) (K x N) packed whole: ceil(N / NR) panels of K x NR,
+ * panel p (columns p*NR ..) at p*NR*K, row k of it at + k*NR; the last panel
+ * zero-padded.  A K block [pc, pc+kc) of a panel is then the same contiguous
+ * kc x NR micro-panel pack_b would build, at + pc*NR. */
+static inline size_t KP(packed_elems)(ptrdiff_t N, ptrdiff_t K)
+{
+    return N <= 0 || K <= 0 ? 0 : (size_t)((N + NR - 1) / NR) * NR * (size_t)K;
+}
+
+/* The driver.  pb == NULL: B is packed block by block into work (or read in
+ * place, see "direct").  pb != NULL: op(B) was packed whole by
+ * KP(fnn_kpack_b) (B, ldb and tb are then unused).  Both feed the micro-kernel
+ * the same values in the same order, so results are bit-identical. */
+static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                               const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb, const T *pb,
+                               T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
 {
     KP(ectx) e;
     T *bp = (T *)work;
+    const int prepacked = pb != NULL;
     const ptrdiff_t sa_i = ta ? 1 : lda, sa_k = ta ? lda : 1; /* op(A)[i][k] strides */
 
     if (M <= 0 || N <= 0) return;
@@ -346,7 +453,7 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     const ptrdiff_t kcb = K > KC ? (K + nkb - 1) / nkb : KC;
     /* Few rows: each B element is used only M/MR times, so read full B
      * panels in place instead of packing them (same FMAs, same results). */
-    const int direct = !tb && M <= DIRECT_B_MAX_M;
+    const int direct = !prepacked && !tb && M <= DIRECT_B_MAX_M;
     /* Rows of A a multiple of 4 KiB apart (trans_a: 2 KiB, as each micro-kernel
      * call then walks kc such rows) all fall in a few cache sets and thrash
      * L1/L2 when read in place; pack them into contiguous MR-row panels when
@@ -387,13 +494,16 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 ptrdiff_t mc = M - ic < MCS ? M - ic : MCS;
                 for (ptrdiff_t pc = 0; pc < K; pc += kcb) {
                     ptrdiff_t kc = K - pc < kcb ? K - pc : kcb;
-                    KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+                    /* micro-panel jr of this block at bsrc + jr * pstride */
+                    const T *bsrc = prepacked ? pb + jc * K + pc * NR : bp;
+                    const ptrdiff_t pstride = prepacked ? K : kc;
+                    if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
                     for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                         int nr = (int)(nc - jr < NR ? nc - jr : NR);
                         for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                             int mr = (int)(mc - ir < MR ? mc - ir : MR);
                             KP(ukr)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda,
-                                    direct && nr == NR ? B + pc * ldb + jc + jr : bp + jr * kc,
+                                    direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
                                     direct && nr == NR ? ldb : NR, tacc + ir * NC + jr, NC, mr, nr, pc > 0, NULL, 0, 0, NULL, NULL);
                         }
                     }
@@ -419,34 +529,99 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
         ptrdiff_t jc = bj * NC, pc = bk * kcb;
         ptrdiff_t nc = N - jc < NC ? N - jc : NC;
         ptrdiff_t kc = K - pc < kcb ? K - pc : kcb;
+        /* Pre-packed B comes from L3 (a whole weight matrix does not fit L2):
+         * while the tiles of one micro-panel compute, prefetch the next
+         * micro-panel into L2, a slice per tile (the hardware prefetcher
+         * alone leaves the first tile of every panel waiting). */
+        const char *pf_first = NULL; /* the first micro-panel of the next block */
+        ptrdiff_t pf_kc = 0;
+        if (prepacked && t + 1 < njb * nkb) {
+            ptrdiff_t bj1 = pc_outer ? (t + 1) % njb : (t + 1) / nkb;
+            ptrdiff_t bk1 = pc_outer ? (t + 1) / njb : (t + 1) % nkb;
+            pf_first = (const char *)(pb + bj1 * NC * K + bk1 * kcb * NR);
+            pf_kc = K - bk1 * kcb < kcb ? K - bk1 * kcb : kcb;
+        }
         {
             int last = bk == nkb - 1;
             const KP(ectx) *ee = (last && e.mode != FNN_EM_RAW) ? &e : NULL;
-            KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+            const T *bsrc = prepacked ? pb + jc * K + pc * NR : bp;
+            const ptrdiff_t pstride = prepacked ? K : kc;
+            if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 if (pack_a && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                    for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
-                        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                    const char *pf = NULL;
+                    ptrdiff_t pf_lines = 0, pf_per = 0;
+                    if (prepacked) { /* the panel that follows this one */
+                        int in_block = jr + NR < nc || ic + mc < M;
+                        pf = jr + NR < nc ? (const char *)(bsrc + (jr + NR) * pstride)
+                                          : in_block ? (const char *)bsrc : pf_first;
+                        pf_lines = (in_block ? kc : pf_kc) * NR * (ptrdiff_t)sizeof(T) / 64;
+                    }
+                    /* one vector wide (never the in-place "direct" panel, never
+                     * packed A, whose panels are MR rows): 2*MR-row tiles */
+                    const int narrow = nr <= VL && !pack_a;
+                    const ptrdiff_t mstep = narrow ? 2 * MR : MR;
+                    if (pf) pf_per = (pf_lines + (mc + mstep - 1) / mstep - 1) / ((mc + mstep - 1) / mstep); /* per tile */
+                    for (ptrdiff_t ir = 0; ir < mc; ir += mstep) {
+                        int mr = (int)(mc - ir < mstep ? mc - ir : mstep);
                         T *ct = C + (ic + ir) * ldc + jc + jr;
+                        if (pf) {
+                            ptrdiff_t l0 = ir / mstep * pf_per, l1 = l0 + pf_per < pf_lines ? l0 + pf_per : pf_lines;
+                            for (ptrdiff_t q = l0; q < l1; q++) KPREFETCH_L2(pf + q * 64);
+                        }
                         /* next tile: down the column panel, then the next panel */
-                        ptrdiff_t ni = ir + MR < mc ? ic + ir + MR : ic;
-                        ptrdiff_t nj = ir + MR < mc ? jc + jr : jc + jr + NR;
-                        int has_next = ir + MR < mc || jr + NR < nc;
+                        ptrdiff_t ni = ir + mstep < mc ? ic + ir + mstep : ic;
+                        ptrdiff_t nj = ir + mstep < mc ? jc + jr : jc + jr + NR;
+                        int has_next = ir + mstep < mc || jr + NR < nc;
                         const T *cn = has_next ? C + ni * ldc + nj : NULL;
                         const T *yn = has_next && ee && e.mode == FNN_EM_DERIV ? e.Y + ni * e.ldy + nj : NULL;
-                        KP(ukr)(pack_a ? 1 : ta, kc,
-                                pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
-                                pack_a ? MR : lda,
-                                direct && nr == NR ? B + pc * ldb + jc + jr : bp + jr * kc,
-                                direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                        if (narrow)
+                            KP(ukr_narrow)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda, bsrc + jr * pstride,
+                                           NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                        else
+                            KP(ukr)(pack_a ? 1 : ta, kc,
+                                    pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
+                                    pack_a ? MR : lda,
+                                    direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
+                                    direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
                     }
                 }
             }
         }
     }
+}
+
+void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,
+                   T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    KP(gemm)(ta, tb, M, N, K, A, lda, B, ldb, NULL, C, ldc, ep, work);
+}
+
+void KP(fnn_kgemm_pb)(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,
+                      const T *pb, T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    /* K == 0 has nothing packed (pb may be anything): the plain path. */
+    KP(gemm)(ta, 0, M, N, K, A, lda, NULL, 0, K > 0 ? pb : NULL, C, ldc, ep, work);
+}
+
+/* Panels part, part + n_parts, ... of op(B) packed whole (see packed_elems);
+ * every panel is a pure copy, so any split gives the same buffer. */
+void KP(fnn_kpack_b)(int tb, ptrdiff_t N, ptrdiff_t K, const T *B, ptrdiff_t ldb, T *pb,
+                     int part, int n_parts)
+{
+    if (N <= 0 || K <= 0) return;
+    if (n_parts < 1) n_parts = 1;
+    for (ptrdiff_t j = (ptrdiff_t)part * NR; j < N; j += (ptrdiff_t)n_parts * NR)
+        KP(pack_b)(tb, B, ldb, 0, K, j, N - j < NR ? N - j : NR, pb + j * K, 0);
+}
+
+size_t KP(fnn_kpacked_b_elems)(ptrdiff_t N, ptrdiff_t K)
+{
+    return KP(packed_elems)(N, K);
 }
 
 #ifdef FNN_KT_UNDEF_DIRECT

@@ -84,6 +84,20 @@ cdef extern from "fnn_gemm.h" nogil:
     void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm)
     int fnn_kernel_available(int kernel)
 
+# Pre-packed weights for inference (fnn_gemm.h: "Pre-packed B").
+cdef extern from "fnn_gemm.h" nogil:
+    size_t fnn_gemm_packed_b_bytes(int kernel, size_t elem_size, Py_ssize_t N, Py_ssize_t K)
+    void fnn_gemm_pack_b_s(int kernel, int trans_b, Py_ssize_t N, Py_ssize_t K,
+                           const float *B, Py_ssize_t ldb, float *pb, int part, int n_parts)
+    void fnn_gemm_pack_b_d(int kernel, int trans_b, Py_ssize_t N, Py_ssize_t K,
+                           const double *B, Py_ssize_t ldb, double *pb, int part, int n_parts)
+    void fnn_gemm_pb_s(int kernel, int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const float *A, Py_ssize_t lda, const float *pb,
+                       float *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
+    void fnn_gemm_pb_d(int kernel, int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const double *A, Py_ssize_t lda, const double *pb,
+                       double *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
+
 cdef extern from "fnn_activations.h" nogil:
     double fnn_dact_d(int act, double y, double p)
 
@@ -1226,12 +1240,14 @@ cdef class Trainer:
 # Inference: independent chunks of rows, each through the whole network.
 
 cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel,
-                        const floating *X, Py_ssize_t rows, floating **outs,
-                        floating *scratch, Py_ssize_t width,
+                        void **packed, const floating *X, Py_ssize_t rows, floating **outs,
+                        floating *scratch, Py_ssize_t ld_scratch,
                         void *work) noexcept nogil:
     """Rows of X through every layer.  ``outs[l]`` (when not NULL) receives
-    layer l's output; other layers go through two halves of ``scratch``."""
-    cdef Py_ssize_t l, r, j, k
+    layer l's output; other layers go through two halves of ``scratch``
+    (rows ``ld_scratch`` apart).  ``packed[l]``: layer l's W pre-packed for
+    ``kernel``, or NULL."""
+    cdef Py_ssize_t l, r, j, k, ld_in = layers[0].n_in, ld_out
     cdef Layer *L
     cdef const floating *inp = X
     cdef floating *out
@@ -1242,38 +1258,77 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
     ep.kind = FNN_EPI_BIAS_ACT
     for l in range(n_layers):
         L = &layers[l]
-        out = outs[l] if outs[l] != NULL else scratch + (l % 2) * PREDICT_CHUNK * width
+        if outs[l] != NULL:
+            out, ld_out = outs[l], L.n_out
+        else:
+            out, ld_out = scratch + (l % 2) * PREDICT_CHUNK * ld_scratch, ld_scratch
         ep.act, ep.act_param, ep.bias = L.act, L.act_param, L.b
-        gemm(proto, kernel, 0, 0, rows, L.n_out, L.n_in, inp, L.n_in,
-             <const floating *>L.W, L.n_out, out, L.n_out, &ep, work)
+        if packed[l] != NULL:
+            if floating is float:
+                fnn_gemm_pb_s(kernel, 0, rows, L.n_out, L.n_in, inp, ld_in,
+                              <const float *>packed[l], out, ld_out, &ep, work)
+            else:
+                fnn_gemm_pb_d(kernel, 0, rows, L.n_out, L.n_in, inp, ld_in,
+                              <const double *>packed[l], out, ld_out, &ep, work)
+        else:
+            gemm(proto, kernel, 0, 0, rows, L.n_out, L.n_in, inp, ld_in,
+                 <const floating *>L.W, L.n_out, out, ld_out, &ep, work)
         if L.act == FNN_ACT_SOFTMAX:
             k = L.n_out
             for r in range(rows):
-                o = out + r * k
+                o = out + r * ld_out
                 lse = log_sum_exp(o, k)
                 for j in range(k):
                     o[j] = <floating>exp(o[j] - lse)
-        inp = out
+        inp, ld_in = out, ld_out
 
 
 cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kernel,
-                         const floating *X, Py_ssize_t n, floating **outs, char *scratch,
-                         Py_ssize_t width, char **work, int tid, int nt) noexcept nogil:
+                         void **packed, const floating *X, Py_ssize_t n, floating **outs,
+                         char *scratch, Py_ssize_t ld_scratch, char **work,
+                         int tid, int nt) noexcept nogil:
     cdef Py_ssize_t chunk, r0, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     cdef floating *my_outs[64]
-    cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * width
+    cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
+    cdef bint any_packed = False
+    # Every thread packs its share of every W (a copy: any split gives the
+    # same buffers), then all wait until the packs are complete.
+    for l in range(n_layers):
+        if packed[l] != NULL:
+            any_packed = True
+            if floating is float:
+                fnn_gemm_pack_b_s(kernel, 0, layers[l].n_out, layers[l].n_in,
+                                  <const float *>layers[l].W, layers[l].n_out,
+                                  <float *>packed[l], tid, nt)
+            else:
+                fnn_gemm_pack_b_d(kernel, 0, layers[l].n_out, layers[l].n_in,
+                                  <const double *>layers[l].W, layers[l].n_out,
+                                  <double *>packed[l], tid, nt)
+    if any_packed and nt > 1:
+        fnn_omp_barrier()
     chunk = tid
     while chunk < n_chunks:
         r0 = chunk * PREDICT_CHUNK
         for l in range(n_layers):
             my_outs[l] = outs[l] + r0 * layers[l].n_out if outs[l] != NULL else NULL
-        forward_chunk(proto, layers, n_layers, kernel, X + r0 * layers[0].n_in,
+        forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
                       min(<Py_ssize_t>PREDICT_CHUNK, n - r0), my_outs,
-                      my_scratch, width, work[tid])
+                      my_scratch, ld_scratch, work[tid])
         chunk += nt
 
 
 MAX_LAYERS = 64
+
+
+cdef Py_ssize_t scratch_ld(Py_ssize_t width, Py_ssize_t itemsize) noexcept nogil:
+    """Leading dimension of the inference scratch: whole cache lines, and never
+    a multiple of 4 KiB, whose rows would share a handful of cache sets (the
+    kernels would then copy every block of A before using it)."""
+    cdef Py_ssize_t per_line = 64 // itemsize
+    cdef Py_ssize_t ld = (width + per_line - 1) // per_line * per_line
+    if (ld * itemsize) % 4096 == 0:
+        ld += per_line
+    return ld
 
 
 def forward(list weights, list biases, list activations, X, list outputs,
@@ -1283,49 +1338,71 @@ def forward(list weights, list biases, list activations, X, list outputs,
     ``outputs[l]`` is an (n, n_out_l) C-contiguous array that receives layer
     l's output, or None for a layer whose output is not wanted (those go
     through per-thread scratch).  The last entry must be an array.
+
+    With fastnn's own kernels and more than one chunk of rows, every W is
+    packed once for the whole call (the chunks would otherwise each pack it
+    again); the products are bit-identical either way.
     """
     cdef int n_layers = len(weights), l, tid, nt
-    cdef Py_ssize_t n = X.shape[0], width = 1
+    cdef Py_ssize_t n = X.shape[0], width = 1, ld_scr
     cdef Layer layers[64]
     cdef void *outs[64]
+    cdef void *packed[64]
     cdef char *work[256]
+    cdef size_t packed_total = 0
+    cdef size_t packed_offset[64]
     cdef bint is_double = X.dtype == np.float64
     if n_layers > MAX_LAYERS:
         raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {n_layers}")
     memset(layers, 0, sizeof(layers))
+    memset(packed, 0, sizeof(packed))
+    itemsize = X.dtype.itemsize
     for l in range(n_layers):
         set_params(&layers[l], weights[l], biases[l], activations[l])
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
+        # One chunk packs each W once anyway: pre-pack only for several.
+        packed_offset[l] = packed_total
+        if n > PREDICT_CHUNK:
+            packed_total += (fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
+                                                     layers[l].n_in) + 63) // 64 * 64
     # One chunk per task, and no thread for less work than a parallel region costs.
     flops = 2.0 * n * sum(W.shape[0] * W.shape[1] for W in weights)
     n_threads = int(max(1, min(n_threads, 256, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
                                flops / MIN_FLOPS_PER_THREAD_AND_STAGE)))
     if not fnn_omp_enabled():
         n_threads = 1
-    itemsize = X.dtype.itemsize
-    scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * width * itemsize + 64, np.uint8)
+    ld_scr = scratch_ld(width, itemsize)
+    scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * ld_scr * itemsize + 64, np.uint8)
     works = alloc_work(work, n_threads, kernel, itemsize)
+    packed_buf = np.empty(packed_total + 64, np.uint8)
+    cdef char *pk = <char *>aligned(packed_buf)
+    for l in range(n_layers):
+        if n > PREDICT_CHUNK and fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
+                                                         layers[l].n_in) > 0:
+            packed[l] = pk + packed_offset[l]
     cdef char *scr = <char *>aligned(scratch)
     cdef const void *x = cnp.PyArray_DATA(X)
     with nogil:
         if n_threads == 1:
             if is_double:
-                predict_worker(<double *>NULL, layers, n_layers, kernel, <const double *>x, n,
-                               <double **>outs, scr, width, work, 0, 1)
+                predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
+                               <const double *>x, n, <double **>outs, scr, ld_scr, work, 0, 1)
             else:
-                predict_worker(<float *>NULL, layers, n_layers, kernel, <const float *>x, n,
-                               <float **>outs, scr, width, work, 0, 1)
+                predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
+                               <const float *>x, n, <float **>outs, scr, ld_scr, work, 0, 1)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
                 nt = fnn_omp_num_threads()
                 if is_double:
-                    predict_worker(<double *>NULL, layers, n_layers, kernel, <const double *>x,
-                                   n, <double **>outs, scr, width, work, tid, nt)
+                    predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
+                                   <const double *>x, n, <double **>outs, scr, ld_scr, work,
+                                   tid, nt)
                 else:
-                    predict_worker(<float *>NULL, layers, n_layers, kernel, <const float *>x,
-                                   n, <float **>outs, scr, width, work, tid, nt)
+                    predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
+                                   <const float *>x, n, <float **>outs, scr, ld_scr, work,
+                                   tid, nt)
 
 
 # ---------------------------------------------------------------------------

@@ -244,3 +244,26 @@ def test_predict_row_does_not_depend_on_the_batch(own_kernel, dtype, n_threads, 
     for rows in (slice(0, 1), slice(5, 6), slice(17, 50), slice(260, 300)):
         np.testing.assert_array_equal(net.predict(Xd[rows], n_threads=n_threads), full[rows],
                                       err_msg=f"rows {rows}")
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_predict_wide_layers_many_chunks(kernel, dtype, n_threads):
+    """Inference over several chunks of rows (each W packed once per call and
+    shared by the chunks) with hidden widths whose rows are exactly 4 KiB
+    (1024 float32, 512 float64: the engine pads its scratch rows) and a ragged
+    last chunk: against the reference, equal to forward()'s last layer (which
+    writes every layer out unpadded), independent of the thread count, and,
+    for fastnn's own kernels, of which rows are predicted together."""
+    net = make_net((21, 1024, 512, 3), ("relu", "tanh", "softmax"), loss="cross_entropy",
+                   dtype=dtype, seed=3)
+    X = np.random.default_rng(4).normal(size=(600, 21)).astype(dtype)   # 256 + 256 + 88
+    W, b, acts = params64(net)
+    expected, bounds = forward_bound(W, b, acts, X.astype(np.float64), dtype)
+    pred = net.predict(X, n_threads=n_threads)
+    assert_within(pred, expected[-1], bounds[-1], "predict")
+    np.testing.assert_array_equal(pred, net.forward(X, n_threads=n_threads)[-1])
+    np.testing.assert_array_equal(pred, net.predict(X, n_threads=3 - n_threads))
+    if kernel != "blas":
+        for rows in (slice(0, 1), slice(250, 262), slice(511, 600)):
+            np.testing.assert_array_equal(net.predict(X[rows], n_threads=n_threads), pred[rows],
+                                          err_msg=f"rows {rows}")

@@ -3,6 +3,8 @@
  * Usage: bench_kernels [variant-mask (1 generic, 2 avx2, 4 avx512; default 6)] [s|d]
  *        bench_kernels mask s|d M N K ta tb [pad [kind act]]   (one custom shape;
  *        pad is added to the leading dimensions of A and B)
+ * FNN_BENCH_PREPACKED=1: time the pre-packed B path (fnn_kgemm_pb, B packed
+ * once outside the timing, as inference does with the weights).
  * Each line: best time over several timed batches of calls, as GFLOP/s
  * (2*M*N*K flops per call).
  */
@@ -56,7 +58,13 @@ static const shape shapes[] = {
 #define DEFINE_BENCH(T, SUF)                                                                   \
 typedef void (*kfun_##SUF)(int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T *, ptrdiff_t,    \
                            const T *, ptrdiff_t, T *, ptrdiff_t, const fnn_epilogue *, void *); \
-static double bench_##SUF(kfun_##SUF f, const shape *s, void *work)                            \
+typedef void (*pbfun_##SUF)(int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T *, ptrdiff_t,         \
+                            const T *, T *, ptrdiff_t, const fnn_epilogue *, void *);         \
+typedef void (*packfun_##SUF)(int, ptrdiff_t, ptrdiff_t, const T *, ptrdiff_t, T *, int, int); \
+typedef size_t (*pelemfun_##SUF)(ptrdiff_t, ptrdiff_t);                                        \
+/* pb != NULL: time the pre-packed path (B packed once, outside the timing). */               \
+static double bench_##SUF(kfun_##SUF f, pbfun_##SUF pb, packfun_##SUF pack, pelemfun_##SUF pe, \
+                          const shape *s, void *work)                                         \
 {                                                                                              \
     ptrdiff_t ar = s->ta ? s->K : s->M, ac = s->ta ? s->M : s->K;                              \
     ptrdiff_t br = s->tb ? s->N : s->K, bc = s->tb ? s->K : s->N;                              \
@@ -70,15 +78,19 @@ static double bench_##SUF(kfun_##SUF f, const shape *s, void *work)             
     fnn_epilogue ep = {s->kind, s->act, 0.01, s->alpha, s->beta, bias, Y, s->N};               \
     double flops = 2.0 * s->M * s->N * s->K, best = 1e30;                                      \
     int reps = (int)(2e7 / flops) + 1;                                                         \
+    T *P = pb ? xalloc(sizeof(T) * (pe(s->N, s->K) + 1)) : NULL;                               \
+    if (pb) pack(s->tb, s->N, s->K, B, bc, P, 0, 1);                                           \
     f(s->ta, s->tb, s->M, s->N, s->K, A, ac, B, bc, C, s->N, &ep, work); /* warm up */         \
     for (int t = 0; t < 7; t++) {                                                              \
         double t0 = now();                                                                     \
-        for (int r = 0; r < reps; r++)                                                         \
-            f(s->ta, s->tb, s->M, s->N, s->K, A, ac, B, bc, C, s->N, &ep, work);               \
+        for (int r = 0; r < reps; r++) {                                                       \
+            if (pb) pb(s->ta, s->M, s->N, s->K, A, ac, P, C, s->N, &ep, work);                 \
+            else f(s->ta, s->tb, s->M, s->N, s->K, A, ac, B, bc, C, s->N, &ep, work);          \
+        }                                                                                      \
         double dt = (now() - t0) / reps;                                                       \
         if (dt < best) best = dt;                                                              \
     }                                                                                          \
-    free(A); free(B); free(C); free(Y); free(bias);                                            \
+    free(A); free(B); free(C); free(Y); free(bias); free(P);                                   \
     return flops / best * 1e-9;                                                                \
 }
 
@@ -100,6 +112,17 @@ int main(int argc, char **argv)
     }
     kfun_s fs[3] = {fnn_kgemm_generic_s, fnn_kgemm_avx2_s, fnn_kgemm_avx512_s};
     kfun_d fd[3] = {fnn_kgemm_generic_d, fnn_kgemm_avx2_d, fnn_kgemm_avx512_d};
+    pbfun_s pbs[3] = {fnn_kgemm_pb_generic_s, fnn_kgemm_pb_avx2_s, fnn_kgemm_pb_avx512_s};
+    pbfun_d pbd[3] = {fnn_kgemm_pb_generic_d, fnn_kgemm_pb_avx2_d, fnn_kgemm_pb_avx512_d};
+    packfun_s pks[3] = {fnn_kpack_b_generic_s, fnn_kpack_b_avx2_s, fnn_kpack_b_avx512_s};
+    packfun_d pkd[3] = {fnn_kpack_b_generic_d, fnn_kpack_b_avx2_d, fnn_kpack_b_avx512_d};
+    pelemfun_s pes[3] = {fnn_kpacked_b_elems_generic_s, fnn_kpacked_b_elems_avx2_s,
+                         fnn_kpacked_b_elems_avx512_s};
+    pelemfun_d ped[3] = {fnn_kpacked_b_elems_generic_d, fnn_kpacked_b_elems_avx2_d,
+                         fnn_kpacked_b_elems_avx512_d};
+    const char *pp = getenv("FNN_BENCH_PREPACKED");
+    int prepacked = pp && pp[0] && pp[0] != '0';
+    if (prepacked) printf("pre-packed B (fnn_kgemm_pb)\n");
     const char *vn[3] = {"generic", "avx2", "avx512"};
     int avail[3] = {1, fnn_cpu_has_avx2_fma(), fnn_cpu_has_avx512()};
     void *work = xalloc(fnn_kgemm_work_bytes(dbl ? 8 : 4));
@@ -113,7 +136,8 @@ int main(int argc, char **argv)
         fflush(stdout);
         for (int v = 0; v < 3; v++) {
             if (!(mask >> v & 1) || !avail[v]) continue;
-            printf(" %8.1f", dbl ? bench_d(fd[v], s, work) : bench_s(fs[v], s, work));
+            printf(" %8.1f", dbl ? bench_d(fd[v], prepacked ? pbd[v] : NULL, pkd[v], ped[v], s, work)
+                                 : bench_s(fs[v], prepacked ? pbs[v] : NULL, pks[v], pes[v], s, work));
             fflush(stdout);
         }
         printf("\n");

@@ -7,7 +7,8 @@
  * has a guard band that must stay untouched, and C starts as NaN where the
  * epilogue must not read it.  The determinism contract is checked by
  * recomputing sub-blocks (offset pointers, smaller M/N, single rows/columns)
- * of a big product and requiring bit-identical results.
+ * of a big product and requiring bit-identical results.  The pre-packed B
+ * path (fnn_kpack_b + fnn_kgemm_pb) must match the plain one bit for bit.
  * Build and run: make -C csrc/tests test
  */
 #include <math.h>
@@ -45,6 +46,17 @@ typedef void (*kfun_##SUF)(int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T *,
                            const T *, ptrdiff_t, T *, ptrdiff_t, const fnn_epilogue *, void *); \
 static kfun_##SUF kfuns_##SUF[3] = {fnn_kgemm_generic_##SUF, fnn_kgemm_avx2_##SUF,       \
                                    fnn_kgemm_avx512_##SUF};                             \
+typedef void (*pbfun_##SUF)(int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T *, ptrdiff_t,   \
+                            const T *, T *, ptrdiff_t, const fnn_epilogue *, void *);   \
+static pbfun_##SUF pbfuns_##SUF[3] = {fnn_kgemm_pb_generic_##SUF, fnn_kgemm_pb_avx2_##SUF, \
+                                     fnn_kgemm_pb_avx512_##SUF};                        \
+typedef void (*packfun_##SUF)(int, ptrdiff_t, ptrdiff_t, const T *, ptrdiff_t, T *, int, int); \
+static packfun_##SUF pack_##SUF[3] = {fnn_kpack_b_generic_##SUF, fnn_kpack_b_avx2_##SUF, \
+                                     fnn_kpack_b_avx512_##SUF};                         \
+typedef size_t (*pelemfun_##SUF)(ptrdiff_t, ptrdiff_t);                                  \
+static pelemfun_##SUF pelems_##SUF[3] = {fnn_kpacked_b_elems_generic_##SUF,              \
+                                        fnn_kpacked_b_elems_avx2_##SUF,                 \
+                                        fnn_kpacked_b_elems_avx512_##SUF};              \
                                                                                          \
 /* op(X)[r][c] of a stored matrix */                                                     \
 static T opa_##SUF(const T *A, ptrdiff_t lda, int ta, ptrdiff_t i, ptrdiff_t k)          \
@@ -193,6 +205,70 @@ static void test_determinism_##SUF(int var, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
                vname[var], #T, M, N, K, ta, tb, c->kind, c->act);                        \
     }                                                                                    \
     free(A); free(B); free(C); free(C0); free(S); free(Y); free(bias);                   \
+}                                                                                        \
+                                                                                         \
+/* The pre-packed path must give exactly what the plain path gives (whose     \
+ * accuracy test_shape checks), guard band included; packing in parts must     \
+ * fill the same buffer as packing in one go, and nothing past its end. */   \
+static void test_packed_##SUF(int var, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, int tb, \
+                              const epi_case *ec, int n_ec, void *work, int lda512)      \
+{                                                                                        \
+    ptrdiff_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;        \
+    ptrdiff_t lda = lda512 ? (ac + 511) / 512 * 512 : ac + 3;                            \
+    ptrdiff_t ldb = bc + 1, ldc = N + GUARD, ldy = N + 2;                                \
+    size_t pe = pelems_##SUF[var](N, K), pg = 67;                                        \
+    T *A = xalloc(sizeof(T) * (size_t)(ar * lda + 1));                                   \
+    T *B = xalloc(sizeof(T) * (size_t)(br * ldb + 1));                                   \
+    T *C = xalloc(sizeof(T) * (size_t)((M + GUARD) * ldc));                              \
+    T *P = xalloc(sizeof(T) * (size_t)((M + GUARD) * ldc));                              \
+    T *C0 = xalloc(sizeof(T) * (size_t)((M + GUARD) * ldc));                             \
+    T *Y = xalloc(sizeof(T) * (size_t)(M * ldy));                                        \
+    T *bias = xalloc(sizeof(T) * (size_t)N);                                             \
+    T *pb = xalloc(sizeof(T) * (pe + pg)), *pb1 = xalloc(sizeof(T) * (pe + pg));          \
+    for (ptrdiff_t q = 0; q < ar * lda + 1; q++) A[q] = (T)urand();                      \
+    for (ptrdiff_t q = 0; q < br * ldb + 1; q++) B[q] = (T)urand();                      \
+    for (ptrdiff_t j = 0; j < N; j++) bias[j] = (T)urand();                              \
+    for (ptrdiff_t q = 0; q < (M + GUARD) * ldc; q++) C0[q] = (T)urand();                \
+    int bad = 0;                                                                         \
+    if (K > 0 && pe != (size_t)(((N + 63) / 64) * 64 * K) &&                             \
+        pe != (size_t)((N + 31) / 32 * 32 * K) && pe != (size_t)((N + 15) / 16 * 16 * K) && \
+        pe != (size_t)((N + 7) / 8 * 8 * K) && pe != (size_t)((N + 3) / 4 * 4 * K)) {    \
+        printf("  packed size %zu for N=%td K=%td\n", pe, N, K); bad = 1; }              \
+    for (size_t q = 0; q < pe + pg; q++) { pb[q] = (T)NAN; pb1[q] = (T)NAN; }            \
+    pack_##SUF[var](tb, N, K, B, ldb, pb1, 0, 1);                                        \
+    for (int part = 2; part >= 0; part--) pack_##SUF[var](tb, N, K, B, ldb, pb, part, 3); \
+    if (memcmp(pb, pb1, sizeof(T) * (pe + pg))) {                                        \
+        printf("  packing in 3 parts differs from packing in one\n"); bad = 1; }          \
+    for (size_t q = pe; q < pe + pg; q++)                                                \
+        if (!isnan((double)pb[q]) && !bad) { printf("  packed B overran\n"); bad = 1; }  \
+    for (int e = 0; e < n_ec && !bad; e++) {                                             \
+        const epi_case *c = &ec[e];                                                      \
+        fnn_epilogue ep; memset(&ep, 0, sizeof ep);                                      \
+        ep.kind = c->kind; ep.act = c->act; ep.act_param = c->p;                         \
+        ep.alpha = c->alpha; ep.beta = c->beta;                                          \
+        ep.bias = c->has_bias ? bias : NULL; ep.Y = Y; ep.ldy = ldy;                     \
+        for (ptrdiff_t q = 0; q < M * ldy; q++)                                          \
+            Y[q] = fnn_act_##SUF(c->act == FNN_ACT_SOFTMAX ? 0 : c->act, (T)(3 * urand()), (T)c->p); \
+        memcpy(C, C0, sizeof(T) * (size_t)((M + GUARD) * ldc));                          \
+        memcpy(P, C0, sizeof(T) * (size_t)((M + GUARD) * ldc));                          \
+        kfuns_##SUF[var](ta, tb, M, N, K, A, lda, B, ldb, C, ldc, &ep, work);            \
+        pbfuns_##SUF[var](ta, M, N, K, A, lda, pb, P, ldc, &ep, work);                   \
+        for (ptrdiff_t q = 0; q < (M + GUARD) * ldc; q++)                                \
+            if (memcmp(&C[q], &P[q], sizeof(T))) {                                       \
+                printf("  (%td,%td): pre-packed %.17g, plain %.17g\n", q / ldc, q % ldc, \
+                       (double)P[q], (double)C[q]);                                      \
+                printf("  kind=%d act=%d bias=%d alpha=%g beta=%g\n", c->kind, c->act,   \
+                       c->has_bias, c->alpha, c->beta);                                  \
+                bad = 1; break;                                                          \
+            }                                                                            \
+    }                                                                                    \
+    n_check++;                                                                           \
+    if (bad) {                                                                           \
+        n_fail++;                                                                        \
+        printf("FAIL pre-packed %s %s M=%td N=%td K=%td ta=%d tb=%d lda512=%d\n",        \
+               vname[var], #T, M, N, K, ta, tb, lda512);                                 \
+    }                                                                                    \
+    free(A); free(B); free(C); free(P); free(C0); free(Y); free(bias); free(pb); free(pb1); \
 }
 
 DEFINE_TESTS(float, s, 5.96e-8)
@@ -240,6 +316,17 @@ int main(int argc, char **argv)
                     test_shape_d(var, shapes[s][0], shapes[s][1], shapes[s][2], t >> 1, t & 1, ec, n_ec, work, l);
                 }
             }
+        }
+        static const ptrdiff_t pshapes[][3] = {
+            {1, 1, 1}, {3, 2, 0}, {1, 17, 5}, {5, 7, 3}, {13, 33, 17}, {37, 53, 71},
+            {25, 65, 257}, {100, 40, 600}, {257, 129, 785}, {300, 300, 30}, {139, 600, 300}};
+        for (size_t s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++) {
+            if (quick && pshapes[s][0] * pshapes[s][1] * pshapes[s][2] > 3000000) continue;
+            for (int t = 0; t < 4; t++)
+                for (int l = 0; l < (pshapes[s][1] >= 64 ? 2 : 1); l++) {
+                    test_packed_s(var, pshapes[s][0], pshapes[s][1], pshapes[s][2], t >> 1, t & 1, ec, n_ec, work, l);
+                    test_packed_d(var, pshapes[s][0], pshapes[s][1], pshapes[s][2], t >> 1, t & 1, ec, n_ec, work, l);
+                }
         }
         for (int t = 0; t < 4; t++)
             for (int e = 0; e < n_ec; e++) {
