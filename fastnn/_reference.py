@@ -180,21 +180,25 @@ def loss_and_delta(loss, act, alpha, O, T, sample_weight=None):
     act = _name(act)
     n = O.shape[0]
     if sample_weight is None:
-        scale = np.full((n, 1), 1.0 / n)
+        def weigh(G):
+            return G / n
     else:
         w = np.asarray(sample_weight, np.float64)
         scale = (w / w.sum() if w.sum() > 0 else np.zeros_like(w)).reshape(-1, 1)
+
+        def weigh(G):      # scaled in float64, kept in O's dtype (float32 stays float32)
+            return (G * scale).astype(O.dtype)
     if loss == "cross_entropy":           # softmax output
         losses = -np.sum(T * np.log(O), axis=1)
-        return losses, (O - T) * scale
+        return losses, weigh(O - T)
     if loss == "binary_cross_entropy":    # sigmoid output
         eps = 1e-7 if O.dtype == np.float32 else 1e-15
         Oc = np.clip(O, eps, 1 - eps)
         losses = -np.sum(T * np.log(Oc) + (1 - T) * np.log(1 - Oc), axis=1)
-        return losses, (O - T) * scale
+        return losses, weigh(O - T)
     # mse: 1/2 sum_k (o_k - t_k)^2
     losses = 0.5 * np.sum((O - T) ** 2, axis=1)
-    G = (O - T) * scale
+    G = weigh(O - T)
     if act == "softmax":                  # through the softmax Jacobian
         return losses, O * (G - np.sum(G * O, axis=1, keepdims=True))
     return losses, G * activation_derivative(act, O, alpha)
