@@ -148,6 +148,7 @@ cdef enum:
     MAX_TILE_M = 512        # taller products (weight updates) are cut in rows
     ROW_TILE = 256
     MIN_TILE_N = 128
+    MIN_SPLIT_N = 64        # narrower halves cost more in packing than they save
     MAX_TILE_N = 512
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
@@ -163,7 +164,11 @@ cdef inline Py_ssize_t tile_n(int kernel, Py_ssize_t N) noexcept nogil:
     if kernel == FNN_KERNEL_BLAS:
         return BLAS_TILE
     cdef Py_ssize_t tn = ((N + 3) // 4 + 31) // 32 * 32     # a quarter, in whole vectors
-    return min(max(tn, <Py_ssize_t>MIN_TILE_N), <Py_ssize_t>MAX_TILE_N)
+    tn = min(max(tn, <Py_ssize_t>MIN_TILE_N), <Py_ssize_t>MAX_TILE_N)
+    if tn >= N and N >= 2 * MIN_SPLIT_N:
+        # at least two tiles, so that two threads can share a layer as narrow as 128
+        tn = ((N + 1) // 2 + 31) // 32 * 32
+    return tn
 
 
 def openmp_enabled():
