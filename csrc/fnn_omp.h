@@ -30,7 +30,20 @@ static inline void fnn_omp_barrier(void) {}
 #endif
 
 /* Claim counters shared by a team: an atomic fetch-and-add (a plain one
- * without OpenMP, where there is only one thread). */
+ * without OpenMP, where there is only one thread).  MSVC's OpenMP 2.0 has no
+ * "atomic capture": its interlocked intrinsics do the same. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline long fnn_atomic_fetch_add(long *p, long v)
+{
+    return _InterlockedExchangeAdd((volatile long *)p, v);
+}
+
+static inline void fnn_atomic_store(long *p, long v)
+{
+    _InterlockedExchange((volatile long *)p, v);
+}
+#else
 static inline long fnn_atomic_fetch_add(long *p, long v)
 {
     long old;
@@ -48,5 +61,6 @@ static inline void fnn_atomic_store(long *p, long v)
 #endif
     *p = v;
 }
+#endif
 
 #endif
