@@ -59,6 +59,39 @@ FNN_KGEMM_DECL(avx2)
 FNN_KGEMM_DECL(avx512)
 #undef FNN_KGEMM_DECL
 
+/* On non-x86 targets the SIMD variants are these forwarders to the generic
+ * one (the dispatch never selects them there, but it links against them). */
+#define FNN_FORWARD_TO_GENERIC_T(V, T, S)                                            \
+void fnn_kgemm_##V##_##S(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,      \
+                         const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,       \
+                         T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)    \
+{                                                                                    \
+    fnn_kgemm_generic_##S(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work);         \
+}                                                                                    \
+void fnn_kgemm_pb_##V##_##S(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,           \
+                            const T *A, ptrdiff_t lda, const T *pb, T *C,            \
+                            ptrdiff_t ldc, const fnn_epilogue *ep, void *work)       \
+{                                                                                    \
+    fnn_kgemm_pb_generic_##S(ta, M, N, K, A, lda, pb, C, ldc, ep, work);              \
+}                                                                                    \
+void fnn_kpack_b_##V##_##S(int tb, ptrdiff_t N, ptrdiff_t K, const T *B,             \
+                           ptrdiff_t ldb, T *pb, int part, int n_parts)              \
+{                                                                                    \
+    fnn_kpack_b_generic_##S(tb, N, K, B, ldb, pb, part, n_parts);                    \
+}                                                                                    \
+size_t fnn_kpacked_b_elems_##V##_##S(ptrdiff_t N, ptrdiff_t K)                       \
+{                                                                                    \
+    return fnn_kpacked_b_elems_generic_##S(N, K);                                    \
+}
+
+#define FNN_FORWARD_TO_GENERIC(V)                                                    \
+FNN_FORWARD_TO_GENERIC_T(V, float, s)                                                \
+FNN_FORWARD_TO_GENERIC_T(V, double, d)                                               \
+size_t fnn_kgemm_##V##_work_bytes(size_t elem_size)                                  \
+{                                                                                    \
+    return fnn_kgemm_generic_work_bytes(elem_size);                                  \
+}
+
 /* Bytes of workspace any variant needs for elements of elem_size bytes. */
 size_t fnn_kgemm_work_bytes(size_t elem_size);
 /* Per-variant sizes (fnn_kgemm_work_bytes is their maximum). */

@@ -201,58 +201,6 @@ size_t fnn_kgemm_avx512_work_bytes(size_t elem_size)
 
 #else /* not x86: forward to the portable variant */
 
-void fnn_kgemm_avx512_s(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                        const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
-                        float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
-{
-    fnn_kgemm_generic_s(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work);
-}
-
-void fnn_kgemm_avx512_d(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                        const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
-                        double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
-{
-    fnn_kgemm_generic_d(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work);
-}
-
-size_t fnn_kgemm_avx512_work_bytes(size_t elem_size)
-{
-    return fnn_kgemm_generic_work_bytes(elem_size);
-}
-
-void fnn_kgemm_pb_avx512_s(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
-                         const float *pb, float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
-{
-    fnn_kgemm_pb_generic_s(ta, M, N, K, A, lda, pb, C, ldc, ep, work);
-}
-
-void fnn_kpack_b_avx512_s(int tb, ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb, float *pb,
-                        int part, int n_parts)
-{
-    fnn_kpack_b_generic_s(tb, N, K, B, ldb, pb, part, n_parts);
-}
-
-size_t fnn_kpacked_b_elems_avx512_s(ptrdiff_t N, ptrdiff_t K)
-{
-    return fnn_kpacked_b_elems_generic_s(N, K);
-}
-
-void fnn_kgemm_pb_avx512_d(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *A, ptrdiff_t lda,
-                         const double *pb, double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
-{
-    fnn_kgemm_pb_generic_d(ta, M, N, K, A, lda, pb, C, ldc, ep, work);
-}
-
-void fnn_kpack_b_avx512_d(int tb, ptrdiff_t N, ptrdiff_t K, const double *B, ptrdiff_t ldb, double *pb,
-                        int part, int n_parts)
-{
-    fnn_kpack_b_generic_d(tb, N, K, B, ldb, pb, part, n_parts);
-}
-
-size_t fnn_kpacked_b_elems_avx512_d(ptrdiff_t N, ptrdiff_t K)
-{
-    return fnn_kpacked_b_elems_generic_d(N, K);
-}
-
+FNN_FORWARD_TO_GENERIC(avx512)
 
 #endif
