@@ -5,8 +5,6 @@
 import argparse
 import time
 
-import numpy as np
-
 import fastnn as fn
 
 

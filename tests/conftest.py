@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _config, _engine
+from fastnn import _config
 from fastnn import _reference as ref
 from fastnn.activations import CODES
 
@@ -250,6 +250,19 @@ def assert_within(actual, expected, bound, what=""):
 FASTNN_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
 
 
+# In a fresh interpreter without scikit-learn: the error of fastnn.<name>.
+NO_SKLEARN = """
+    import json, sys
+    sys.modules["sklearn"] = None
+    import fastnn
+    try:
+        fastnn.{name}
+        print(json.dumps({{"error": None}}))
+    except ImportError as exc:
+        print(json.dumps({{"error": str(exc)}}))
+"""
+
+
 def run_python(code, env=None, timeout=120):
     """Run ``code`` in a fresh interpreter that imports this fastnn, from a
     neutral folder; return the JSON object printed on its last stdout line."""
@@ -261,3 +274,19 @@ def run_python(code, env=None, timeout=120):
                           text=True, timeout=timeout)
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def weights(net):
+    """Copies of every layer's (W, b)."""
+    return [(l.W.copy(), None if l.b is None else l.b.copy()) for l in net.layers]
+
+
+def assert_same_weights(a, b):
+    """Two weights() lists are bit-identical."""
+    assert len(a) == len(b)
+    for (Wa, ba), (Wb, bb) in zip(a, b):
+        np.testing.assert_array_equal(Wa, Wb)
+        if ba is None or bb is None:
+            assert ba is None and bb is None
+        else:
+            np.testing.assert_array_equal(ba, bb)

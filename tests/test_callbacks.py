@@ -24,6 +24,8 @@ import pytest
 
 import fastnn as fn
 
+from conftest import assert_same_weights, weights
+
 rng = np.random.default_rng(3)
 X = rng.normal(size=(45, 4))
 LABELS = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
@@ -34,16 +36,6 @@ def clf(dtype=np.float64, seed=0):
     return fn.Network([fn.Dense(4, 6, activation="tanh"),
                        fn.Dense(6, 3, activation="softmax")],
                       loss="cross_entropy", dtype=dtype, seed=seed)
-
-
-def weights(net):
-    return [(l.W.copy(), l.b.copy()) for l in net.layers]
-
-
-def assert_same_weights(a, b):
-    for (Wa, ba), (Wb, bb) in zip(a, b):
-        np.testing.assert_array_equal(Wa, Wb)
-        np.testing.assert_array_equal(ba, bb)
 
 
 class Recorder(fn.Callback):

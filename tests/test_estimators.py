@@ -33,11 +33,7 @@ corrections go changes the weights by 1e-3).
 """
 import inspect
 import io
-import os
 import pickle
-import subprocess
-import sys
-import tempfile
 import warnings
 from contextlib import redirect_stdout
 
@@ -57,7 +53,7 @@ from sklearn.utils.estimator_checks import (  # noqa: E402
 
 import fastnn  # noqa: E402
 from fastnn.estimators import MLPClassifier, MLPRegressor  # noqa: E402
-from conftest import FASTNN_PARENT  # noqa: E402
+from conftest import NO_SKLEARN, run_python  # noqa: E402
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -417,14 +413,8 @@ def test_errors(digits):
 
 def test_fastnn_namespace():
     assert fastnn.MLPClassifier is MLPClassifier and fastnn.MLPRegressor is MLPRegressor
-    code = ("import sys; sys.modules['sklearn'] = None\n"
-            "import fastnn\n"
-            "try:\n    fastnn.MLPClassifier\nexcept ImportError as e:\n    print(e)\n")
-    # from a neutral folder, importing the fastnn under test (not a source tree in cwd)
-    env = dict(os.environ, PYTHONPATH=FASTNN_PARENT)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=tempfile.gettempdir(), env=env).stdout
-    assert "fastnn[sklearn]" in out
+    error = run_python(NO_SKLEARN.format(name="MLPClassifier"))["error"]
+    assert error is not None and "fastnn[sklearn]" in error
 
 
 # The sample-weight equivalence checks need a fit whose result does not depend

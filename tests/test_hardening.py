@@ -30,7 +30,6 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from fastnn import _engine
 
 from conftest import make_net, run_python
 

@@ -25,7 +25,7 @@ import pytest
 
 import fastnn as fn
 
-from conftest import make_net
+from conftest import assert_same_weights, make_net, weights
 
 
 def _net(dtype):
@@ -333,9 +333,7 @@ def test_dropout_training_resumes_exactly_after_load(tmp_path):
     loaded = fn.load(tmp_path / "m.fnn")
     assert loaded.layers[0].dropout == 0.3
     loaded.fit(X, y, epochs=2, batch_size=16)
-    for a, b in zip(straight.layers, loaded.layers):
-        np.testing.assert_array_equal(a.W, b.W)
-        np.testing.assert_array_equal(a.b, b.b)
+    assert_same_weights(weights(straight), weights(loaded))
 
 
 @pytest.mark.parametrize("noise", [{"key": -1, "epochs_trained": 0}, {"key": 1},

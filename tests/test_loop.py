@@ -29,6 +29,8 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+
+from conftest import assert_same_weights, weights
 from fastnn.progress import UPDATES
 
 rng = np.random.default_rng(11)
@@ -41,16 +43,6 @@ def clf(dtype=np.float64, seed=0):
     return fn.Network([fn.Dense(5, 8, activation="relu"),
                        fn.Dense(8, 3, activation="softmax")],
                       loss="cross_entropy", dtype=dtype, seed=seed)
-
-
-def weights(net):
-    return [(l.W.copy(), l.b.copy()) for l in net.layers]
-
-
-def assert_same_weights(a, b):
-    for (Wa, ba), (Wb, bb) in zip(a, b):
-        np.testing.assert_array_equal(Wa, Wb)
-        np.testing.assert_array_equal(ba, bb)
 
 
 # -- History -------------------------------------------------------------------------
@@ -323,10 +315,7 @@ def test_batch_by_batch_equals_whole_epochs_with_weights_dropout_and_noise(shuff
     class EveryBatch(fn.Callback):
         wants_batches = True
 
-    whole, per_batch = train(None), train([EveryBatch()])
-    for a, b in zip(whole.layers, per_batch.layers):
-        np.testing.assert_array_equal(a.W, b.W)
-        np.testing.assert_array_equal(a.b, b.b)
+    assert_same_weights(weights(train(None)), weights(train([EveryBatch()])))
 
 
 def test_balanced_class_weights_count_only_the_training_rows():

@@ -5,11 +5,7 @@ same order as scikit-learn's ``_plain_sgd``, so the comparisons are exact
 (``np.array_equal``), not within a tolerance: any reordering, missed cast
 or different random draw shows up as a difference.
 """
-import os
 import pickle
-import subprocess
-import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -26,7 +22,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import fastnn  # noqa: E402
 from fastnn import _perceptron  # noqa: E402
 from fastnn.perceptron import Perceptron  # noqa: E402
-from conftest import FASTNN_PARENT  # noqa: E402
+from conftest import NO_SKLEARN, run_python  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
@@ -224,14 +220,8 @@ def test_pickle_round_trip(datasets):
 
 def test_fastnn_namespace_and_import_without_sklearn():
     assert fastnn.Perceptron is Perceptron
-    code = ("import sys; sys.modules['sklearn'] = None\n"
-            "import fastnn\n"
-            "try:\n    fastnn.Perceptron\nexcept ImportError as e:\n    print(e)\n")
-    # from a neutral folder, importing the fastnn under test (not a source tree in cwd)
-    env = dict(os.environ, PYTHONPATH=FASTNN_PARENT)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=tempfile.gettempdir(), env=env).stdout
-    assert "fastnn[sklearn]" in out
+    error = run_python(NO_SKLEARN.format(name="Perceptron"))["error"]
+    assert error is not None and "fastnn[sklearn]" in error
 
 
 # scikit-learn itself expects these to fail for Perceptron (its instance_generator

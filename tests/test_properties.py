@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import fastnn as fn
 from fastnn.activations import CODES
 
-from conftest import (ACT_PARAM, DTYPES, KERNEL_NAMES, assert_within, forward_bound,
+from conftest import (DTYPES, KERNEL_NAMES, assert_within, forward_bound,
                       gradient_bound, make_net, params64, targets)
 
 if os.environ.get("FASTNN_HYPOTHESIS") == "explore":

@@ -84,6 +84,15 @@ OPTS = {"sgd": lambda: fn.SGD(lr=0.05),
         "adam": lambda: fn.Adam(lr=0.001)}
 
 
+def _assert_same_bits(one, two):
+    """Every parameter of two networks equal bit for bit (1 vs 2 threads)."""
+    for l, (a, b) in enumerate(zip(one.layers, two.layers)):
+        np.testing.assert_array_equal(a.W.view(np.uint8), b.W.view(np.uint8),
+                                      err_msg=f"layer {l} W differs between 1 and 2 threads")
+        np.testing.assert_array_equal(a.b.view(np.uint8), b.b.view(np.uint8),
+                                      err_msg=f"layer {l} b differs between 1 and 2 threads")
+
+
 @pytest.mark.parametrize("opt", OPTS)
 def test_training_bit_identical_for_1_and_2_threads(kernel, dtype, digits, opt):
     X_train, _, y_train, _ = digits
@@ -100,11 +109,7 @@ def test_training_bit_identical_for_1_and_2_threads(kernel, dtype, digits, opt):
 
     one, h1 = train(1)
     two, h2 = train(2)
-    for l, (a, b) in enumerate(zip(one.layers, two.layers)):
-        np.testing.assert_array_equal(a.W.view(np.uint8), b.W.view(np.uint8),
-                                      err_msg=f"layer {l} W differs between 1 and 2 threads")
-        np.testing.assert_array_equal(a.b.view(np.uint8), b.b.view(np.uint8),
-                                      err_msg=f"layer {l} b differs between 1 and 2 threads")
+    _assert_same_bits(one, two)
     assert h1.history["loss"] == h2.history["loss"]
     assert not np.array_equal(one.layers[0].W, fn.Network(
         [fn.Dense(64, 200, activation="relu"), fn.Dense(200, 130, activation="tanh"),
@@ -158,9 +163,5 @@ def test_toolkit_training_bit_identical_for_1_and_2_threads(kernel, dtype, digit
 
     one, h1 = train(1)
     two, h2 = train(2)
-    for l, (a, b) in enumerate(zip(one.layers, two.layers)):
-        np.testing.assert_array_equal(a.W.view(np.uint8), b.W.view(np.uint8),
-                                      err_msg=f"layer {l} W differs between 1 and 2 threads")
-        np.testing.assert_array_equal(a.b.view(np.uint8), b.b.view(np.uint8),
-                                      err_msg=f"layer {l} b differs between 1 and 2 threads")
+    _assert_same_bits(one, two)
     assert h1.history["loss"] == h2.history["loss"]
