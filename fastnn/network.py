@@ -263,15 +263,6 @@ class Network:
         trainer.set_input_noise(input_noise)
         return trainer
 
-    def _sample_weight(self, sample_weight, class_weight, T):
-        """The per-sample weights of fit/gradients (None when every sample weighs 1)."""
-        if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, T.shape[0])
-        if class_weight is not None:
-            sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss,
-                                                          sample_weight)
-        return sample_weight
-
     def gradients(self, X, y, n_threads=None, sample_weight=None):
         """Gradient of the batch-mean loss over all of (X, y).
 
@@ -281,7 +272,8 @@ class Network:
         """
         X = self._check_X(X)
         T = self._check_y(y, X.shape[0])
-        sample_weight = self._sample_weight(sample_weight, None, T)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, T.shape[0])
         with _single_threaded_blas():
             trainer = self._trainer(X.shape[0], _config.get_num_threads(n_threads), None,
                                     keep_gradients=True, sample_weight=sample_weight)
@@ -403,8 +395,9 @@ class Network:
             if sample_weight is not None:
                 sample_weight = sample_weight[:X.shape[0]]
             validation = (X_val, T_val)
-        # "balanced" class weights count the training rows only
-        sample_weight = self._sample_weight(sample_weight, class_weight, T)
+        if class_weight is not None:   # "balanced" counts the training rows only
+            sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss,
+                                                          sample_weight)
         batch_size = min(batch_size, X.shape[0])
         if optimizer.full_batch:
             batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
