@@ -37,6 +37,8 @@ SHAPES = [  # (M, N, K)
     (17, 33, 65),
     (129, 130, 131),  # just over one 128-tile in every direction
     (200, 300, 50),   # several tiles of output
+    (1, 128, 3),      # BLAS path: a minibatch-shaped product (few rows, many
+    (45, 600, 70),    # columns) is computed transposed; 600 = 512 + 88 columns
 ]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 THREADS = [1, 2]
