@@ -101,6 +101,10 @@ cdef extern from "fnn_gemm.h" nogil:
 cdef extern from "fnn_activations.h" nogil:
     double fnn_dact_d(int act, double y, double p)
 
+cdef extern from "fnn_finite.h" nogil:
+    int fnn_finite_s(const float *x, Py_ssize_t n)
+    int fnn_finite_d(const double *x, Py_ssize_t n)
+
 cdef extern from "fnn_omp.h" nogil:
     int fnn_omp_enabled()
     int fnn_omp_max_threads()
@@ -242,6 +246,8 @@ cdef struct Ctx:
     double *row_loss      # (batch_size,) per-sample loss of the current batch
     double loss_sum       # written by thread 0
     int status            # STATUS_*: why the epoch ended
+    bint check_inputs     # check every sample's inputs for NaN/inf as the batch is formed
+    long bad_input        # set (atomically) by any thread that found one
     bint check_signals    # look for Ctrl-C between batches
     Py_ssize_t n_done     # samples trained on so far (written by thread 0)
     char **work           # per-thread GEMM scratch
@@ -818,6 +824,23 @@ cdef void gather_rows(floating *dst, const floating *src, const long long *idx,
         r += nt
 
 
+cdef inline bint row_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fnn_finite_s(x, n)
+    else:
+        return fnn_finite_d(x, n)
+
+
+cdef void check_rows(Ctx *c, const floating *rows_data, Py_ssize_t rows, Py_ssize_t width,
+                     int tid, int nt) noexcept nogil:
+    """Flag the batch when one of its rows (this thread's share) is not finite."""
+    cdef Py_ssize_t r = tid
+    while r < rows:
+        if not row_finite(rows_data + r * width, width):
+            fnn_atomic_store(&c.bad_input, 1)
+        r += nt
+
+
 cdef void noisy_rows(Ctx *c, const Batch *b, floating *dst, const floating *X, Py_ssize_t width,
                      int tid, int nt) noexcept nogil:
     """dst[r] = X[sample of r] + input_noise * N(0, 1) per feature, keyed on
@@ -840,6 +863,7 @@ cdef enum:
     STATUS_OK = 0
     STATUS_NOT_FINITE = 1    # the loss of a batch was NaN or infinite
     STATUS_INTERRUPTED = 2   # Ctrl-C: stopped after the last finished batch
+    STATUS_BAD_INPUT = 3     # a sample's inputs were NaN or infinite (check_inputs)
 
 
 cdef bint interrupted() noexcept nogil:
@@ -890,11 +914,20 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
                 gather_rows(<floating *>c.Xb, <const floating *>c.X, c.perm + start, rows, n_in,
                             tid, nt)
             X = <const floating *>c.Xb
+            if c.check_inputs:   # the rows just gathered are still in this core's L1
+                check_rows(c, X, rows, n_in, tid, nt)
             if c.perm != NULL:
                 gather_rows(<floating *>c.Tb, <const floating *>c.T, c.perm + start, rows, n_out,
                             tid, nt)
                 T = <const floating *>c.Tb
             fnn_omp_barrier()
+        elif c.check_inputs:
+            check_rows(c, X, rows, n_in, tid, nt)
+            fnn_omp_barrier()
+        if c.bad_input:   # every thread sees it after the barrier: all stop here
+            if tid == 0:
+                c.status = STATUS_BAD_INPUT
+            break
         forward_layers(c, &b, X, &team)
         output_stage(c, &b, T, tid, nt)
         fnn_omp_barrier()
@@ -1194,7 +1227,7 @@ cdef class Trainer:
         return self.ctx.penalty_sum
 
     def run_epoch(self, X, T, perm=None, bint check_signals=True, Py_ssize_t start=0,
-                  stop=None):
+                  stop=None, bint check_inputs=False):
         """Train on every minibatch of (X, T) in the order ``perm`` (row
         indices, all of X's rows or some of them; None: X's own order).
 
@@ -1208,6 +1241,11 @@ cdef class Trainer:
         status): status is "ok", "not_finite" when the loss of a batch was not
         finite (training stopped after that batch) or "interrupted" on Ctrl-C
         (training stopped after the last finished batch).
+
+        ``check_inputs``: check each sample's row of X for NaN and infinity
+        as its batch is formed, which costs nothing next to a separate pass
+        over X; status "bad_input" when one is not finite (training stopped
+        before that batch: the batches before it were trained on).
         """
         cdef cnp.int64_t[::1] order
         cdef Py_ssize_t n = X.shape[0] if perm is None else len(perm)
@@ -1231,13 +1269,16 @@ cdef class Trainer:
         self.ctx.n_done = 0
         self.ctx.status = STATUS_OK
         self.ctx.check_signals = check_signals
+        self.ctx.check_inputs = check_inputs
+        self.ctx.bad_input = 0
         memset(self.ctx.claims, 0, sizeof(self.ctx.claims))
         cdef bint is_double = self.dtype == np.float64
         cdef int nt = self.n_threads
         with nogil:
             run_team(&self.ctx, is_double, nt)
         status = {STATUS_OK: "ok", STATUS_NOT_FINITE: "not_finite",
-                  STATUS_INTERRUPTED: "interrupted"}[self.ctx.status]
+                  STATUS_INTERRUPTED: "interrupted",
+                  STATUS_BAD_INPUT: "bad_input"}[self.ctx.status]
         return self.ctx.loss_sum, self.ctx.n_done, status
 
 

@@ -22,8 +22,13 @@ def check_dtype(dtype):
     return dt
 
 
-def check_array(X, name, dtype, ndim=2, n_features=None):
-    """``X`` as a C-contiguous, finite array of ``dtype`` (no copy when it already is)."""
+def check_array(X, name, dtype, ndim=2, n_features=None, finite=True):
+    """``X`` as a C-contiguous, finite array of ``dtype`` (no copy when it already is).
+
+    ``finite=False`` leaves out the check for NaN and infinity, for a caller
+    that makes it in its own pass over the data (``fit``: the engine checks
+    each sample as it forms a batch); it then calls :func:`check_finite`
+    with the array given here when that pass finds one."""
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(f"{name} must be an array-like of numbers, got {type(X).__name__}")
     if _is_sparse(X):
@@ -42,7 +47,10 @@ def check_array(X, name, dtype, ndim=2, n_features=None):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the network expects "
                          f"{n_features} (shape (n_samples, {n_features})); got shape {arr.shape}")
-    return _converted_finite(arr, name, dtype)
+    out = _converted(arr, dtype)
+    if finite:
+        check_finite(out, arr, name)
+    return out
 
 
 def _is_sparse(X):
@@ -60,18 +68,25 @@ def _as_array(X, name):
                          f"be converted to an array ({exc})") from None
 
 
-def _converted_finite(arr, name, dtype):
-    """``arr`` as a C-contiguous array of ``dtype``, checked to be finite."""
-    with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
-        out = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(out):
-        if arr.dtype != out.dtype and all_finite(arr):
-            big = np.max(np.abs(arr))
-            raise ValueError(f"{name} has values too large for {np.dtype(dtype).name} "
-                             f"(largest finite: {np.finfo(dtype).max:.4g}); got a value of "
-                             f"magnitude {big:.4g}")
-        raise ValueError(f"{name} contains NaN or infinity")
-    return out
+def _converted(arr, dtype):
+    """``arr`` as a C-contiguous array of ``dtype``; a value too large for it
+    becomes inf without a warning (check_finite reports it)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_finite(out, given, name):
+    """Raise ValueError unless ``out`` (``given`` converted to the network's
+    dtype) is finite; the message tells a NaN or infinity in ``given`` from a
+    finite value too large for the dtype."""
+    if all_finite(out):
+        return
+    if given.dtype != out.dtype and all_finite(given):
+        big = np.max(np.abs(given))
+        raise ValueError(f"{name} has values too large for {out.dtype.name} "
+                         f"(largest finite: {np.finfo(out.dtype).max:.4g}); got a value of "
+                         f"magnitude {big:.4g}")
+    raise ValueError(f"{name} contains NaN or infinity")
 
 
 def all_finite(arr):
@@ -156,7 +171,8 @@ def check_targets(y, loss, n_samples, n_outputs, dtype):
             expected += " one-hot rows, or (n_samples,) integer labels"
         raise ValueError(f"y must have shape {expected} for a network with {n_outputs} "
                          f"outputs; got shape {y.shape}")
-    T = _converted_finite(y, "y", dtype)
+    T = _converted(y, dtype)
+    check_finite(T, y, "y")
     if loss == "binary_cross_entropy" and ((T < 0) | (T > 1)).any():
         raise ValueError("y must hold values in [0, 1] for binary_cross_entropy")
     return T

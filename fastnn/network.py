@@ -8,8 +8,8 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _config, _engine, activations, losses
-from ._validation import (all_finite, check_array, check_dtype, check_positive_float,
-                          check_positive_int, check_real, check_targets)
+from ._validation import (all_finite, check_array, check_dtype, check_finite,
+                          check_positive_float, check_positive_int, check_real, check_targets)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
 from .callbacks import check_callbacks
 from .layers import Dense
@@ -185,8 +185,8 @@ class Network:
         return ([l.W for l in self.layers], [l.b for l in self.layers],
                 [l.activation_code for l in self.layers])
 
-    def _check_X(self, X, name="X"):
-        return check_array(X, name, self.dtype, n_features=self.n_inputs)
+    def _check_X(self, X, name="X", finite=True):
+        return check_array(X, name, self.dtype, n_features=self.n_inputs, finite=finite)
 
     def _check_y(self, y, n_samples):
         return check_targets(y, self.loss, n_samples, self.n_outputs, self.dtype)
@@ -371,7 +371,8 @@ class Network:
                 f"{self.layers[flat[0]].activation!r}, whose gradient is zero everywhere; "
                 f"train with e.g. 'sigmoid' or 'tanh' and predict with step/sign, or use "
                 f"fastnn.Perceptron for the perceptron learning rule")
-        X = self._check_X(X)
+        X_given = X
+        X = self._check_X(X, finite=False)   # NaN and infinity: see engine_checks_X below
         T = self._check_y(y, X.shape[0])
         epochs = check_positive_int(epochs, "epochs")
         check_positive_int(batch_size, "batch_size")
@@ -424,6 +425,18 @@ class Network:
                   "steps": n_batches, "verbose": verbose,
                   "do_validation": validation is not None, "metrics": logged}
         progress = ProgressPrinter(verbose, epochs, X.shape[0])
+        # NaN and infinity in X: the engine checks each sample as it forms a
+        # batch, which is free next to a separate pass over X (that pass costs
+        # up to 5% of an epoch).  A bad sample then stops the first epoch part
+        # way, and fit undoes it (_undo_fit).  That leaves no trace only when
+        # nothing ran in between: no callbacks, no live progress line.
+        # Otherwise X is checked here; and its validation part always is.
+        engine_checks_X = not callbacks and not progress.live
+        X_given = np.asarray(X_given)   # no copy: check_array accepted it
+        if not engine_checks_X:
+            check_finite(X, X_given[:X.shape[0]], "X")
+        if validation_split is not None:
+            check_finite(validation[0], X_given[X.shape[0]:], "X")
         # The engine runs a whole epoch per call unless Python must see the
         # batches: one at a time for batch callbacks, chunks for a live line.
         if any(cb.wants_batches for cb in callbacks):
@@ -434,6 +447,8 @@ class Network:
             batches_per_call = n_batches
 
         previous_optimizer = self.optimizer
+        undo = (previous_optimizer, optimizer._state is None, self._rng.bit_generator.state,
+                self._epochs_trained)
         self.optimizer, self.stop_training = optimizer, False
         try:
             for cb in callbacks:
@@ -451,8 +466,23 @@ class Network:
                                     input_noise=input_noise)
             loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
                             batches_per_call, callbacks, progress, validation, train_accuracy,
-                            target_loss, n_threads)
-            return loop.run(epochs)
+                            target_loss, n_threads, engine_checks_X)
+            try:
+                return loop.run(epochs)
+            except _BadInput:
+                self._undo_fit(optimizer, undo)
+                check_finite(X, X_given[:X.shape[0]], "X")   # raises, naming the problem
+                raise ValueError("X plus input_noise is not finite (X is, so input_noise "
+                                 f"={input_noise} is too large for {self.dtype.name})") from None
+
+    def _undo_fit(self, optimizer, undo):
+        """Back to the state before fit, after the engine found a sample that
+        is not finite in the first epoch: _FitLoop restored the weights and
+        the optimizer state of that epoch's start, which was fit's start."""
+        self.optimizer, fresh_optimizer, rng_state, self._epochs_trained = undo
+        self._rng.bit_generator.state = rng_state
+        if fresh_optimizer:
+            optimizer._state = None
 
     def _resolve_optimizer(self, optimizer):
         if optimizer is None:
@@ -545,11 +575,16 @@ def _split_validation(X, T, validation_split):
     return X[:n_train], T[:n_train], X[n_train:], T[n_train:]
 
 
+class _BadInput(Exception):
+    """The engine found a sample of X that is not finite (fit reports it)."""
+
+
 class _FitLoop:
     """The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output."""
 
     def __init__(self, net, trainer, optimizer, X, T, batch_size, shuffle, batches_per_call,
-                 callbacks, progress, validation, train_accuracy, target_loss, n_threads):
+                 callbacks, progress, validation, train_accuracy, target_loss, n_threads,
+                 check_inputs):
         self.net, self.trainer, self.optimizer = net, trainer, optimizer
         self.X, self.T, self.batch_size, self.shuffle = X, T, batch_size, shuffle
         self.rows_per_call = batches_per_call * batch_size
@@ -557,6 +592,7 @@ class _FitLoop:
         self.callbacks, self.progress = callbacks, progress
         self.validation, self.train_accuracy = validation, train_accuracy
         self.target_loss, self.n_threads = target_loss, n_threads
+        self.check_inputs = check_inputs   # the engine checks X for NaN and infinity
         # Where training is, for the Ctrl-C message (updated as batches finish).
         self.epoch, self.n_done = 0, 0
 
@@ -644,10 +680,15 @@ class _FitLoop:
             if perm is None:
                 # rows start..stop of X in place: sample weights and the
                 # dropout and noise keys follow the row, whatever the chunking
-                part_loss, part_done, status = trainer.run_epoch(X, T, None, start=start,
-                                                                 stop=stop)
+                part_loss, part_done, status = trainer.run_epoch(
+                    X, T, None, start=start, stop=stop, check_inputs=self.check_inputs)
             else:
-                part_loss, part_done, status = trainer.run_epoch(X, T, perm[start:stop])
+                part_loss, part_done, status = trainer.run_epoch(
+                    X, T, perm[start:stop], check_inputs=self.check_inputs)
+            if status == "bad_input":
+                # Only the first epoch can meet one (it visits every sample).
+                net._restore(snapshot, optimizer)
+                raise _BadInput()
             if part_done != stop - start:   # stopped early: count what ran
                 optimizer.step -= planned - -(-part_done // self.batch_size)
             loss_sum += part_loss

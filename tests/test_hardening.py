@@ -246,6 +246,89 @@ def test_bad_X_leaves_model_and_optimizer_untouched(what, X, exc, msg, method):
     _assert_same(before, _everything(net, opt))
 
 
+# fit leaves the check of X for NaN and infinity to the engine, which makes it
+# as it forms each batch; a bad sample is then found part way through the first
+# epoch, after some batches were trained, and fit must undo them.
+ENGINE_CHECK_CASES = [  # (shuffle, input_noise, n_threads, dtype)
+    (True, 0.0, 1, np.float32), (True, 0.0, 2, np.float64),
+    (False, 0.0, 1, np.float64), (False, 0.0, 2, np.float32),
+    (True, 0.5, 2, np.float32), (False, 0.5, 1, np.float64),
+]
+
+
+@pytest.mark.parametrize("shuffle,noise,threads,dtype", ENGINE_CHECK_CASES)
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+@pytest.mark.parametrize("fresh_optimizer", [True, False])
+def test_bad_sample_found_by_the_engine_undoes_the_whole_fit(shuffle, noise, threads, dtype,
+                                                             bad, fresh_optimizer):
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(203, 4)), rng.integers(0, 3, 203)
+    X[150, 2] = bad                 # the 19th of 26 batches in order
+    net, twin = (make_net((4, 6, 3), ("relu", "softmax"), loss="cross_entropy", dtype=dtype,
+                          seed=1) for _ in range(2))
+    opts = [fn.SGD(lr=0.1, momentum=0.9) for _ in range(2)]
+    if not fresh_optimizer:
+        for n, o in zip((net, twin), opts):
+            n.fit(X[:100], y[:100], epochs=1, optimizer=o)
+    before = _everything(net, opts[0])
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(X, y, epochs=3, batch_size=8, shuffle=shuffle, input_noise=noise,
+                optimizer=opts[0], n_threads=threads)
+    _assert_same(before, _everything(net, opts[0]))
+    assert (opts[0]._state is None) == fresh_optimizer
+    # Nothing else moved either (shuffling generator, epoch count, net.optimizer):
+    # the next fit trains exactly as on a network that never saw the bad one.
+    assert net.optimizer is twin.optimizer or net.optimizer.step == twin.optimizer.step
+    for n, o in zip((net, twin), opts):
+        n.fit(X[:150], y[:150], epochs=2, batch_size=8, shuffle=shuffle, input_noise=noise,
+              optimizer=o, n_threads=threads)
+    _assert_same(_everything(twin, opts[1]), _everything(net, opts[0]))
+
+
+def test_engine_reports_a_bad_sample_before_training_its_batch():
+    from fastnn import _engine
+    X = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    T = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
+    X[21, 0] = np.inf
+    for perm in (None, np.arange(40)[::-1].copy()):
+        for threads in (1, 2):
+            net = make_net((4, 6, 3), ("relu", "softmax"), loss="cross_entropy", seed=1)
+            trainer = net._trainer(8, threads, fn.SGD(lr=0.1))
+            _, done, status = trainer.run_epoch(X, T, perm, check_inputs=True)
+            assert status == "bad_input"
+            assert done == 16     # row 21 is at position 21 or 18: batch 3 of 5
+            _, done, status = trainer.run_epoch(X, T, perm)   # not asked: not checked
+            assert status != "bad_input"
+
+
+def test_X_is_checked_before_callbacks_run():
+    seen = []
+
+    class Spy(fn.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append("begin")
+
+    X = X4.copy()
+    X[5, 1] = np.nan
+    for kwargs in ({"callbacks": [Spy()]}, {"lr_schedule": fn.schedules.StepDecay(1, 0.5)}):
+        net, opt = _trained_with_state()
+        before = _everything(net, opt)
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            net.fit(X, LABELS, epochs=2, optimizer=opt, **kwargs)
+        _assert_same(before, _everything(net, opt))
+    assert seen == []
+
+
+def test_validation_split_part_of_X_is_checked():
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    X[-1, 3] = np.inf        # in the last 25%: never seen by the engine
+    net = _clf()
+    before = _everything(net)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(X, np.arange(40) % 3, validation_split=0.25)
+    _assert_same(before, _everything(net))
+
+
 def test_nan_beyond_the_first_block_is_found():
     # all_finite checks exactly, block by block, once the quick sum says "maybe":
     # the NaN sits past the first 2**20 elements.
