@@ -29,7 +29,7 @@ static inline int fnn_omp_num_threads(void) { return 1; }
 static inline void fnn_omp_barrier(void) {}
 #endif
 
-/* Claim counters shared by a team: an atomic fetch-and-add (a plain one
+/* Claim counters and flags shared by a team: an atomic fetch-and-add (a plain one
  * without OpenMP, where there is only one thread).  MSVC's OpenMP 2.0 has no
  * "atomic capture": its interlocked intrinsics do the same. */
 #if defined(_MSC_VER) && !defined(__clang__)
@@ -42,6 +42,11 @@ static inline long fnn_atomic_fetch_add(long *p, long v)
 static inline void fnn_atomic_store(long *p, long v)
 {
     _InterlockedExchange((volatile long *)p, v);
+}
+
+static inline long fnn_atomic_load(long *p)
+{
+    return _InterlockedOr((volatile long *)p, 0);
 }
 #else
 static inline long fnn_atomic_fetch_add(long *p, long v)
@@ -60,6 +65,16 @@ static inline void fnn_atomic_store(long *p, long v)
     _Pragma("omp atomic write")
 #endif
     *p = v;
+}
+
+static inline long fnn_atomic_load(long *p)
+{
+    long v;
+#ifdef _OPENMP
+    _Pragma("omp atomic read")
+#endif
+    v = *p;
+    return v;
 }
 #endif
 

@@ -113,6 +113,7 @@ cdef extern from "fnn_omp.h" nogil:
     void fnn_omp_barrier()
     long fnn_atomic_fetch_add(long *p, long v)
     void fnn_atomic_store(long *p, long v)
+    long fnn_atomic_load(long *p)
 
 fnn_set_blas(<fnn_sgemm_fn>sgemm, <fnn_dgemm_fn>dgemm)
 
@@ -1332,8 +1333,8 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
 cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kernel,
                          void **packed, const floating *X, Py_ssize_t n, floating **outs,
                          char *scratch, Py_ssize_t ld_scratch, char **work,
-                         int tid, int nt) noexcept nogil:
-    cdef Py_ssize_t chunk, r0, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
+                         long *bad_input, int tid, int nt) noexcept nogil:
+    cdef Py_ssize_t chunk, r0, r, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     cdef floating *my_outs[64]
     cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
     cdef bint any_packed = False
@@ -1355,11 +1356,21 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
     chunk = tid
     while chunk < n_chunks:
         r0 = chunk * PREDICT_CHUNK
+        rows = min(<Py_ssize_t>PREDICT_CHUNK, n - r0)
+        if bad_input != NULL:
+            # Check the chunk's inputs just before the first layer reads them
+            # (which then finds them in cache); after a bad one, stop.
+            if fnn_atomic_load(bad_input):
+                break
+            for r in range(rows):
+                if not row_finite(X + (r0 + r) * layers[0].n_in, layers[0].n_in):
+                    fnn_atomic_store(bad_input, 1)
+            if fnn_atomic_load(bad_input):
+                break
         for l in range(n_layers):
             my_outs[l] = outs[l] + r0 * layers[l].n_out if outs[l] != NULL else NULL
         forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
-                      min(<Py_ssize_t>PREDICT_CHUNK, n - r0), my_outs,
-                      my_scratch, ld_scratch, work[tid])
+                      rows, my_outs, my_scratch, ld_scratch, work[tid])
         chunk += nt
 
 
@@ -1378,8 +1389,12 @@ cdef Py_ssize_t scratch_ld(Py_ssize_t width, Py_ssize_t itemsize) noexcept nogil
 
 
 def forward(list weights, list biases, list activations, X, list outputs,
-            int n_threads, int kernel):
+            int n_threads, int kernel, bint check_inputs=False):
     """Run X through the network.
+
+    ``check_inputs``: check every row of X for NaN and infinity as it is
+    used, instead of a separate pass over X; returns False (and leaves the
+    outputs incomplete) when one is not finite, True otherwise.
 
     ``outputs[l]`` is an (n, n_out_l) C-contiguous array that receives layer
     l's output, or None for a layer whose output is not wanted (those go
@@ -1429,14 +1444,18 @@ def forward(list weights, list biases, list activations, X, list outputs,
             packed[l] = pk + packed_offset[l]
     cdef char *scr = <char *>aligned(scratch)
     cdef const void *x = cnp.PyArray_DATA(X)
+    cdef long bad_input = 0
+    cdef long *bad = &bad_input if check_inputs else NULL
     with nogil:
         if n_threads == 1:
             if is_double:
                 predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
-                               <const double *>x, n, <double **>outs, scr, ld_scr, work, 0, 1)
+                               <const double *>x, n, <double **>outs, scr, ld_scr, work,
+                               bad, 0, 1)
             else:
                 predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
-                               <const float *>x, n, <float **>outs, scr, ld_scr, work, 0, 1)
+                               <const float *>x, n, <float **>outs, scr, ld_scr, work,
+                               bad, 0, 1)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
@@ -1444,11 +1463,12 @@ def forward(list weights, list biases, list activations, X, list outputs,
                 if is_double:
                     predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                    <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                                   tid, nt)
+                                   bad, tid, nt)
                 else:
                     predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                    <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                                   tid, nt)
+                                   bad, tid, nt)
+    return bad_input == 0
 
 
 # ---------------------------------------------------------------------------

@@ -329,6 +329,45 @@ def test_validation_split_part_of_X_is_checked():
     _assert_same(before, _everything(net))
 
 
+# Inference leaves the check for NaN and infinity to the engine too: it checks
+# each chunk of rows (256) just before the first layer reads it.
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "forward", "evaluate"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("bad,msg", [
+    (np.nan, "X contains NaN or infinity"),
+    (np.inf, "X contains NaN or infinity"),
+    (1e39, r"X has values too large for float32 \(largest finite: 3.403e\+38\); got a value of "
+           r"magnitude 1e\+39"),
+])
+def test_bad_row_in_a_late_chunk_is_found_in_inference(method, threads, bad, msg):
+    net = _clf()
+    X = np.random.default_rng(0).normal(size=(1000, 4))
+    X[777, 1] = bad                # chunk 4 of 4: the other threads' chunks are fine
+    y = np.arange(1000) % 3
+    call = {"predict": lambda: net.predict(X, n_threads=threads),
+            "predict_proba": lambda: net.predict_proba(X, n_threads=threads),
+            "forward": lambda: net.forward(X, n_threads=threads),
+            "evaluate": lambda: net.evaluate(X, y, n_threads=threads)}[method]
+    with pytest.raises(ValueError, match=msg):
+        call()
+    X[777, 1] = 0.5
+    call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_forward_reports_a_bad_row_only_when_asked(dtype):
+    from fastnn import _config, _engine
+    net = make_net((4, 6, 3), ("relu", "softmax"), loss="cross_entropy", dtype=dtype, seed=1)
+    W, b, acts = net._params()
+    X = np.ones((600, 4), dtype)
+    X[599, 3] = -np.inf
+    out = np.empty((600, 3), dtype)
+    for threads in (1, 2):
+        args = (W, b, acts, X, [None, out], threads, _config.kernel_code())
+        assert _engine.forward(*args, check_inputs=True) is False
+        assert _engine.forward(*args) is True
+
+
 def test_nan_beyond_the_first_block_is_found():
     # all_finite checks exactly, block by block, once the quick sum says "maybe":
     # the NaN sits past the first 2**20 elements.
