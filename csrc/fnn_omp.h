@@ -29,9 +29,9 @@ static inline int fnn_omp_num_threads(void) { return 1; }
 static inline void fnn_omp_barrier(void) {}
 #endif
 
-/* Claim counters and flags shared by a team: an atomic fetch-and-add (a plain one
- * without OpenMP, where there is only one thread).  MSVC's OpenMP 2.0 has no
- * "atomic capture": its interlocked intrinsics do the same. */
+/* Claim counters and flags shared by a team: atomic fetch-and-add, store and
+ * load (plain ones without OpenMP, where there is only one thread).  MSVC's
+ * OpenMP 2.0 has no "atomic capture": its interlocked intrinsics do the same. */
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
 static inline long fnn_atomic_fetch_add(long *p, long v)
