@@ -832,13 +832,13 @@ cdef inline bint row_finite(const floating *x, Py_ssize_t n) noexcept nogil:
         return fnn_finite_d(x, n)
 
 
-cdef void check_rows(Ctx *c, const floating *rows_data, Py_ssize_t rows, Py_ssize_t width,
-                     int tid, int nt) noexcept nogil:
-    """Flag the batch when one of its rows (this thread's share) is not finite."""
+cdef void check_rows(long *bad_input, const floating *rows_data, Py_ssize_t rows,
+                     Py_ssize_t width, int tid, int nt) noexcept nogil:
+    """Set the shared flag when one of the rows (rows tid, tid + nt, ...) is not finite."""
     cdef Py_ssize_t r = tid
     while r < rows:
         if not row_finite(rows_data + r * width, width):
-            fnn_atomic_store(&c.bad_input, 1)
+            fnn_atomic_store(bad_input, 1)
         r += nt
 
 
@@ -916,14 +916,14 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
                             tid, nt)
             X = <const floating *>c.Xb
             if c.check_inputs:   # the rows just gathered are still in this core's L1
-                check_rows(c, X, rows, n_in, tid, nt)
+                check_rows(&c.bad_input, X, rows, n_in, tid, nt)
             if c.perm != NULL:
                 gather_rows(<floating *>c.Tb, <const floating *>c.T, c.perm + start, rows, n_out,
                             tid, nt)
                 T = <const floating *>c.Tb
             fnn_omp_barrier()
         elif c.check_inputs:
-            check_rows(c, X, rows, n_in, tid, nt)
+            check_rows(&c.bad_input, X, rows, n_in, tid, nt)
             fnn_omp_barrier()
         if c.bad_input:   # every thread sees it after the barrier: all stop here
             if tid == 0:
@@ -1334,7 +1334,7 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
                          void **packed, const floating *X, Py_ssize_t n, floating **outs,
                          char *scratch, Py_ssize_t ld_scratch, char **work,
                          long *bad_input, int tid, int nt) noexcept nogil:
-    cdef Py_ssize_t chunk, r0, r, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
+    cdef Py_ssize_t chunk, r0, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     cdef floating *my_outs[64]
     cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
     cdef bint any_packed = False
@@ -1362,9 +1362,7 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
             # (which then finds them in cache); after a bad one, stop.
             if fnn_atomic_load(bad_input):
                 break
-            for r in range(rows):
-                if not row_finite(X + (r0 + r) * layers[0].n_in, layers[0].n_in):
-                    fnn_atomic_store(bad_input, 1)
+            check_rows(bad_input, X + r0 * layers[0].n_in, rows, layers[0].n_in, 0, 1)
             if fnn_atomic_load(bad_input):
                 break
         for l in range(n_layers):

@@ -442,7 +442,7 @@ class Network:
         # nothing ran in between: no callbacks, no live progress line.
         # Otherwise X is checked here; and its validation part always is.
         engine_checks_X = not callbacks and not progress.live
-        X_given = np.asarray(X_given)   # no copy: check_array accepted it
+        X_given = np.asarray(X_given)   # no copy for an array (a list is converted again)
         if not engine_checks_X:
             check_finite(X, X_given[:X.shape[0]], "X")
         if validation_split is not None:
