@@ -203,7 +203,7 @@ FNN_DEFINE_PACKED(double, d)
 int fnn_kernel_available(int kernel)
 {
     switch (kernel) {
-    case FNN_KERNEL_BLAS: return 1;
+    case FNN_KERNEL_BLAS: return blas_sgemm != 0 && blas_dgemm != 0;
     case FNN_KERNEL_GENERIC: return 1;
     case FNN_KERNEL_AVX2: return fnn_cpu_has_avx2_fma();
     case FNN_KERNEL_AVX512: return fnn_cpu_has_avx512();

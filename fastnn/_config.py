@@ -70,7 +70,9 @@ def get_kernel():
     if env and env != "auto":
         _check_kernel(env, KERNEL_ENV)
         return env
-    return available_kernels()[0]
+    # The first usable one; stopping there keeps scipy (the "blas" kernel's
+    # BLAS, loaded when it is asked about) out of ``import fastnn``.
+    return next(k for k in KERNEL_PREFERENCE if _engine.kernel_available(k))
 
 
 def kernel_code():

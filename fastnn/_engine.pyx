@@ -40,13 +40,14 @@ from cython.parallel cimport parallel
 from libc.math cimport exp, log, sqrt, pow, isfinite, fabs, cos, sin, M_PI
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
-from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "Python.h":
     # Declared without "except -1": the engine clears the error itself and
     # reports Ctrl-C through its status.
     int PyErr_CheckSignals()
     void PyErr_Clear()
+    void *PyCapsule_GetPointer(object capsule, const char *name) except? NULL
+    const char *PyCapsule_GetName(object capsule) except? NULL
 
 cnp.import_array()
 
@@ -115,7 +116,6 @@ cdef extern from "fnn_omp.h" nogil:
     void fnn_atomic_store(long *p, long v)
     long fnn_atomic_load(long *p)
 
-fnn_set_blas(<fnn_sgemm_fn>sgemm, <fnn_dgemm_fn>dgemm)
 
 cdef enum:
     LOSS_MSE = 0
@@ -187,8 +187,27 @@ def openmp_max_threads():
 
 
 def kernel_available(str name):
-    """True when this build has the kernel ``name`` and this CPU can run it."""
+    """True when this build has the kernel ``name`` and this CPU can run it
+    (for "blas": once scipy's BLAS is loaded, which this call tries)."""
+    if name == "blas" and not fnn_kernel_available(FNN_KERNEL_BLAS):
+        _load_blas()
     return bool(fnn_kernel_available(KERNELS[name]))
+
+
+cdef void *_capsule_pointer(capsule):
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def _load_blas():
+    """Hand scipy's ?gemm to the BLAS path.  Done on first use, not at import:
+    importing scipy.linalg is most of the time ``import fastnn`` would take."""
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return      # the "blas" kernel stays unavailable
+    capi = cython_blas.__pyx_capi__
+    fnn_set_blas(<fnn_sgemm_fn>_capsule_pointer(capi["sgemm"]),
+                 <fnn_dgemm_fn>_capsule_pointer(capi["dgemm"]))
 
 
 ctypedef unsigned long long u64

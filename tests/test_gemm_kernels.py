@@ -26,7 +26,7 @@ import pytest
 from fastnn import _engine
 from fastnn import _reference as ref
 
-from conftest import OWN_KERNELS, ACT_PARAM, ACTS, DTYPES, FUNC_ULPS, KERNEL_NAMES, LIP, assert_within, eps, rtol
+from conftest import run_python, OWN_KERNELS, ACT_PARAM, ACTS, DTYPES, FUNC_ULPS, KERNEL_NAMES, LIP, assert_within, eps, rtol
 
 SHAPES = [  # (M, N, K)
     (1, 1, 1),
@@ -180,3 +180,24 @@ def test_available_kernels_are_known():
     forced = os.environ.get("FASTNN_KERNEL")
     # the best kernel by default; the one FASTNN_KERNEL names when it is set
     assert _config.get_kernel() == (forced if forced else KERNEL_NAMES[0])
+
+
+def test_import_loads_scipy_only_for_the_blas_kernel():
+    """``import fastnn`` and a predict on fastnn's own kernel import no scipy
+    (a quarter second); selecting the BLAS path loads scipy's BLAS then."""
+    out = run_python("""
+        import json, sys
+        import numpy as np
+        import fastnn
+        after_import = sorted(m for m in sys.modules if m.split(".")[0] == "scipy")
+        net = fastnn.Network([fastnn.Dense(3, 2)], seed=0)
+        own = net.predict(np.ones((4, 3)))
+        after_predict = sorted(m for m in sys.modules if m.split(".")[0] == "scipy")
+        fastnn.set_kernel("blas")
+        blas = net.predict(np.ones((4, 3)))
+        print(json.dumps({"import": after_import, "predict": after_predict,
+                          "blas_loaded": "scipy.linalg.cython_blas" in sys.modules,
+                          "same": bool(np.allclose(own, blas, rtol=1e-6))}))
+    """, env={"FASTNN_KERNEL": ""})
+    assert out["import"] == [] and out["predict"] == []
+    assert out["blas_loaded"] and out["same"]
