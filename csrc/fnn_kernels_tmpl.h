@@ -92,6 +92,16 @@ enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #define DIRECT_B_MAX_M (4 * MR)
 #define FNN_KT_UNDEF_DIRECT
 #endif
+#ifndef GEMV_NV
+#define GEMV_NV 8
+#define FNN_KT_UNDEF_GEMV
+#endif
+/* Up to this many rows (trans_a == trans_b == 0, B not pre-packed) go
+ * through gemv_rows. */
+#ifndef GEMV_MAX_M
+#define GEMV_MAX_M 1
+#define FNN_KT_UNDEF_GEMV_M
+#endif
 #ifndef KPREFETCH
 #define KPREFETCH(p) ((void)0)
 #endif
@@ -432,6 +442,53 @@ static inline size_t KP(packed_elems)(ptrdiff_t N, ptrdiff_t K)
     return N <= 0 || K <= 0 ? 0 : (size_t)((N + NR - 1) / NR) * NR * (size_t)K;
 }
 
+/* Few rows, B read in place (inference of one or a few rows): per row, a
+ * strip of GEMV_NV vectors of C is accumulated over the whole K in
+ * registers, walking B row by row.  The micro-kernel would compute MR rows
+ * for one (the rows beyond M re-read a valid row) and keep only NV
+ * accumulators in flight, which leaves the FMA latency exposed; here
+ * GEMV_NV independent chains hide it and B streams once per row.  Every C
+ * element is still the one FMA chain over k = 0..K-1 from zero, so the
+ * results are bit-identical to the blocked path's. */
+static FNN_KFUNC void KP(gemv_rows)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,
+                                    const T *B, ptrdiff_t ldb, T *C, ptrdiff_t ldc,
+                                    const KP(ectx) *e)
+{
+    for (ptrdiff_t i = 0; i < M; i++) {
+        const T *a = A + i * lda;
+        T *c = C + i * ldc;
+        for (ptrdiff_t j = 0; j < N; j += GEMV_NV * VL) {
+            V acc[GEMV_NV];
+            int nl[GEMV_NV];
+            FNN_UNROLL for (int v = 0; v < GEMV_NV; v++) {
+                ptrdiff_t n = N - j - v * VL;
+                nl[v] = n < 0 ? 0 : (n > VL ? VL : (int)n);
+                acc[v] = VZERO();
+            }
+            const T *b = B + j;
+            if (nl[GEMV_NV - 1] == VL) {
+                for (ptrdiff_t k = 0; k < K; k++, b += ldb) {
+                    V av = VSET1(a[k]);
+                    FNN_UNROLL for (int v = 0; v < GEMV_NV; v++)
+                        acc[v] = VFMA(av, VLOADU(b + v * VL), acc[v]);
+                }
+            } else { /* the last, partial strip: masked loads */
+                for (ptrdiff_t k = 0; k < K; k++, b += ldb) {
+                    V av = VSET1(a[k]);
+                    FNN_UNROLL for (int v = 0; v < GEMV_NV; v++)
+                        if (nl[v] > 0) acc[v] = VFMA(av, LDN(b + v * VL, nl[v]), acc[v]);
+                }
+            }
+            FNN_UNROLL for (int v = 0; v < GEMV_NV; v++) {
+                if (nl[v] == 0) break;
+                if (e->mode == FNN_EM_RAW) STN(c + j + v * VL, acc[v], nl[v]);
+                else KP(epi_vec)(e, acc[v], c + j + v * VL, i, j + v * VL, nl[v]);
+            }
+        }
+    }
+    if (e->scalar_pass) KP(epi_scalar)(e, C, ldc, 0, 0, M, N);
+}
+
 /* The driver.  pb == NULL: B is packed block by block into work (or read in
  * place, see "direct").  pb != NULL: op(B) was packed whole by
  * KP(fnn_kpack_b) (B, ldb and tb are then unused).  Both feed the micro-kernel
@@ -483,6 +540,11 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     } else if (ep->kind == FNN_EPI_DERIV) {
         if (e.act == FNN_ACT_SOFTPLUS) e.scalar_pass = 1;
         if (e.act != FNN_ACT_LINEAR && e.act != FNN_ACT_SOFTMAX) e.mode = FNN_EM_DERIV;
+    }
+
+    if (!ta && !tb && !prepacked && M <= GEMV_MAX_M) {
+        KP(gemv_rows)(M, N, K, A, lda, B, ldb, C, ldc, &e);
+        return;
     }
 
     if (e.mode == FNN_EM_AXPBY && K > KC) {
@@ -624,6 +686,14 @@ size_t KP(fnn_kpacked_b_elems)(ptrdiff_t N, ptrdiff_t K)
     return KP(packed_elems)(N, K);
 }
 
+#ifdef FNN_KT_UNDEF_GEMV
+#undef GEMV_NV
+#undef FNN_KT_UNDEF_GEMV
+#endif
+#ifdef FNN_KT_UNDEF_GEMV_M
+#undef GEMV_MAX_M
+#undef FNN_KT_UNDEF_GEMV_M
+#endif
 #ifdef FNN_KT_UNDEF_DIRECT
 #undef DIRECT_B_MAX_M
 #undef FNN_KT_UNDEF_DIRECT

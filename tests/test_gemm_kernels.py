@@ -39,6 +39,8 @@ SHAPES = [  # (M, N, K)
     (200, 300, 50),   # several tiles of output
     (1, 128, 3),      # BLAS path: a minibatch-shaped product (few rows, many
     (45, 600, 70),    # columns) is computed transposed; 600 = 512 + 88 columns
+    (2, 300, 600),    # few rows; one row is the GEMV path of the own kernels: K over
+    (1, 130, 257),    # one K block, a partial last strip of columns
 ]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 THREADS = [1, 2]
@@ -201,3 +203,21 @@ def test_import_loads_scipy_only_for_the_blas_kernel():
     """, env={"FASTNN_KERNEL": ""})
     assert out["import"] == [] and out["predict"] == []
     assert out["blas_loaded"] and out["same"]
+
+
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "linear"])
+def test_a_row_alone_gives_the_bits_it_gives_in_a_block(kernel, dtype, act):
+    """The determinism contract across paths: a product of one or two rows
+    (the GEMV path) equals those rows of a many-row product (the blocked
+    micro-kernel), bit for bit."""
+    M, N, K = 40, 300, 600
+    A, B = _operands(M, N, K, False, False, dtype, seed=7)
+    bias = np.linspace(-1, 1, N).astype(dtype)
+    kw = dict(kind=1, act=ACTS.index(act), bias=bias)
+    block = _run(A, B, M, N, dtype, kernel, 1, **kw)
+    for rows in (slice(0, 1), slice(17, 19), slice(39, 40)):
+        alone = _run(np.ascontiguousarray(A[rows]), B, rows.stop - rows.start, N, dtype,
+                     kernel, 1, **kw)
+        np.testing.assert_array_equal(alone.view(np.uint8), block[rows].view(np.uint8))
