@@ -176,6 +176,8 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
     for k, (n_in, code, steep) in enumerate(_records(path, neurons_line, _NEURON, n_neurons,
                                                      "neurons")):
         n_inputs[k], codes[k], steepness[k] = int(n_in), min(int(code), 1 << 30), float(steep)
+    if n_inputs[:sizes[0] + 1].any():
+        _fail(path, "an input neuron has inputs")
     n_connections = int(n_inputs.sum())
     if n_connections > len(connections_line) // 5:
         _fail(path, f"the neurons declare {n_connections} connections but the connections "
@@ -192,8 +194,6 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
     if not np.all(np.isfinite(weights)):
         _fail(path, "a connection weight is NaN or infinite")
 
-    if n_inputs[:sizes[0] + 1].any():
-        _fail(path, "an input neuron has inputs")
     layers, first, k = [], sizes[0] + 1, 0          # first: index of the layer's first neuron
     prev_first = 0
     for l in range(1, len(sizes)):
@@ -216,7 +216,7 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
                 _fail(path, f"neuron {j} of layer {l} uses {name}{hint}, which fastnn has not; "
                             f"it reads {', '.join(FANN_NAMES[c] for c in FROM_FANN)}")
             if not math.isfinite(s):
-                _fail(path, f"neuron {j} of layer {l} has steepness {s!r}")
+                _fail(path, f"neuron {j} of layer {l} has steepness {float(s)}")
             act, alpha, factor = FROM_FANN[code]
             kinds.add(act)
             for c in range(k, k + count):

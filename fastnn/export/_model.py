@@ -14,7 +14,7 @@ activation, alpha), its dtype and what follows the last layer (``kind``):
 - "perceptron": decision scores and labels as LinearClassifierMixin's
   decision_function (1-D for two classes) and predict (binary: ``classes[s > 0]``).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +38,6 @@ class Model:
     classes: np.ndarray = None
     output_exp: bool = False
     ravel: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_inputs(self):
