@@ -10,9 +10,10 @@ __version__ = "0.1.0"
 
 from ._config import (get_kernel, get_num_threads, set_kernel, set_num_threads,
                       show_config)
-from . import callbacks, schedules
+from . import callbacks, datasets, export, schedules
 from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import load
+from .importers import from_sklearn, from_torch
 from .layers import Dense
 from .network import History, Network
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, RProp
@@ -20,7 +21,7 @@ from .schedules import (AdaptiveLR, ConstantLR, CosineAnnealing, ExponentialDeca
                         InverseScaling, LambdaLR, LRSchedule, ReduceLROnPlateau, StepDecay)
 
 __all__ = ["Network", "Dense", "History", "SGD", "Adam", "AdamW", "RMSprop", "RProp",
-           "Optimizer", "load",
+           "Optimizer", "load", "from_sklearn", "from_torch",
            "Callback", "EarlyStopping", "LambdaCallback",
            "LRSchedule", "ConstantLR", "StepDecay", "ExponentialDecay", "CosineAnnealing",
            "InverseScaling", "AdaptiveLR", "ReduceLROnPlateau", "LambdaLR",

@@ -388,3 +388,7 @@ def _read_rng(path, state):
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         _fail(path, f"the random generator state is invalid ({exc})")
     return np.random.Generator(bit_generator)
+
+
+# FANN's .net files live in their own module (fastnn/fann.py).
+from .fann import read_fann, write_fann  # noqa: E402
