@@ -68,7 +68,7 @@ class Dense:
         if W.shape != (self.n_in, self.n_out):
             raise ValueError(f"Dense: init returned shape {W.shape}, expected "
                              f"{(self.n_in, self.n_out)}")
-        self._W = np.ascontiguousarray(W, dtype=dtype)
+        self._W = np.array(W, dtype=dtype, order="C")   # its own writable buffer
         self._b = np.zeros(self.n_out, dtype=dtype) if self.use_bias else None
 
     def _assign(self, name, value):

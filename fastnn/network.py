@@ -556,7 +556,14 @@ class Network:
         the last fit (``net.optimizer``: class, arguments, step count, state)
         and the state of the shuffling generator.  ``fastnn.load`` reads it;
         ``fit`` without an optimizer then continues exactly where it stopped
-        (learning-rate schedules are not saved)."""
+        (learning-rate schedules are not saved).
+
+        The file replaces ``path`` only once complete and on disk; on Linux
+        it has no name until then, so even a killed process leaves no
+        temporary file (elsewhere a ``.fastnn-*.tmp`` is removed on any
+        exception).  An OSError (a full disk...) names ``path``.  ``load``
+        allocates about the file's size and never more than 4 times it,
+        whatever the file declares (see ``fastnn.load``)."""
         from .io import save
         save(self, path)
 
