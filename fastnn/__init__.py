@@ -8,6 +8,31 @@
 """
 __version__ = "0.1.0"
 
+
+def _check_engine():
+    """Import the compiled engine, or say why it is missing and what to do."""
+    try:
+        from . import _engine   # noqa: F401
+    except ImportError:
+        import os
+        here = os.path.dirname(os.path.abspath(__file__))
+        built = [f for f in os.listdir(here) if f.startswith("_engine.")
+                 and f.endswith((".so", ".pyd"))]
+        if built or not os.path.exists(os.path.join(here, "_engine.pyx")):
+            raise
+        # As numpy does from its source tree: the folder holding fastnn/ is
+        # first on sys.path (the current directory), ahead of the installed one.
+        raise ImportError(
+            f"fastnn's compiled engine is not in {here}: Python is importing fastnn "
+            f"from its source tree (the current directory, or PYTHONPATH), not the "
+            f"installed package. Leave the source tree (cd to another directory) to use "
+            f"the installed fastnn, or build the engine in place for development with: "
+            f"pip install -e .") from None
+
+
+_check_engine()
+del _check_engine
+
 from ._config import (get_kernel, get_num_threads, set_kernel, set_num_threads,
                       show_config)
 from . import callbacks, datasets, export, schedules

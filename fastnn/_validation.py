@@ -144,7 +144,12 @@ def check_targets(y, loss, n_samples, n_outputs, dtype):
                         f"convert it with y.toarray()")
     y = _as_array(y, "y")
     if y.dtype.kind not in "biuf":
-        raise TypeError(f"y must hold numbers, got an array of dtype {y.dtype}")
+        hint = ""
+        if y.dtype.kind in "OSU" and loss in ("cross_entropy", "binary_cross_entropy"):
+            hint = ("; encode the class labels as integers 0 .. n_classes - 1 (classes, y = "
+                    "np.unique(y, return_inverse=True)), or use fastnn.MLPClassifier, which "
+                    "takes labels of any type")
+        raise TypeError(f"y must hold numbers, got an array of dtype {y.dtype}{hint}")
     if y.shape[:1] != (n_samples,):
         raise ValueError(f"X and y have different numbers of samples: X has {n_samples}, "
                          f"y has shape {y.shape}")

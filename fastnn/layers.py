@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from . import activations, initializers
-from ._validation import all_finite
+from ._validation import check_finite
 
 
 class Dense:
@@ -34,6 +34,9 @@ class Dense:
     Attributes
     ----------
     W : ndarray (n_in, n_out), writable, of the network's dtype
+        The array the engine trains: in-place writes and assignments
+        (``layer.W = np.clip(layer.W, -1, 1)``, copied into it) both reach
+        training, also from a callback during ``fit``.
     b : ndarray (n_out,), writable, or None without bias
     """
 
@@ -65,36 +68,62 @@ class Dense:
         if W.shape != (self.n_in, self.n_out):
             raise ValueError(f"Dense: init returned shape {W.shape}, expected "
                              f"{(self.n_in, self.n_out)}")
-        self._W = np.ascontiguousarray(W, dtype=dtype)
+        self._W = np.array(W, dtype=dtype, order="C")   # its own writable buffer
         self._b = np.zeros(self.n_out, dtype=dtype) if self.use_bias else None
 
-    def _check_param(self, value, shape, name):
+    def _assign(self, name, value):
+        """Copy ``value`` into the layer's own array ``name``, in place.
+
+        The engine (and any reference to ``layer.W``) holds that array, so an
+        assignment - also in a callback while ``fit`` runs - changes the
+        parameters that train, never a detached copy.  Values are converted
+        to the network's dtype, which never changes."""
+        live = getattr(self, "_" + name)
+        if live is None:
+            if name == "b" and self._W is not None:
+                raise ValueError("Dense.b cannot be set on a layer built with use_bias=False")
+            raise ValueError(f"Dense.{name} can be set once the layer is part of a Network "
+                             f"(which gives it its dtype)")
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf":
-            raise TypeError(f"Dense.{name} must hold real numbers, got dtype {arr.dtype}")
-        if arr.shape != shape:
-            raise ValueError(f"Dense.{name} must have shape {shape}, got {arr.shape}")
-        if not all_finite(arr):
-            raise ValueError(f"Dense.{name} contains NaN or infinity")
-        return np.array(arr, dtype=self._W.dtype, order="C")
+            raise TypeError(f"Dense.{name} must hold real numbers, got an array of dtype "
+                            f"{arr.dtype}")
+        if arr.shape != live.shape:
+            raise ValueError(f"Dense.{name} must have shape {live.shape}, got {arr.shape}")
+        converted = arr
+        if arr.dtype != live.dtype:
+            with np.errstate(over="ignore"):
+                converted = arr.astype(live.dtype)   # float64 beyond float32's range: inf
+        check_finite(converted, arr, f"Dense.{name}")
+        np.copyto(live, converted)
 
     @property
     def W(self):
+        """The weights, ``(n_in, n_out)``: the array the engine trains.
+
+        Write it in place (``layer.W[...] = ...``, ``np.clip(layer.W, -c, c,
+        out=layer.W)``) or assign to it (``layer.W = np.clip(layer.W, -c,
+        c)``): both change the network, also from a callback during
+        ``fit``.  An assignment copies the values into the existing array
+        (converted to the network's dtype), so references to ``layer.W``
+        see them; the shape must be ``(n_in, n_out)`` and the values finite.
+        """
         return self._W
 
     @W.setter
     def W(self, value):
-        self._W = self._check_param(value, (self.n_in, self.n_out), "W")
+        self._assign("W", value)
 
     @property
     def b(self):
+        """The biases, ``(n_out,)``, or None without bias; assigned like ``W``."""
         return self._b
 
     @b.setter
     def b(self, value):
         if not self.use_bias:
             raise ValueError("Dense.b cannot be set on a layer built with use_bias=False")
-        self._b = self._check_param(value, (self.n_out,), "b")
+        self._assign("b", value)
 
     @property
     def activation_code(self):

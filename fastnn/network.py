@@ -11,6 +11,7 @@ from . import _config, _engine, activations, losses
 from ._validation import (all_finite, check_array, check_dtype, check_finite,
                           check_positive_float, check_positive_int, check_real, check_targets)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
+from ._guard import UseGuard, exclusive_use, shared_use
 from .callbacks import check_callbacks
 from .layers import Dense
 from .optimizers import SGD, Optimizer
@@ -113,6 +114,12 @@ class History:
 class Network:
     """A feed-forward network of Dense layers.
 
+    One network may be used from several threads: ``predict``, ``evaluate``,
+    ``forward``, ``gradients`` and ``save`` run side by side, while ``fit``
+    runs alone - called from another thread during a fit, any of them (and a
+    second ``fit``) raises RuntimeError; callbacks of the fit may call them
+    all but ``fit``.
+
     Parameters
     ----------
     layers : list of Dense
@@ -125,6 +132,11 @@ class Network:
     seed : int or None
         Seeds the weight initialisation and the shuffling of ``fit``.
     """
+
+    # Private, for scikit-learn-style training: fit divides l2 and l1 by each
+    # batch's number of rows (or sum of sample weights), which makes ``l2``
+    # scikit-learn's ``alpha`` (see ``_engine.Trainer``).
+    _penalty_per_weight_sum = False
 
     def __init__(self, layers, loss="mse", dtype="float32", seed=None):
         layers = list(layers) if not isinstance(layers, Dense) else [layers]
@@ -163,6 +175,7 @@ class Network:
         self._epochs_trained = 0    # keys each epoch's training noise
         self.optimizer = None        # the optimizer of the last fit, saved with the model
         self.stop_training = False   # set by a callback to end fit
+        self._guard = UseGuard()     # fit runs alone; see _guard
 
     # -- shapes and parameters ---------------------------------------------
     @property
@@ -179,9 +192,12 @@ class Network:
             for name, arr in (("W", layer.W), ("b", layer.b)):
                 if arr is not None and (arr.dtype != self.dtype or not arr.flags.c_contiguous
                                         or not arr.flags.writeable):
+                    got = (f"{arr.dtype}" + ("" if arr.flags.c_contiguous else ", not C-contiguous")
+                           + ("" if arr.flags.writeable else ", read-only"))
                     raise ValueError(f"layers[{i}].{name} must stay a writable C-contiguous "
-                                     f"{self.dtype} array; got {arr.dtype} (assign to "
-                                     f"layer.{name} to convert)")
+                                     f"{self.dtype} array, got {got}; set new values with "
+                                     f"layer.{name} = values (copied into the layer's array, "
+                                     f"converted to {self.dtype})")
         return ([l.W for l in self.layers], [l.b for l in self.layers],
                 [l.activation_code for l in self.layers])
 
@@ -192,6 +208,7 @@ class Network:
         return check_targets(y, self.loss, n_samples, self.n_outputs, self.dtype)
 
     # -- inference ---------------------------------------------------------
+    @shared_use
     def forward(self, X, n_threads=None):
         """Every layer's output for X: a list of (n_samples, n_out) arrays."""
         X_given, X = X, self._check_X(X, finite=False)
@@ -199,6 +216,7 @@ class Network:
         self._run_forward(X, X_given, outputs, n_threads)
         return outputs
 
+    @shared_use
     def predict(self, X, n_threads=None):
         """The network's output for X, shape (n_samples, n_outputs)."""
         return self._predict(X, self._check_X(X, finite=False), n_threads)
@@ -209,6 +227,7 @@ class Network:
         self._run_forward(X, X_given, [None] * (len(self.layers) - 1) + [out], n_threads)
         return out
 
+    @shared_use
     def predict_proba(self, X, n_threads=None):
         """Class probabilities: the output of a softmax or sigmoid network."""
         if self.layers[-1].activation not in ("softmax", "sigmoid"):
@@ -229,6 +248,7 @@ class Network:
             check_finite(X, np.asarray(X_given), "X")   # raises, naming the problem
             raise ValueError("X contains NaN or infinity")
 
+    @shared_use
     def evaluate(self, X, y, n_threads=None):
         """{"loss": ..., "accuracy": ...} on (X, y); accuracy for classification losses."""
         X_given, X = X, self._check_X(X, finite=False)
@@ -273,6 +293,7 @@ class Network:
         trainer.set_input_noise(input_noise)
         return trainer
 
+    @shared_use
     def gradients(self, X, y, n_threads=None, sample_weight=None):
         """Gradient of the batch-mean loss over all of (X, y).
 
@@ -290,11 +311,11 @@ class Network:
             trainer.run_epoch(X, T, None)
         return list(zip(trainer.grad_W, trainer.grad_b))
 
+    @exclusive_use
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
-            sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
-            _penalty_per_weight_sum=False):
+            sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0):
         """Train with minibatch gradient descent.
 
         Parameters
@@ -358,10 +379,6 @@ class Network:
             added to every training input, freshly drawn each epoch (from the
             network's seed, the epoch, the sample and the feature, so it does
             not depend on threads or batches).  X itself is never modified.
-        _penalty_per_weight_sum : bool, default False
-            Private, for the scikit-learn estimators: divide l2 and l1 by each
-            batch's number of rows (or sum of sample weights), which makes
-            ``l2`` scikit-learn's ``alpha`` (see ``_engine.Trainer``).
 
         Returns
         -------
@@ -472,7 +489,7 @@ class Network:
         with _single_threaded_blas():
             trainer = self._trainer(batch_size, n_threads, optimizer,
                                     sample_weight=sample_weight, l2=l2, l1=l1,
-                                    penalty_per_weight_sum=_penalty_per_weight_sum,
+                                    penalty_per_weight_sum=self._penalty_per_weight_sum,
                                     input_noise=input_noise)
             loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
                             batches_per_call, callbacks, progress, validation, train_accuracy,
@@ -532,13 +549,21 @@ class Network:
             live[...] = saved   # in place: the engine and the user hold these arrays
 
     # -- persistence -------------------------------------------------------
+    @shared_use
     def save(self, path):
         """Write the model to one portable file (no pickle): architecture, loss,
         dtype, weights, and what resuming training needs - the optimizer of
         the last fit (``net.optimizer``: class, arguments, step count, state)
         and the state of the shuffling generator.  ``fastnn.load`` reads it;
         ``fit`` without an optimizer then continues exactly where it stopped
-        (learning-rate schedules are not saved)."""
+        (learning-rate schedules are not saved).
+
+        The file replaces ``path`` only once complete and on disk; on Linux
+        it has no name until then, so even a killed process leaves no
+        temporary file (elsewhere a ``.fastnn-*.tmp`` is removed on any
+        exception).  An OSError (a full disk...) names ``path``.  ``load``
+        allocates about the file's size and never more than 4 times it,
+        whatever the file declares (see ``fastnn.load``)."""
         from .io import save
         save(self, path)
 

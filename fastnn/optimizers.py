@@ -25,6 +25,7 @@ class Optimizer:
     code = None         # engine code, see _engine.OPTIMIZER_CODES
     n_state = 0         # state buffers per parameter (at most 2)
     full_batch = False  # True: fit trains on the whole data set per step
+    nonnegative_state = ()   # state buffers whose values are >= 0 (load checks them)
 
     def __init__(self):
         self.step = 0       # updates made so far
@@ -97,6 +98,7 @@ class Adam(Optimizer):
 
     code = "adam"
     n_state = 2
+    nonnegative_state = (1,)   # m, v: v >= 0
     BIAS_CORRECTIONS = ("moments", "step_size")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction="moments"):
@@ -170,6 +172,7 @@ class RMSprop(Optimizer):
     """
 
     code = "rmsprop"
+    nonnegative_state = (0,)   # the square average, then the momentum buffer
 
     def __init__(self, lr=0.01, rho=0.99, eps=1e-8, momentum=0.0):
         super().__init__()
@@ -217,6 +220,7 @@ class RProp(Optimizer):
 
     code = "rprop"
     n_state = 2          # previous gradient, step sizes
+    nonnegative_state = (1,)
     full_batch = True
 
     def __init__(self, increase_factor=1.2, decrease_factor=0.5, delta_min=0.0,

@@ -170,8 +170,9 @@ def test_penalised_step(kernel, dtype, opt, form, n_threads):
     if per_weight_sum:
         assert kl2 == pytest.approx(5.0 / sw.sum())
     optimizer = PENALISED[opt]()
+    net._penalty_per_weight_sum = per_weight_sum   # private: scikit-learn's alpha form
     hist = net.fit(Xd, y, epochs=1, batch_size=n, optimizer=optimizer, n_threads=n_threads,
-                   l2=l2, l1=l1, sample_weight=sw, _penalty_per_weight_sum=per_weight_sum)
+                   l2=l2, l1=l1, sample_weight=sw)
     plain.fit(Xd, y, epochs=1, batch_size=n, optimizer=PENALISED[opt](), n_threads=n_threads,
               sample_weight=sw)
     X64 = Xd.astype(np.float64)
@@ -257,9 +258,9 @@ def test_matches_sklearn_mlp(case, solver, weighted):
             layer.W, layer.b = W, b
         est.set_params(max_iter=iters)
         est.fit(X, y, sample_weight=sw)                    # warm start: the same weights
+    net._penalty_per_weight_sum = True   # private: l2 is scikit-learn's alpha
     hist = net.fit(X, y, epochs=iters, batch_size=batch, shuffle=False,
-                   optimizer=make_opt(lr), sample_weight=sw, l2=alpha,
-                   _penalty_per_weight_sum=True)
+                   optimizer=make_opt(lr), sample_weight=sw, l2=alpha)
     steps = iters * -(-n // batch)
     scale = max(np.abs(W).max() for W in est.coefs_)
     for l, layer in enumerate(net.layers):

@@ -138,7 +138,7 @@ TOOLKIT_OPTS = {"sgd": lambda: fn.SGD(lr=0.05),
                 "rmsprop": lambda: fn.RMSprop(lr=0.001, momentum=0.5),
                 "rprop": lambda: fn.RProp()}
 TOOLKIT_FIT = {"sgd": dict(l2=1e-3, l1=1e-4, input_noise=0.05),
-               "momentum": dict(l2=1e-2, _penalty_per_weight_sum=True, input_noise=0.1),
+               "momentum": dict(l2=1e-2, input_noise=0.1),   # per weight sum: see below
                "adam-step-size": dict(l2=1e-3, l1=1e-4),
                "adamw": dict(l1=1e-4, input_noise=0.05),
                "rmsprop": dict(l2=1e-3, input_noise=0.05),
@@ -156,6 +156,7 @@ def test_toolkit_training_bit_identical_for_1_and_2_threads(kernel, dtype, digit
                           fn.Dense(200, 130, activation="tanh", dropout=0.1),
                           fn.Dense(130, 10, activation="softmax")],
                          loss="cross_entropy", dtype=dtype, seed=42)
+        net._penalty_per_weight_sum = opt == "momentum"   # scikit-learn's alpha form
         hist = net.fit(X_train, y_train, epochs=2, batch_size=150, shuffle=True,
                        optimizer=TOOLKIT_OPTS[opt](), n_threads=n_threads,
                        sample_weight=sample_weight, **TOOLKIT_FIT[opt])
