@@ -1330,7 +1330,7 @@ cdef class Trainer:
         return self.ctx.penalty_sum
 
     def run_epoch(self, X, T, perm=None, bint check_signals=True, Py_ssize_t start=0,
-                  stop=None, bint check_inputs=False):
+                  stop=None, bint check_inputs=False, cnp.int64_t[::1] counts=None):
         """Train on every minibatch of (X, T) in the order ``perm`` (row
         indices, all of X's rows or some of them; None: X's own order).
 
@@ -1351,6 +1351,11 @@ cdef class Trainer:
         after the last finished batch (``n_done`` then tells how many samples
         were trained on).  For ``gradients`` (optimizer "none") the work stops
         at once and every exception is raised.
+
+        ``counts``: an int64 array to whose every entry the number of batches
+        trained is added before this returns or raises.  The caller's books
+        then cannot miss a finished batch: Python runs signal handlers
+        between bytecodes, never inside this call once the team has stopped.
 
         ``check_inputs``: check each sample's row of X for NaN and infinity
         as its batch is formed, which costs nothing next to a separate pass
@@ -1385,8 +1390,13 @@ cdef class Trainer:
         memset(self.ctx.claims, 0, sizeof(self.ctx.claims))
         cdef bint is_double = self.dtype == np.float64
         cdef int nt = start_team(self.n_threads)
+        cdef Py_ssize_t i, batches
         with nogil:
             run_team(&self.ctx, is_double, nt)
+        if counts is not None:
+            batches = (self.ctx.n_done + self.ctx.batch_size - 1) // self.ctx.batch_size
+            for i in range(counts.shape[0]):
+                counts[i] += batches
         if self.ctx.poll.raised:
             exc = pending_exception()
             if self.ctx.abort_on_signal or not isinstance(exc, KeyboardInterrupt):

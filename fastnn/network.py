@@ -507,6 +507,7 @@ class Network:
             except BaseException:
                 # See Notes: the loop left the network as at its last finished
                 # batch; with none, that is the network before the call.
+                loop._sync()
                 if loop.batches_kept == 0:
                     self._undo_fit(optimizer, undo)
                 raise
@@ -631,9 +632,12 @@ class _FitLoop:
         self.check_inputs = check_inputs   # the engine checks X for NaN and infinity
         # Where training is, for the Ctrl-C message (updated as batches finish).
         self.epoch, self.n_done = 0, 0
-        # Minibatches whose update the network keeps: in this fit, and in
-        # the current epoch (see _epoch and fit's Notes).
-        self.batches_kept, self.epoch_batches = 0, 0
+        # Minibatches whose update the network keeps, in this fit and in the
+        # current epoch (see _epoch and fit's Notes), counted by the engine
+        # itself (run_epoch's counts): no Ctrl-C can land between a finished
+        # batch and its count.  optimizer.step is derived from it (_sync).
+        self.kept = np.zeros(2, np.int64)
+        self.step0 = optimizer.step
 
     def run(self, epochs):
         """Train up to ``epochs`` epochs; returns the History."""
@@ -662,6 +666,7 @@ class _FitLoop:
             # weights are as of the last finished minibatch all the same.
             history.interrupted, history.stop_reason = True, "interrupted"
         finally:
+            self._sync()
             self.progress.close()
         if history.interrupted:
             n_batches = -(-self.n_done // self.batch_size)
@@ -683,23 +688,21 @@ class _FitLoop:
                                      f"{-(-self.n_done // self.batch_size)}, while the loss "
                                      f"was still finite)")
 
+    @property
+    def batches_kept(self):
+        return int(self.kept[0])
+
+    def _sync(self):
+        """optimizer.step from the engine's count (idempotent: safe to repeat
+        on every way out)."""
+        self.optimizer.step = self.step0 + int(self.kept[0])
+
     def _undo_epoch(self, snapshot):
         """Weights and optimizer state back to the epoch's start."""
         self.net._restore(snapshot, self.optimizer)
-        self.batches_kept -= self.epoch_batches
-        self.epoch_batches = 0
-
-    def _book(self, batches):
-        """Count ``batches`` minibatches (negative: take back) in the optimizer's
-        step and in the batches kept."""
-        self.optimizer.step += batches
-        self.epoch_batches += batches
-        self.batches_kept += batches
-
-    def _count(self, planned, part_done):
-        """An engine call booked for ``planned`` batches trained ``part_done`` samples."""
-        self._book(-(-part_done // self.batch_size) - planned)
-        self.n_done += part_done
+        self.kept[0] -= self.kept[1]
+        self.kept[1] = 0
+        self._sync()
 
     def _diverged(self, snapshot, what):
         self._undo_epoch(snapshot)
@@ -717,11 +720,11 @@ class _FitLoop:
         never begun."""
         net = self.net
         start = (net._rng.bit_generator.state, net._epochs_trained)
-        self.epoch_batches = 0
+        self.kept[1] = 0
         try:
             return self._train_epoch(epoch, history)
         except BaseException:
-            if self.epoch_batches == 0:
+            if self.kept[1] == 0:
                 net._rng.bit_generator.state, net._epochs_trained = start
             raise
 
@@ -743,28 +746,25 @@ class _FitLoop:
             stop = min(n, start + self.rows_per_call)
             # lr and the step count (Adam's bias correction) are read per call.
             trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
-            planned = -(-(stop - start) // self.batch_size)
-            # Count the steps (and batches) before the call: Python handles a
-            # Ctrl-C only at calls and loops, so none can land between this
-            # line and the engine (which reports it as a status), but one can
-            # land right after the engine returned a finished chunk - whose
-            # steps are then already counted.
-            self._book(planned)
             try:
                 if perm is None:
                     # rows start..stop of X in place: sample weights and the
                     # dropout and noise keys follow the row, whatever the chunking
                     part_loss, part_done, status = trainer.run_epoch(
-                        X, T, None, start=start, stop=stop, check_inputs=self.check_inputs)
+                        X, T, None, start=start, stop=stop, check_inputs=self.check_inputs,
+                        counts=self.kept)
                 else:
                     part_loss, part_done, status = trainer.run_epoch(
-                        X, T, perm[start:stop], check_inputs=self.check_inputs)
+                        X, T, perm[start:stop], check_inputs=self.check_inputs,
+                        counts=self.kept)
             except BaseException:
                 # A signal handler raised (SystemExit, TimeoutError, ...): the
                 # engine stopped after its last finished batch.
-                self._count(planned, trainer.n_done)
+                self.n_done += trainer.n_done
                 raise
-            self._count(planned, part_done)
+            finally:
+                self._sync()
+            self.n_done += part_done
             if status == "bad_input":
                 # Only the first epoch can meet one (it visits every sample).
                 self._undo_epoch(snapshot)
