@@ -101,7 +101,8 @@ def test_n_threads_is_honoured_by_every_call(method):
     out = _new_threads(method, "[{}, dict(n_threads=1), dict(n_threads=2)]",
                        env={"OMP_NUM_THREADS": "1"})
     assert out["default"] == 1
-    assert out["new_threads"] == ([0, 0, 1] if out["openmp"] else [0, 0, 0]), out
+    two = out["openmp"] and fn._config._available_cores() >= 2   # n_threads is capped at the cores
+    assert out["new_threads"] == ([0, 0, 1] if two else [0, 0, 0]), out
 
 
 @needs_proc
@@ -112,6 +113,7 @@ def test_n_threads_is_honoured_by_every_call(method):
 ], ids=["omp2", "omp2-set1", "omp1-set2"])
 def test_default_thread_count(env, setup, expected_default):
     out = _new_threads("predict", "[{}]", setup=setup, env=env)
+    expected_default = min(expected_default, fn._config._available_cores())
     assert out["default"] == expected_default
     expected = expected_default - 1 if out["openmp"] else 0
     assert out["new_threads"] == [expected], out
