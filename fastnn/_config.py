@@ -12,10 +12,37 @@ KERNEL_PREFERENCE = ("avx512", "avx2", "generic", "blas")
 
 
 def _available_cores():
+    """The cores this process may run on: its CPU affinity, and a container's
+    CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``) when lower."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, quota)) if quota is not None else max(1, cores)
+
+
+def _cgroup_cpu_quota():
+    """ceil(quota / period) of this container's CPU bandwidth limit, or None."""
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read().split()
+        except (OSError, ValueError):
+            return None
+    v2 = read("/sys/fs/cgroup/cpu.max")
+    if v2 and len(v2) == 2 and v2[0] != "max":
+        quota, period = v2
+    else:
+        quota = (read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or [None])[0]
+        period = (read("/sys/fs/cgroup/cpu/cpu.cfs_period_us") or [None])[0]
+    try:
+        quota, period = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return -(-quota // period)
 
 
 def set_num_threads(n_threads):
@@ -28,17 +55,31 @@ def set_num_threads(n_threads):
 
 
 def get_num_threads(n_threads=None):
-    """The thread count a call uses: its own ``n_threads``, else set_num_threads(),
-    else OMP_NUM_THREADS, else the cores this process may run on."""
+    """The thread count a call uses.
+
+    Its own ``n_threads``, else set_num_threads(), else what the OpenMP
+    runtime would use (``OMP_NUM_THREADS``, or a
+    ``threadpoolctl.threadpool_limits`` in force in this thread, as
+    scikit-learn's OpenMP code reads it), else the cores this process may run
+    on - and never more than those cores: the engine's threads meet at a
+    barrier after every stage of a step, and a thread without a core of its
+    own makes the others wait a scheduler time slice at each one.  In a
+    process made by ``fork()`` it is 1 (see the guide, "Forked workers").
+    """
     from ._validation import check_positive_int
+    cores = _available_cores()
     if n_threads is not None:
-        return check_positive_int(n_threads, "n_threads")
-    if _num_threads is not None:
-        return _num_threads
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return _available_cores()
+        n = check_positive_int(n_threads, "n_threads")
+    elif _num_threads is not None:
+        n = _num_threads
+    else:
+        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+        n = int(env) if env.isdigit() and int(env) > 0 else cores
+        if _engine.openmp_enabled():
+            n = min(n, _engine.openmp_max_threads())
+    if _engine.forked_child():
+        return 1
+    return max(1, min(n, cores))
 
 
 def available_kernels():
@@ -89,6 +130,7 @@ def show_config(file=None):
         f"kernel selected: {get_kernel()}"
         + (f" (forced by {KERNEL_ENV})" if os.environ.get(KERNEL_ENV) and _kernel is None else ""),
         f"OpenMP: {'enabled' if _engine.openmp_enabled() else 'disabled (serial build)'}",
-        f"threads: {get_num_threads()} (cores available: {_available_cores()})",
+        f"threads: {get_num_threads()} (cores available: {_available_cores()}"
+        + ("; forked child: one thread" if _engine.forked_child() else "") + ")",
     ]
     print("\n".join(lines), file=file)

@@ -27,12 +27,23 @@ their gradient in the optimizer's pass over each tile (for plain SGD, which
 has no gradient buffer, as a shrink of the tile before its GEMM), which also
 sums the penalty of the old weights for the reported loss.
 
+Signals: thread 0 of a team runs in the caller's thread, and when that is
+Python's main thread it runs the signal handlers (``PyErr_CheckSignals``)
+at most every POLL_SECONDS.  When a handler raised, its exception stays set
+in the caller's thread, the team stops (inference and ``gradients`` at the
+next tile or chunk, training after the batch in progress, so the model is as
+at the last finished batch) and the call raises it.  ``fit`` turns a
+KeyboardInterrupt into a normal return (``run_epoch``'s "interrupted").
+
 Training noise (dropout masks, input noise) comes from a counter-based
 generator: a 64-bit hash (splitmix64's finaliser) of (seed, epoch, stream,
 sample index, unit), so a sample's mask depends neither on the thread count
 nor on where the sample falls in the batches, and the backward pass
 recomputes exactly the mask of the forward pass instead of storing it.
 """
+import threading
+import warnings
+
 import numpy as np
 cimport numpy as cnp
 from cython cimport floating
@@ -42,10 +53,10 @@ from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
 
 cdef extern from "Python.h":
-    # Declared without "except -1": the engine clears the error itself and
-    # reports Ctrl-C through its status.
+    # Declared without "except -1": called without the GIL's caller being able
+    # to raise; a handler's exception stays set and raise_pending() raises it
+    # once the team has stopped.
     int PyErr_CheckSignals()
-    void PyErr_Clear()
     void *PyCapsule_GetPointer(object capsule, const char *name) except? NULL
     const char *PyCapsule_GetName(object capsule) except? NULL
 
@@ -115,7 +126,12 @@ cdef extern from "fnn_omp.h" nogil:
     long fnn_atomic_fetch_add(long *p, long v)
     void fnn_atomic_store(long *p, long v)
     long fnn_atomic_load(long *p)
+    double fnn_wtime()
+    int fnn_omp_watch_fork()
+    int fnn_omp_forked_child()
+    int fnn_omp_team_size(int n, int *err)
 
+fnn_omp_watch_fork()
 
 cdef enum:
     LOSS_MSE = 0
@@ -157,6 +173,7 @@ cdef enum:
     MAX_TILE_N = 512
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
+    MAX_THREADS = 256       # per-thread scratch arrays (Python caps far lower: _config)
 
 
 cdef inline Py_ssize_t tile_m(int kernel, Py_ssize_t M) noexcept nogil:
@@ -184,6 +201,36 @@ def openmp_enabled():
 def openmp_max_threads():
     """What OpenMP would use by default (OMP_NUM_THREADS or the core count)."""
     return fnn_omp_max_threads()
+
+
+def forked_child():
+    """True in a process made by fork() after fastnn was imported: it computes
+    on one thread (GNU libgomp's threads do not survive a fork)."""
+    return bool(fnn_omp_forked_child())
+
+
+_os_refused_threads = False
+
+
+cdef int start_team(int n_threads):
+    """The team to start for ``n_threads`` (see fnn_omp.h): 1 in a forked
+    child, fewer when the OS refuses threads (warned about once)."""
+    global _os_refused_threads
+    cdef int err = 0
+    cdef int nt = fnn_omp_team_size(n_threads, &err)
+    if err != 0 and not _os_refused_threads:
+        _os_refused_threads = True
+        import os
+        warnings.warn(f"fastnn: the operating system refused to start more threads "
+                      f"({os.strerror(err)}); running on {nt} of the {n_threads} asked for "
+                      f"(the results are the same)", RuntimeWarning, stacklevel=3)
+    return nt
+
+
+def team_size(int n_threads):
+    """How many of ``n_threads`` a parallel region may start now (for callers
+    outside this module, e.g. the Perceptron's OpenMP loop): see start_team."""
+    return start_team(max(1, n_threads))
 
 
 def kernel_available(str name):
@@ -234,6 +281,12 @@ cdef struct Layer:
     Py_ssize_t penalty_tile0   # this layer's first slot in Ctx.penalty_parts
 
 
+cdef struct Poll:
+    bint on          # the caller is Python's main thread and wants signals handled
+    double next      # when thread 0 next runs the handlers (fnn_wtime)
+    long raised      # set (atomically) once a handler raised: the team stops
+
+
 cdef struct Ctx:
     int n_layers
     Layer *layers
@@ -268,7 +321,8 @@ cdef struct Ctx:
     int status            # STATUS_*: why the epoch ended
     bint check_inputs     # check every sample's inputs for NaN/inf as the batch is formed
     long bad_input        # set (atomically) by any thread that found one
-    bint check_signals    # look for Ctrl-C between batches
+    Poll poll             # signals: stop after the batch in progress ...
+    bint abort_on_signal  # ... or at once (gradients: nothing to keep)
     Py_ssize_t n_done     # samples trained on so far (written by thread 0)
     char **work           # per-thread GEMM scratch
     long claims[3]        # tile claim counters of the team (see begin_stage)
@@ -371,6 +425,54 @@ cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
 
 
 # ---------------------------------------------------------------------------
+# Signals (see the module docstring).
+
+DEF POLL_SECONDS = 0.02     # Python handles a signal at most this late, plus a tile's time
+
+
+cdef int poll_init(Poll *p, bint on) except -1:
+    p.on = on and threading.get_ident() == threading.main_thread().ident
+    p.next = 0.0
+    p.raised = 0
+    return 0
+
+
+cdef bint poll_signals(Poll *p) noexcept nogil:
+    """Thread 0: run Python's signal handlers if POLL_SECONDS have passed;
+    True once one raised (its exception then stays set in this thread)."""
+    cdef double now
+    if fnn_atomic_load(&p.raised):
+        return True
+    if not p.on:
+        return False
+    now = fnn_wtime()
+    if now < p.next:
+        return False
+    p.next = now + POLL_SECONDS
+    with gil:
+        if PyErr_CheckSignals() != 0:
+            fnn_atomic_store(&p.raised, 1)
+    return fnn_atomic_load(&p.raised) != 0
+
+
+cdef inline bint poll_stopped(Poll *p) noexcept nogil:
+    return fnn_atomic_load(&p.raised) != 0
+
+
+cdef int raise_pending() except -1:
+    """Raise the exception a signal handler left set during poll_signals."""
+    return -1
+
+
+cdef object pending_exception():
+    """The exception a signal handler left set during poll_signals (cleared)."""
+    try:
+        raise_pending()
+    except BaseException as exc:
+        return exc
+
+
+# ---------------------------------------------------------------------------
 # Counter-based random numbers for the training noise: every value is a hash
 # of where it is used (mirrored in NumPy by _reference.noise_bits).
 
@@ -466,6 +568,16 @@ cdef void dropout_tile(Ctx *c, const Batch *b, Py_ssize_t l, floating *dst, cons
                 dst[o + j] = 0
 
 
+cdef inline bint aborted(Ctx *c, int tid) noexcept nogil:
+    """Whether to stop claiming tiles: only where a batch may be abandoned
+    (abort_on_signal), and then thread 0 also runs the handlers between tiles."""
+    if not c.abort_on_signal:
+        return False
+    if tid == 0:
+        return poll_signals(&c.poll)
+    return poll_stopped(&c.poll)
+
+
 cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) noexcept nogil:
     cdef Py_ssize_t l, t, count, rows = b.rows
     cdef long k
@@ -482,7 +594,7 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) 
         count = n_tiles(c.kernel, rows, L.n_out)
         k = begin_stage(team)
         t = claim(team, k)
-        while t < count:
+        while t < count and not aborted(c, team.tid):
             gemm_tile(<floating *>NULL, c.kernel, t, 0, 0, rows, L.n_out, L.n_in,
                       inp, L.n_in, <const floating *>L.W, L.n_out,
                       <floating *>L.A, L.n_out, &ep, c.work[team.tid])
@@ -812,7 +924,7 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) 
         t_first = n_tiles(c.kernel, L.n_in, L.n_out) if l == 0 else 0
         k = begin_stage(team)
         t = claim(team, k)
-        while t < t_delta + t_upd + t_first:
+        while t < t_delta + t_upd + t_first and not aborted(c, team.tid):
             if t < t_delta:
                 ep.act = P.act
                 ep.act_param = P.act_param
@@ -831,6 +943,10 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) 
             else:
                 update_layer_tile(c, b, 0, t - t_delta - t_upd, X, work)
             t = claim(team, k)
+        if l == 0 and team.tid == 0 and poll_signals(&c.poll):
+            # Before the batch's last barrier, which publishes it to the team:
+            # everyone stops after this batch (train_worker).
+            c.status = STATUS_SIGNAL
         fnn_omp_barrier()
         l -= 1
 
@@ -882,19 +998,8 @@ cdef void noisy_rows(Ctx *c, const Batch *b, floating *dst, const floating *X, P
 cdef enum:
     STATUS_OK = 0
     STATUS_NOT_FINITE = 1    # the loss of a batch was NaN or infinite
-    STATUS_INTERRUPTED = 2   # Ctrl-C: stopped after the last finished batch
+    STATUS_SIGNAL = 2        # a signal handler raised: stopped after the last finished batch
     STATUS_BAD_INPUT = 3     # a sample's inputs were NaN or infinite (check_inputs)
-
-
-cdef bint interrupted() noexcept nogil:
-    """True when a signal handler raised (Ctrl-C); the error is cleared and
-    reported by the caller through the status instead."""
-    cdef int pending
-    with gil:
-        pending = PyErr_CheckSignals()
-        if pending != 0:
-            PyErr_Clear()
-    return pending != 0
 
 
 cdef double batch_penalty(Ctx *c, const Batch *b) noexcept nogil:
@@ -971,18 +1076,15 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
             if tid == 0:
                 c.status = STATUS_NOT_FINITE
             break
-        # Ctrl-C: thread 0 (the caller's thread, which handles signals) looks
-        # once per batch; the barrier publishes its answer to the team.
-        if tid == 0 and c.check_signals and interrupted():
-            c.status = STATUS_INTERRUPTED
-        fnn_omp_barrier()
-        if c.status == STATUS_INTERRUPTED:
+        # Set by thread 0 before the last barrier of backward_stage.
+        if c.status == STATUS_SIGNAL:
             break
 
 
 cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
+    """Run train_worker on a team of n_threads (as start_team() allowed)."""
     cdef int tid, nt
-    if n_threads <= 1 or not fnn_omp_enabled():
+    if n_threads <= 1:
         if is_double:
             train_worker(c, <double *>NULL, 0, 1)
         else:
@@ -1010,7 +1112,7 @@ def threads_for_batch(list weights, Py_ssize_t batch_size, int n_threads):
         return 1
     flops = 6.0 * batch_size * sum(W.shape[0] * W.shape[1] for W in weights)
     stages = 2 * len(weights) + 1
-    return int(max(1, min(n_threads, flops / stages / MIN_FLOPS_PER_THREAD_AND_STAGE)))
+    return int(max(1, min(n_threads, MAX_THREADS, flops / stages / MIN_FLOPS_PER_THREAD_AND_STAGE)))
 
 
 cdef void *aligned(object arr):
@@ -1247,7 +1349,7 @@ cdef class Trainer:
         return self.ctx.penalty_sum
 
     def run_epoch(self, X, T, perm=None, bint check_signals=True, Py_ssize_t start=0,
-                  stop=None, bint check_inputs=False):
+                  stop=None, bint check_inputs=False, cnp.int64_t[::1] counts=None):
         """Train on every minibatch of (X, T) in the order ``perm`` (row
         indices, all of X's rows or some of them; None: X's own order).
 
@@ -1261,6 +1363,18 @@ cdef class Trainer:
         status): status is "ok", "not_finite" when the loss of a batch was not
         finite (training stopped after that batch) or "interrupted" on Ctrl-C
         (training stopped after the last finished batch).
+
+        ``check_signals``: run Python's signal handlers while training (when
+        called from the main thread).  A KeyboardInterrupt from one gives
+        "interrupted"; any other exception a handler raised is raised here,
+        after the last finished batch (``n_done`` then tells how many samples
+        were trained on).  For ``gradients`` (optimizer "none") the work stops
+        at once and every exception is raised.
+
+        ``counts``: an int64 array to whose every entry the number of batches
+        trained is added before this returns or raises.  The caller's books
+        then cannot miss a finished batch: Python runs signal handlers
+        between bytecodes, never inside this call once the team has stopped.
 
         ``check_inputs``: check each sample's row of X for NaN and infinity
         as its batch is formed, which costs nothing next to a separate pass
@@ -1288,18 +1402,34 @@ cdef class Trainer:
         self.ctx.penalty_sum = 0.0
         self.ctx.n_done = 0
         self.ctx.status = STATUS_OK
-        self.ctx.check_signals = check_signals
+        poll_init(&self.ctx.poll, check_signals)
+        self.ctx.abort_on_signal = self.ctx.opt == OPT_NONE
         self.ctx.check_inputs = check_inputs
         self.ctx.bad_input = 0
         memset(self.ctx.claims, 0, sizeof(self.ctx.claims))
         cdef bint is_double = self.dtype == np.float64
-        cdef int nt = self.n_threads
+        cdef int nt = start_team(self.n_threads)
+        cdef Py_ssize_t i, batches
         with nogil:
             run_team(&self.ctx, is_double, nt)
+        if counts is not None:
+            batches = (self.ctx.n_done + self.ctx.batch_size - 1) // self.ctx.batch_size
+            for i in range(counts.shape[0]):
+                counts[i] += batches
+        if self.ctx.poll.raised:
+            exc = pending_exception()
+            if self.ctx.abort_on_signal or not isinstance(exc, KeyboardInterrupt):
+                raise exc
+            if self.ctx.status == STATUS_SIGNAL:
+                return self.ctx.loss_sum, self.ctx.n_done, "interrupted"
         status = {STATUS_OK: "ok", STATUS_NOT_FINITE: "not_finite",
-                  STATUS_INTERRUPTED: "interrupted",
                   STATUS_BAD_INPUT: "bad_input"}[self.ctx.status]
         return self.ctx.loss_sum, self.ctx.n_done, status
+
+    @property
+    def n_done(self):
+        """Samples trained on by the last run_epoch (also when it raised)."""
+        return self.ctx.n_done
 
 
 # ---------------------------------------------------------------------------
@@ -1308,11 +1438,13 @@ cdef class Trainer:
 cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel,
                         void **packed, const floating *X, Py_ssize_t rows, floating **outs,
                         floating *scratch, Py_ssize_t ld_scratch,
-                        void *work) noexcept nogil:
+                        void *work, Poll *poll) noexcept nogil:
     """Rows of X through every layer.  ``outs[l]`` (when not NULL) receives
     layer l's output; other layers go through two halves of ``scratch``
     (rows ``ld_scratch`` apart).  ``packed[l]``: layer l's W pre-packed for
-    ``kernel``, or NULL."""
+    ``kernel``, or NULL.  ``poll``: thread 0's, which runs the signal
+    handlers between layers (a chunk of a wide network takes milliseconds);
+    the chunk is abandoned when one raised."""
     cdef Py_ssize_t l, r, j, k, ld_in = layers[0].n_in, ld_out
     cdef Layer *L
     cdef const floating *inp = X
@@ -1347,12 +1479,14 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
                 for j in range(k):
                     o[j] = <floating>exp(o[j] - lse)
         inp, ld_in = out, ld_out
+        if poll != NULL and poll_signals(poll):
+            return
 
 
 cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kernel,
                          void **packed, const floating *X, Py_ssize_t n, floating **outs,
                          char *scratch, Py_ssize_t ld_scratch, char **work,
-                         long *bad_input, int tid, int nt) noexcept nogil:
+                         long *bad_input, Poll *poll, int tid, int nt) noexcept nogil:
     cdef Py_ssize_t chunk, r0, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     cdef floating *my_outs[64]
     cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
@@ -1374,6 +1508,8 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
         fnn_omp_barrier()
     chunk = tid
     while chunk < n_chunks:
+        if poll_stopped(poll):    # a signal handler raised: the call raises it
+            break
         r0 = chunk * PREDICT_CHUNK
         rows = min(<Py_ssize_t>PREDICT_CHUNK, n - r0)
         if bad_input != NULL:
@@ -1387,7 +1523,8 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
         for l in range(n_layers):
             my_outs[l] = outs[l] + r0 * layers[l].n_out if outs[l] != NULL else NULL
         forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
-                      rows, my_outs, my_scratch, ld_scratch, work[tid])
+                      rows, my_outs, my_scratch, ld_scratch, work[tid],
+                      poll if tid == 0 else NULL)
         chunk += nt
 
 
@@ -1406,8 +1543,12 @@ cdef Py_ssize_t scratch_ld(Py_ssize_t width, Py_ssize_t itemsize) noexcept nogil
 
 
 def forward(list weights, list biases, list activations, X, list outputs,
-            int n_threads, int kernel, bint check_inputs=False):
+            int n_threads, int kernel, bint check_inputs=False, bint check_signals=True):
     """Run X through the network.
+
+    ``check_signals``: run Python's signal handlers while working (when
+    called from the main thread); an exception one raised stops the work and
+    is raised here.
 
     ``check_inputs``: check every row of X for NaN and infinity as it is
     used, instead of a separate pass over X; returns False (and leaves the
@@ -1446,10 +1587,9 @@ def forward(list weights, list biases, list activations, X, list outputs,
                                                      layers[l].n_in) + 63) // 64 * 64
     # One chunk per task, and no thread for less work than a parallel region costs.
     flops = 2.0 * n * sum(W.shape[0] * W.shape[1] for W in weights)
-    n_threads = int(max(1, min(n_threads, 256, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
+    n_threads = int(max(1, min(n_threads, MAX_THREADS, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
                                flops / MIN_FLOPS_PER_THREAD_AND_STAGE)))
-    if not fnn_omp_enabled():
-        n_threads = 1
+    n_threads = start_team(n_threads)
     ld_scr = scratch_ld(width, itemsize)
     scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * ld_scr * itemsize + 64, np.uint8)
     works = alloc_work(work, n_threads, kernel, itemsize)
@@ -1463,16 +1603,18 @@ def forward(list weights, list biases, list activations, X, list outputs,
     cdef const void *x = cnp.PyArray_DATA(X)
     cdef long bad_input = 0
     cdef long *bad = &bad_input if check_inputs else NULL
+    cdef Poll poll
+    poll_init(&poll, check_signals)
     with nogil:
         if n_threads == 1:
             if is_double:
                 predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                               bad, 0, 1)
+                               bad, &poll, 0, 1)
             else:
                 predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                               bad, 0, 1)
+                               bad, &poll, 0, 1)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
@@ -1480,11 +1622,13 @@ def forward(list weights, list biases, list activations, X, list outputs,
                 if is_double:
                     predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                    <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                                   bad, tid, nt)
+                                   bad, &poll, tid, nt)
                 else:
                     predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                    <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                                   bad, tid, nt)
+                                   bad, &poll, tid, nt)
+    if poll.raised:
+        raise_pending()
     return bad_input == 0
 
 
@@ -1511,7 +1655,7 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
         ep.bias = &bias[0]
     if Y is not None:
         ep.Y, ep.ldy = &Y[0, 0], Y.shape[1]
-    n_threads = max(1, min(n_threads, 256)) if fnn_omp_enabled() else 1
+    n_threads = start_team(max(1, min(n_threads, MAX_THREADS)))
     works = alloc_work(work, n_threads, kernel, C.itemsize)
     cdef long counters[3]
     memset(counters, 0, sizeof(counters))

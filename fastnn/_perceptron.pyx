@@ -18,7 +18,9 @@ One call trains every one-vs-all binary problem: problem ``k`` owns row k
 of ``coef`` (and of the averaged coef, the L1 buffer ``q`` and the shuffle
 index) and reads X, labels and weights shared by all, so the problems run on
 OpenMP threads (``prange``) with no sharing and the result does not depend
-on the number of threads.  Everything inside runs without the GIL; failures
+on the number of threads.  The team's size comes from the engine's
+``team_size`` (one thread in a forked child, no more than the OS gives), and
+one thread runs a plain loop: no OpenMP region at all.  Everything inside runs without the GIL; failures
 are reported through the return values (n_iter < 0: weights became
 non-finite in epoch -n_iter), never raised.
 
@@ -32,6 +34,8 @@ from cython.parallel cimport prange
 from libc.math cimport fabs, sqrt, isfinite, INFINITY
 from libc.stdint cimport uint32_t, uint8_t, int64_t
 from scipy.linalg.cython_blas cimport sdot, ddot, sasum, dasum, saxpy, daxpy, sscal, dscal
+
+from fastnn._engine import team_size
 
 cnp.import_array()
 
@@ -501,17 +505,32 @@ def fit_problems(const floating[::1] X_data, const int[::1] indptr, const int[::
     cdef const int *ip = &indptr[0] if indptr is not None else NULL
     cdef const int *ix = &indices[0] if indptr is not None and indices.shape[0] > 0 else NULL
     cdef const floating *xp = &X_data[0] if X_data.shape[0] > 0 else NULL
-    n_threads = max(1, min(n_threads, K))
+    n_threads = team_size(max(1, min(n_threads, K)))
     with nogil:
-        for k in prange(K, num_threads=n_threads, schedule="dynamic"):
-            n_iter_v[k] = sgd_problem(
-                xp, ip, ix, n_samples, n_features, &y_code[0], positive[k],
-                &sample_weight[0], &coef[k, 0],
-                &average_coef[k, 0] if use_avg else <floating *>NULL,
-                &intercept[k], &average_intercept[k],
-                &q_v[k, 0] if use_l1 else <floating *>NULL, &index_v[k, 0],
-                &validation_mask[0], early_stopping, n_iter_no_change, max_iter, tol,
-                fit_intercept, shuffle, seeds[k], weight_pos[k], weight_neg[k],
-                penalty_type, alpha, l1_ratio, eta0, t, intercept_decay, average,
-                &stats_v[k, 0, 0])
+        if n_threads > 1:
+            for k in prange(K, num_threads=n_threads, schedule="dynamic"):
+                n_iter_v[k] = sgd_problem(
+                    xp, ip, ix, n_samples, n_features, &y_code[0], positive[k],
+                    &sample_weight[0], &coef[k, 0],
+                    &average_coef[k, 0] if use_avg else <floating *>NULL,
+                    &intercept[k], &average_intercept[k],
+                    &q_v[k, 0] if use_l1 else <floating *>NULL, &index_v[k, 0],
+                    &validation_mask[0], early_stopping, n_iter_no_change, max_iter, tol,
+                    fit_intercept, shuffle, seeds[k], weight_pos[k], weight_neg[k],
+                    penalty_type, alpha, l1_ratio, eta0, t, intercept_decay, average,
+                    &stats_v[k, 0, 0])
+        else:
+            # No OpenMP region at all: in a forked child even a team of one
+            # waits for the parent's pool threads, which the child lacks.
+            for k in range(K):
+                n_iter_v[k] = sgd_problem(
+                    xp, ip, ix, n_samples, n_features, &y_code[0], positive[k],
+                    &sample_weight[0], &coef[k, 0],
+                    &average_coef[k, 0] if use_avg else <floating *>NULL,
+                    &intercept[k], &average_intercept[k],
+                    &q_v[k, 0] if use_l1 else <floating *>NULL, &index_v[k, 0],
+                    &validation_mask[0], early_stopping, n_iter_no_change, max_iter, tol,
+                    fit_intercept, shuffle, seeds[k], weight_pos[k], weight_neg[k],
+                    penalty_type, alpha, l1_ratio, eta0, t, intercept_decay, average,
+                    &stats_v[k, 0, 0])
     return n_iter, stats

@@ -25,8 +25,15 @@ _threadpools = None
 
 @contextmanager
 def _single_threaded_blas():
-    """Keep BLAS at one thread while the engine runs its own threads."""
+    """Keep BLAS at one thread while the engine runs its own threads on the
+    "blas" kernel, whose every tile is a BLAS call.  fastnn's own kernels make
+    no BLAS call: BLAS's limits are then left alone (threadpoolctl's limits
+    are process-wide, and changing and restoring them here would undo a
+    ``threadpool_limits`` that another thread set meanwhile)."""
     global _threadpools
+    if _config.get_kernel() != "blas":
+        yield
+        return
     if _threadpools is None:
         _threadpools = ThreadpoolController()
     with _threadpools.limit(limits=1, user_api="blas"):
@@ -389,6 +396,19 @@ class Network:
         Ctrl-C stops training after the last finished minibatch and
         ``fit`` returns normally, with ``History.interrupted`` set; the
         model and ``net.optimizer`` are consistent and can be saved.
+
+        Any other exception that escapes ``fit`` - raised by a callback, an
+        ``lr_schedule``, the validation, or a signal handler (``sys.exit`` in
+        a SIGTERM handler, say; the engine stops after the batch in
+        progress) - leaves the network as at the last finished minibatch,
+        exactly as if training had been stopped there: weights, optimizer
+        state and step count, and the epoch count and shuffling generator
+        (an epoch in which no batch finished is not counted).  When no batch
+        of this ``fit`` finished, that is the network as before the call,
+        ``net.optimizer`` included.  A diverged epoch (FloatingPointError)
+        is undone as a whole, so the network is as at the end of the epoch
+        before.  The next ``fit`` then trains exactly as that of a network
+        that never saw the failure.
         """
         flat = [i for i, l in enumerate(self.layers)
                 if l.activation in activations.NOT_DIFFERENTIABLE]
@@ -501,11 +521,18 @@ class Network:
                 check_finite(X, X_given[:X.shape[0]], "X")   # raises, naming the problem
                 raise ValueError("X plus input_noise is not finite (X is, so input_noise "
                                  f"={input_noise} is too large for {self.dtype.name})") from None
+            except BaseException:
+                # See Notes: the loop left the network as at its last finished
+                # batch; with none, that is the network before the call.
+                loop._sync()
+                if loop.batches_kept == 0:
+                    self._undo_fit(optimizer, undo)
+                raise
 
     def _undo_fit(self, optimizer, undo):
-        """Back to the state before fit, after the engine found a sample that
-        is not finite in the first epoch: _FitLoop restored the weights and
-        the optimizer state of that epoch's start, which was fit's start."""
+        """Back to the state before fit when no batch of it is kept (none
+        finished, or the first epoch was undone: _FitLoop then restored the
+        weights and the optimizer state of that epoch's start, fit's start)."""
         self.optimizer, fresh_optimizer, rng_state, self._epochs_trained = undo
         self._rng.bit_generator.state = rng_state
         if fresh_optimizer:
@@ -630,6 +657,12 @@ class _FitLoop:
         self.check_inputs = check_inputs   # the engine checks X for NaN and infinity
         # Where training is, for the Ctrl-C message (updated as batches finish).
         self.epoch, self.n_done = 0, 0
+        # Minibatches whose update the network keeps, in this fit and in the
+        # current epoch (see _epoch and fit's Notes), counted by the engine
+        # itself (run_epoch's counts): no Ctrl-C can land between a finished
+        # batch and its count.  optimizer.step is derived from it (_sync).
+        self.kept = np.zeros(2, np.int64)
+        self.step0 = optimizer.step
 
     def run(self, epochs):
         """Train up to ``epochs`` epochs; returns the History."""
@@ -658,6 +691,7 @@ class _FitLoop:
             # weights are as of the last finished minibatch all the same.
             history.interrupted, history.stop_reason = True, "interrupted"
         finally:
+            self._sync()
             self.progress.close()
         if history.interrupted:
             n_batches = -(-self.n_done // self.batch_size)
@@ -679,15 +713,47 @@ class _FitLoop:
                                      f"{-(-self.n_done // self.batch_size)}, while the loss "
                                      f"was still finite)")
 
-    def _diverged(self, snapshot, what):
+    @property
+    def batches_kept(self):
+        return int(self.kept[0])
+
+    def _sync(self):
+        """optimizer.step from the engine's count (idempotent: safe to repeat
+        on every way out)."""
+        self.optimizer.step = self.step0 + int(self.kept[0])
+
+    def _undo_epoch(self, snapshot):
+        """Weights and optimizer state back to the epoch's start."""
         self.net._restore(snapshot, self.optimizer)
+        self.kept[0] -= self.kept[1]
+        self.kept[1] = 0
+        self._sync()
+
+    def _diverged(self, snapshot, what):
+        self._undo_epoch(snapshot)
         raise FloatingPointError(
             f"training diverged: {what}; the weights were restored to their values at the "
             f"start of that epoch. Try a smaller learning rate "
             f"(lr={getattr(self.optimizer, 'lr', '?')}) or scaled inputs.")
 
     def _epoch(self, epoch, history):
-        """Train one epoch; returns (status, logs), logs None when interrupted."""
+        """Train one epoch; returns (status, logs), logs None when interrupted.
+
+        When an exception escapes with no batch of the epoch kept (raised
+        before the first one finished, or the epoch was undone), the epoch
+        count and the shuffling generator are put back: as if the epoch had
+        never begun."""
+        net = self.net
+        start = (net._rng.bit_generator.state, net._epochs_trained)
+        self.kept[1] = 0
+        try:
+            return self._train_epoch(epoch, history)
+        except BaseException:
+            if self.kept[1] == 0:
+                net._rng.bit_generator.state, net._epochs_trained = start
+            raise
+
+    def _train_epoch(self, epoch, history):
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
         X, T, n = self.X, self.T, self.X.shape[0]
         perm = net._rng.permutation(n) if self.shuffle else None
@@ -705,29 +771,30 @@ class _FitLoop:
             stop = min(n, start + self.rows_per_call)
             # lr and the step count (Adam's bias correction) are read per call.
             trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
-            planned = -(-(stop - start) // self.batch_size)
-            # Count the steps before the call: Python handles a Ctrl-C only at
-            # calls and loops, so none can land between this line and the
-            # engine (which reports it as a status), but one can land right
-            # after the engine returned a finished chunk - whose steps are
-            # then already counted.
-            optimizer.step += planned
-            if perm is None:
-                # rows start..stop of X in place: sample weights and the
-                # dropout and noise keys follow the row, whatever the chunking
-                part_loss, part_done, status = trainer.run_epoch(
-                    X, T, None, start=start, stop=stop, check_inputs=self.check_inputs)
-            else:
-                part_loss, part_done, status = trainer.run_epoch(
-                    X, T, perm[start:stop], check_inputs=self.check_inputs)
+            try:
+                if perm is None:
+                    # rows start..stop of X in place: sample weights and the
+                    # dropout and noise keys follow the row, whatever the chunking
+                    part_loss, part_done, status = trainer.run_epoch(
+                        X, T, None, start=start, stop=stop, check_inputs=self.check_inputs,
+                        counts=self.kept)
+                else:
+                    part_loss, part_done, status = trainer.run_epoch(
+                        X, T, perm[start:stop], check_inputs=self.check_inputs,
+                        counts=self.kept)
+            except BaseException:
+                # A signal handler raised (SystemExit, TimeoutError, ...): the
+                # engine stopped after its last finished batch.
+                self.n_done += trainer.n_done
+                raise
+            finally:
+                self._sync()
+            self.n_done += part_done
             if status == "bad_input":
                 # Only the first epoch can meet one (it visits every sample).
-                net._restore(snapshot, optimizer)
+                self._undo_epoch(snapshot)
                 raise _BadInput()
-            if part_done != stop - start:   # stopped early: count what ran
-                optimizer.step -= planned - -(-part_done // self.batch_size)
             loss_sum += part_loss
-            self.n_done += part_done
             if status == "not_finite":
                 self._diverged(snapshot, "the loss became NaN or infinite in epoch "
                                f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}")

@@ -290,3 +290,15 @@ def assert_same_weights(a, b):
             assert ba is None and bb is None
         else:
             np.testing.assert_array_equal(ba, bb)
+
+
+def read_line(proc, timeout=300):
+    """The next line of a subprocess's stdout, or fail after ``timeout`` seconds
+    (a child that hangs before printing must not block the suite)."""
+    import selectors
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            proc.kill()
+            pytest.fail(f"no line from the subprocess within {timeout} s")
+    return proc.stdout.readline()

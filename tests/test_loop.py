@@ -23,14 +23,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import fastnn as fn
 
-from conftest import assert_same_weights, weights
+from conftest import assert_same_weights, read_line, weights
 from fastnn.progress import UPDATES
 
 rng = np.random.default_rng(11)
@@ -221,13 +220,15 @@ def test_ctrl_c_stops_after_the_last_batch(tmp_path, n_threads):
     proc = subprocess.Popen([sys.executable, str(script), str(model)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert proc.stdout.readline().strip() == "STARTED"
-        time.sleep(0.3)
+        # The child is training (its first epoch is done): no sleep, so a
+        # loaded machine cannot stretch any race; generous timeouts only.
+        assert read_line(proc).strip() == "STARTED"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "fastnn: training interrupted in epoch" in err
