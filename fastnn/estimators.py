@@ -21,11 +21,17 @@ The weights are initialised as scikit-learn's ``_init_coef`` does (uniform in
 +-sqrt(6 / (fan_in + fan_out)), factor 2 instead of 6 for the logistic
 activation, intercepts too), drawn from ``check_random_state(random_state)``
 in the same order, and the shuffling draws the same permutations; so with
-``dtype="float64"`` the training steps are scikit-learn's up to floating-point
-rounding (fastnn's kernels sum in another order).
+float64 X the training steps are scikit-learn's up to floating-point rounding
+(fastnn's kernels sum in another order).
 
-Extra parameters (after scikit-learn's): ``dtype`` ("float32", the default,
-or "float64": the precision of the weights and of every computation),
+As in scikit-learn, the model computes in X's precision: float32 X gives
+float32 ``coefs_`` and predictions, float64 X (or any other dtype, converted
+to float64) float64; the first fit decides and ``partial_fit`` /
+``warm_start`` keep the fitted model's precision.
+
+Extra parameters (after scikit-learn's): ``dtype`` (None, the default: follow
+X as above; "float32" or "float64": force that precision of the weights and of
+every computation, X being converted; float32 is fastnn's fast path),
 ``n_threads`` (the engine's thread count; None: fastnn's default) and
 ``dropout`` (the rate of dropout on the hidden layers' outputs during
 training, 0 by default).
@@ -207,14 +213,24 @@ class BaseMultilayerPerceptron(BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
                              Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
-        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}),
+                  None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
     # -- network -------------------------------------------------------------
-    def _model_dtype(self):
-        return np.dtype(np.float64 if str(np.dtype(self.dtype)) == "float64" else np.float32)
+    def _model_dtype(self, X_dtype, first_pass):
+        """The precision of the model: ``dtype`` when given; else, as
+        scikit-learn, X's (float32 or float64: validate_data made any other
+        dtype float64) on a first fit, and the fitted model's afterwards (a
+        model's dtype never changes silently under partial_fit/warm_start)."""
+        if self.dtype is not None:
+            return np.dtype(np.float64 if str(np.dtype(self.dtype)) == "float64" else np.float32)
+        if not first_pass:
+            fitted = np.asarray(self.coefs_[0]).dtype
+            return fitted if fitted in (np.float32, np.float64) else np.dtype(np.float64)
+        return np.dtype(np.float32 if X_dtype == np.float32 else np.float64)
 
     def _layer_activations(self):
         """The engine's activation of every layer of the fitted model."""
@@ -250,10 +266,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), "
                              "got solver='lbfgs'")
 
-    def _training_network(self, layer_units):
-        """A Network over copies of coefs_/intercepts_ in the model's dtype; coefs_
-        and intercepts_ then are its (live) arrays, updated in place by training."""
-        dtype = self._model_dtype()
+    def _training_network(self, layer_units, dtype):
+        """A Network over copies of coefs_/intercepts_ in ``dtype``; coefs_ and
+        intercepts_ then are its (live) arrays, updated in place by training."""
         expected = [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]
         got = [tuple(np.shape(W)) for W in self.coefs_]
         if got != expected:
@@ -321,7 +336,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 pass
 
     # -- fit -----------------------------------------------------------------
-    def _initialize(self, y, layer_units):
+    def _initialize(self, y, layer_units, dtype):
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
@@ -332,7 +347,6 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
-        dtype = self._model_dtype()
         self.coefs_, self.intercepts_ = [], []
         for i in range(self.n_layers_ - 1):
             coef_init, intercept_init = self._init_coef(layer_units[i], layer_units[i + 1],
@@ -383,9 +397,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features] + hidden_layer_sizes + [self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
+        dtype = self._model_dtype(X.dtype, first_pass)
         if first_pass:
-            self._initialize(y, layer_units)
-        net = self._training_network(layer_units)
+            self._initialize(y, layer_units, dtype)
+        net = self._training_network(layer_units, dtype)
         X = _dense_float(X, net.dtype)
         n_threads = _config.get_num_threads(self.n_threads)
         with _single_threaded_blas():
@@ -393,7 +408,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 self._fit_stochastic(net, X, y, sample_weight, incremental, n_threads)
             else:
                 self._fit_lbfgs(net, X, y, sample_weight, n_threads)
-        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+        if not self._weights_are_finite():
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
@@ -435,11 +450,23 @@ class BaseMultilayerPerceptron(BaseEstimator):
             loss_sum, n_done, status = trainer.run_epoch(X, T, perm)
             optimizer.step += -(-n_done // batch_size)
             data, penalty = self._split_loss(trainer, loss_sum)
+            # With early stopping a non-finite loss does not end training (as in
+            # scikit-learn): the engine stopped after that batch, the epoch's
+            # other batches run as scikit-learn runs them.
+            while status == "not_finite" and self.early_stopping and n_done < n:
+                trainer.set_optimizer(step=optimizer.step, **schedule.engine_args())
+                part_sum, part_done, status = trainer.run_epoch(X, T, perm, start=n_done)
+                optimizer.step += -(-part_done // batch_size)
+                part_data, part_penalty = self._split_loss(trainer, part_sum)
+                data, penalty = data + part_data, penalty + part_penalty
+                n_done += part_done
+                status = "not_finite" if status == "ok" else status
             return (data + penalty) / n, status
         # Poisson: one engine call per batch, with targets from a forward pass.
         order = np.arange(X.shape[0]) if perm is None else perm
         total = 0.0
         status = "ok"
+        diverged = False
         for start in range(0, n, batch_size):
             rows = np.ascontiguousarray(order[start:start + batch_size], dtype=np.int64)
             T_rows, deviance = self._poisson_targets(net, X, y, rows, n_threads)
@@ -450,9 +477,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
             _, penalty = self._split_loss(trainer, loss_sum)
             sw = None if sample_weight is None else sample_weight[rows]
             total += (np.average(deviance, weights=sw) * len(rows) + penalty)
-            if status != "ok":
+            if status == "not_finite" and self.early_stopping:
+                diverged = True         # on to the next batch, as above
+            elif status != "ok":
                 break
-        return total / n, status
+        return total / n, "not_finite" if diverged and status == "ok" else status
 
     def _split_loss(self, trainer, loss_sum):
         """(data part as scikit-learn reports it, penalty part) of a run_epoch
@@ -521,6 +550,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         trainer = self._trainer(net, batch_size, n_threads, schedule.optimizer, sw_train)
         self.early_stopped_ = False
         self.n_iter_ = 0
+        diverged_at = 0
         for it in range(self.max_iter):
             perm = None
             if self.shuffle:
@@ -533,8 +563,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
             loss, status = self._epoch(trainer, net, X_train, y_train, T_train, perm,
                                        batch_size, sw_train, schedule, n_threads)
             if status == "not_finite":
-                raise ValueError("Solver produced non-finite parameter weights. The input "
-                                 "data may contain large values and need to be preprocessed.")
+                if not early_stopping:
+                    raise ValueError("Solver produced non-finite parameter weights. The input "
+                                     "data may contain large values and need to be "
+                                     "preprocessed.")
+                # scikit-learn goes on; the validation score is then nan
+                diverged_at = diverged_at or self.n_iter_ + 1
             if status == "interrupted":
                 warnings.warn("Training interrupted by user.")
                 break
@@ -570,6 +604,15 @@ class BaseMultilayerPerceptron(BaseEstimator):
             # counting starts again for the calls that may follow
             self._restore_best()
             self._no_improvement_count = 0
+        elif early_stopping and not self._weights_are_finite():
+            self._restore_best()        # partial_fit: never leave NaN weights behind
+        if diverged_at:
+            warnings.warn(f"The loss became NaN or infinite in iteration {diverged_at}; the "
+                          f"weights of the best validation score were restored. Try a smaller "
+                          f"learning_rate_init, or scale the data.", ConvergenceWarning)
+
+    def _weights_are_finite(self):
+        return all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_)
 
     def _restore_best(self):
         """The best weights back into the live arrays (kept shared with
@@ -587,7 +630,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
             last_valid_score = self.validation_scores_[-1]
-            if last_valid_score < (self.best_validation_score_ + self.tol):
+            # a nan score (non-finite predictions) is no improvement (scikit-learn's
+            # comparison would reset the count and train max_iter epochs on NaN)
+            if not last_valid_score >= (self.best_validation_score_ + self.tol):
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
@@ -751,8 +796,10 @@ _COMMON_DOC = """
         Maximum number of epochs to not meet ``tol`` improvement.
     max_fun : int, default=15000
         Maximum number of loss function calls (solver='lbfgs').
-    dtype : {'float32', 'float64'}, default='float32'
-        fastnn: the precision of the weights and of every computation.
+    dtype : {'float32', 'float64'} or None, default=None
+        fastnn: the precision of the weights and of every computation.  None:
+        X's, as scikit-learn (float32 X: float32; float64 or any other dtype:
+        float64), decided by the first fit and kept by partial_fit/warm_start.
     n_threads : int, default=None
         fastnn: threads of the engine (None: fastnn.get_num_threads()).
     dropout : float in [0, 1), default=0
@@ -813,7 +860,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32", n_threads=None, dropout=0.0):
+                 dtype=None, n_threads=None, dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -959,7 +1006,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32", n_threads=None, dropout=0.0):
+                 dtype=None, n_threads=None, dropout=0.0):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation

@@ -228,13 +228,13 @@ def test_lbfgs_close_to_scikit_learn(digits, regression):
 @pytest.mark.parametrize("load", [load_digits, load_breast_cancer, load_iris],
                          ids=["digits", "breast_cancer", "iris"])
 def test_defaults_score_like_scikit_learn(load):
-    """scikit-learn's default parameters (float32 here, float64 there)."""
+    """scikit-learn's default parameters (both following X's float64)."""
     X, y = load(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0, stratify=y)
     ours = quiet(lambda: MLPClassifier(random_state=0).fit(X_train, y_train))
     theirs = quiet(lambda: SkClassifier(random_state=0).fit(X_train, y_train))
-    assert ours.coefs_[0].dtype == np.float32
+    assert ours.coefs_[0].dtype == np.float64
     assert abs(ours.score(X_test, y_test) - theirs.score(X_test, y_test)) <= 0.02
 
 
@@ -325,7 +325,7 @@ def test_verbose_prints_scikit_learns_lines(digits):
 
 def test_threads_and_float32(digits):
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(400, 300))
+    X = rng.normal(size=(400, 300)).astype(np.float32)
     y = (X[:, :10].sum(axis=1) > 0).astype(int)
     fits = [MLPClassifier((256,), max_iter=2, random_state=0, n_threads=t).fit(X, y)
             for t in (1, 2)]
@@ -417,26 +417,17 @@ def test_fastnn_namespace():
     assert error is not None and "fastnn[sklearn]" in error
 
 
-# The sample-weight equivalence checks need a fit whose result does not depend
-# on how the samples fall into batches: scikit-learn runs them with
-# solver="lbfgs" (classifier) and full-batch sgd (regressor); see
-# test_sample_weight_equivalence below.
-_SW_CHECKS = ("check_sample_weight_equivalence_on_dense_data",
-              "check_sample_weight_equivalence_on_sparse_data")
-
-
-@parametrize_with_checks(
-    [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)],
-    expected_failed_checks=lambda est: {c: "stochastic minibatches with shuffling: "
-                                           "checked with lbfgs / full-batch sgd instead"
-                                        for c in _SW_CHECKS})
+# The checks' data is float64, so the estimators compute in float64 (they
+# follow X's dtype as scikit-learn's do); scikit-learn's own settings for the
+# sample-weight equivalence (lbfgs, full-batch sgd) are checked below too.
+@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
 @pytest.mark.parametrize("estimator", [
-    MLPClassifier(solver="lbfgs", dtype="float64"),
-    MLPRegressor(solver="sgd", tol=1e-2, random_state=42, dtype="float64")],
+    MLPClassifier(solver="lbfgs"),
+    MLPRegressor(solver="sgd", tol=1e-2, random_state=42)],
     ids=["MLPClassifier-lbfgs", "MLPRegressor-sgd"])
 def test_sample_weight_equivalence(estimator):
     check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
