@@ -65,6 +65,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
+import scipy.special
 from scipy.special import xlogy
 from sklearn.base import (BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context,
                           is_classifier)
@@ -92,6 +93,8 @@ except ImportError:                                   # scikit-learn < 1.5
         return {key: value}
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
+# how many times lbfgs starts again after stopping with no lower loss found
+_LBFGS_RESTARTS = 5
 
 # scikit-learn's activation names -> fastnn's
 HIDDEN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
@@ -240,8 +243,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _engine_loss(self):
         return OUTPUTS[self.out_activation_][1]
 
-    def _new_network(self, layer_units, dtype, dropout=0.0):
+    def _new_network(self, layer_units, dtype, dropout=0.0, linear_output=False):
         acts = self._layer_activations()
+        if linear_output:
+            acts[-1] = "linear"
         layers = []
         for i, (n_in, n_out, act) in enumerate(zip(layer_units[:-1], layer_units[1:], acts)):
             kwargs = {}
@@ -251,7 +256,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
         # The network's seed only drives dropout's masks: drawn from random_state
         # when there is dropout, so that without it the draws stay scikit-learn's.
         seed = int(self._random_state.randint(np.iinfo(np.int32).max)) if dropout else 0
-        return Network(layers, loss=self._engine_loss(), dtype=dtype, seed=seed)
+        loss = "mse" if linear_output else self._engine_loss()      # (predict only)
+        return Network(layers, loss=loss, dtype=dtype, seed=seed)
 
     def _check_dropout(self):
         if not self.dropout:
@@ -292,18 +298,21 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self._network = net
         return net
 
-    def _inference_network(self):
+    def _inference_network(self, linear_output=False):
         """The network that runs predict: the one trained by fit when coefs_ and
-        intercepts_ are still its arrays, else one built from them (not stored)."""
+        intercepts_ are still its arrays, else one built from them (not stored).
+        ``linear_output``: one whose output layer gives the pre-activation."""
         net = self.__dict__.get("_network")
         coefs, intercepts = list(self.coefs_), list(self.intercepts_)
-        if (net is not None and len(net.layers) == len(coefs) == len(intercepts)
+        if (not linear_output and net is not None
+                and len(net.layers) == len(coefs) == len(intercepts)
                 and all(l.W is W and l.b is b for l, W, b in zip(net.layers, coefs, intercepts))
                 and [l.activation for l in net.layers] == self._layer_activations()):
             return net
         units = [np.shape(coefs[0])[0]] + [np.shape(W)[1] for W in coefs]
         dtype = np.asarray(coefs[0]).dtype
-        net = self._new_network(units, dtype if dtype in (np.float32, np.float64) else np.float64)
+        net = self._new_network(units, dtype if dtype in (np.float32, np.float64) else np.float64,
+                                linear_output=linear_output)
         for layer, W, b in zip(net.layers, coefs, intercepts):
             layer.W = W
             layer.b = b
@@ -674,7 +683,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 p[...] = packed[a:b].reshape(p.shape)
             if self.out_activation_ == "exp":
                 rows = np.arange(n_samples, dtype=np.int64)
-                T[...], deviance = self._poisson_targets(net, X, y, rows, n_threads)
+                with np.errstate(over="ignore", invalid="ignore"):   # checked below
+                    T[...], deviance = self._poisson_targets(net, X, y, rows, n_threads)
                 trainer.run_epoch(X, T, None, check_signals=False)
                 loss = np.average(deviance, weights=sw)
             else:
@@ -690,13 +700,51 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     sq += w @ w
                     g = g + self.alpha * w / sw_sum
                 grad[a:b] = g
-            return loss + 0.5 * self.alpha * sq / sw_sum, grad
+            loss += 0.5 * self.alpha * sq / sw_sum
+            if not (np.isfinite(loss) and np.isfinite(grad).all()):
+                # A trial point beyond what the model's dtype represents (in
+                # float32, exp(z) overflows from z = 89 on).
+                return np.inf, np.zeros_like(grad)
+            return loss, grad
 
+        # L-BFGS-B reports "converged" on the relative reduction of the loss
+        # also when its last line search found no lower loss at all (the
+        # reduction is exactly zero): after a trial point with an infinite loss
+        # (the step is shrunk to nothing), or where the loss's rounding (about
+        # 1e-7 of it in float32) is larger than what the step would gain.
+        # Such a stop with the gradient above tol is no convergence: start
+        # again from there with a fresh memory (its first step is a short one
+        # along the gradient) while that lowers the loss, within max_iter and
+        # max_fun; if it still ends so, say so with a ConvergenceWarning.
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        opt_res = scipy.optimize.minimize(
-            loss_grad, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        x0 = _pack(self.coefs_, self.intercepts_)
+        n_iter = n_fun = 0
+        f0 = np.inf
+        for restart in range(_LBFGS_RESTARTS + 1):
+            fs = [f0]                   # the loss at each iteration's end
+            opt_res = scipy.optimize.minimize(
+                loss_grad, x0, method="L-BFGS-B", jac=True,
+                callback=lambda intermediate_result: fs.append(intermediate_result.fun),
+                options={"maxfun": self.max_fun - n_fun, "maxiter": self.max_iter - n_iter,
+                         "gtol": self.tol,
+                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+            n_iter += opt_res.nit
+            n_fun += opt_res.nfev
+            stalled = (opt_res.status == 0 and len(fs) >= 2 and fs[-1] == fs[-2]
+                       and np.abs(opt_res.jac).max() > self.tol)
+            if (not stalled or not opt_res.fun < f0 or n_iter >= self.max_iter
+                    or n_fun >= self.max_fun):
+                break
+            x0, f0 = opt_res.x, opt_res.fun
+        if stalled:
+            warnings.warn(
+                f"lbfgs stopped after {n_iter} iteration(s): no lower loss along its search "
+                f"direction, with the gradient still at {np.abs(opt_res.jac).max():.3g} > "
+                f"tol={self.tol}." + (
+                    " In float32 the rounding of the loss hides smaller gains: fit with "
+                    "dtype='float64' (or float64 X) for a tighter optimum."
+                    if net.dtype == np.float32 else ""), ConvergenceWarning)
+        opt_res.nit = n_iter
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
         for p, a, b in zip(params, bounds[:-1], bounds[1:]):
@@ -961,19 +1009,56 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
-        """The log of the probability estimates, ``log(predict_proba(X))``."""
-        y_prob = self.predict_proba(X)
-        return np.log(y_prob, out=y_prob)
+        """The log of the probability estimates.
 
-    def predict_proba(self, X):
-        """Probability estimates, shape (n_samples, n_classes), classes as in classes_."""
+        ``log(predict_proba(X))`` where the probability is a normal number of
+        the model's dtype; where it underflows (below about 1e-38 in float32,
+        1e-308 in float64, where log would give -inf or lose its digits), the
+        log-softmax (``z - logsumexp(z)``, or the log-sigmoid for binary and
+        multilabel outputs) of the output layer's pre-activation z: always
+        finite, with no divide-by-zero warning.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+            The log-probability of each class, classes as in ``classes_``.
+        """
         check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        y_prob = self._probabilities(self._forward_pass_fast(X, check_input=False))
+        net = self._inference_network(linear_output=True)
+        tiny = np.finfo(net.dtype).tiny
+        underflow = y_prob < tiny
+        if not underflow.any():
+            return np.log(y_prob, out=y_prob)
+        Z = net.predict(_dense_float(X, net.dtype), n_threads=self.n_threads)
+        if self.out_activation_ == "softmax":
+            log_prob = scipy.special.log_softmax(Z, axis=1)
+        elif self.n_outputs_ == 1:
+            log_prob = np.hstack([scipy.special.log_expit(-Z), scipy.special.log_expit(Z)])
+        else:
+            log_prob = scipy.special.log_expit(Z)
+        log_prob = log_prob.astype(y_prob.dtype, copy=False)
+        np.log(y_prob, out=log_prob, where=~underflow)
+        return log_prob
+
+    def _probabilities(self, y_pred):
+        """predict_proba's array from the output layer's values."""
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         if y_pred.ndim == 1:
             return np.vstack([1 - y_pred, y_pred]).T
         return y_pred
+
+    def predict_proba(self, X):
+        """Probability estimates, shape (n_samples, n_classes), classes as in classes_."""
+        check_is_fitted(self)
+        return self._probabilities(self._forward_pass_fast(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
