@@ -49,9 +49,25 @@ Differences from scikit-learn, by design:
   ``learning_rate="adaptive"`` (as ``fit`` does); otherwise the best weights
   are restored into ``coefs_`` / ``intercepts_``, ``early_stopped_`` is True
   and the count restarts (a further call trains on from the best weights).
-* A loss that becomes NaN or infinite stops training at once with
-  scikit-learn's "Solver produced non-finite parameter weights" error
-  (scikit-learn finishes the remaining epochs on NaN first).
+* There is no private ``_loss_grad_lbfgs`` (scikit-learn's ``test_gradient``
+  calls it): the loss and gradient are the engine's, which fastnn's own tests
+  check against finite differences.
+* A loss that becomes NaN or infinite, without ``early_stopping``: training
+  stops at once with scikit-learn's "Solver produced non-finite parameter
+  weights" error (scikit-learn finishes the remaining epochs on NaN first).
+  With ``early_stopping=True`` it goes on as in scikit-learn: the epoch's
+  validation score is nan, and the best weights are restored at the end (a
+  ConvergenceWarning says when the loss diverged); a nan score counts as no
+  improvement, so training stops ``n_iter_no_change`` epochs later instead
+  of running on NaN weights to ``max_iter``.
+* ``solver="lbfgs"``: when L-BFGS-B's last line search finds no lower loss
+  (after a trial point whose loss is infinite in the model's dtype, or where
+  float32's rounding of the loss hides the gain) SciPy reports convergence;
+  fastnn starts it again from there while that lowers the loss, and
+  otherwise warns (ConvergenceWarning) instead of stopping silently.
+* ``predict_log_proba`` is ``log(predict_proba(X))`` except where a
+  probability underflows the model's dtype: there it is the log-softmax (or
+  log-sigmoid) of the output's pre-activation, finite instead of -inf.
 * The reported loss is fastnn's: the exact log-softmax for cross-entropy
   (scikit-learn clips probabilities at machine epsilon first); they differ
   only for probabilities below 1e-16.
@@ -893,7 +909,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     Optimizes the log-loss with LBFGS or stochastic gradient descent; softmax
     output for multi-class targets, logistic outputs for binary and
-    multilabel ones.  See the module docstring for what runs where.
+    multilabel ones.  See the module docstring for what runs where and
+    where it differs from scikit-learn, by design.
 
     Parameters
     ----------{_COMMON_DOC}
@@ -1070,7 +1087,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     __doc__ = f"""Multi-layer Perceptron regressor (scikit-learn's, on fastnn's engine).
 
     Optimizes the squared error (or the Poisson deviance) with LBFGS or
-    stochastic gradient descent.  See the module docstring for what runs where.
+    stochastic gradient descent.  See the module docstring for what runs where and
+    where it differs from scikit-learn, by design.
 
     Parameters
     ----------

@@ -76,6 +76,11 @@ def source_files(tests_dir=None):
                 from exc
         root = Path(sklearn.__file__).parent
         paths = [root / rel for rel, _, _ in FILES]
+    try:
+        import sklearn.conftest  # noqa: F401  (its global_random_seed fixture)
+    except ImportError as exc:
+        raise NotAvailable(f"sklearn.conftest cannot be imported ({exc}): this "
+                           f"scikit-learn does not ship its test configuration") from exc
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise NotAvailable(f"scikit-learn's test files are not there: {', '.join(missing)}; "
