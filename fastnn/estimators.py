@@ -21,11 +21,17 @@ The weights are initialised as scikit-learn's ``_init_coef`` does (uniform in
 +-sqrt(6 / (fan_in + fan_out)), factor 2 instead of 6 for the logistic
 activation, intercepts too), drawn from ``check_random_state(random_state)``
 in the same order, and the shuffling draws the same permutations; so with
-``dtype="float64"`` the training steps are scikit-learn's up to floating-point
-rounding (fastnn's kernels sum in another order).
+float64 X the training steps are scikit-learn's up to floating-point rounding
+(fastnn's kernels sum in another order).
 
-Extra parameters (after scikit-learn's): ``dtype`` ("float32", the default,
-or "float64": the precision of the weights and of every computation),
+As in scikit-learn, the model computes in X's precision: float32 X gives
+float32 ``coefs_`` and predictions, float64 X (or any other dtype, converted
+to float64) float64; the first fit decides and ``partial_fit`` /
+``warm_start`` keep the fitted model's precision.
+
+Extra parameters (after scikit-learn's): ``dtype`` (None, the default: follow
+X as above; "float32" or "float64": force that precision of the weights and of
+every computation, X being converted; float32 is fastnn's fast path),
 ``n_threads`` (the engine's thread count; None: fastnn's default) and
 ``dropout`` (the rate of dropout on the hidden layers' outputs during
 training, 0 by default).
@@ -43,9 +49,25 @@ Differences from scikit-learn, by design:
   ``learning_rate="adaptive"`` (as ``fit`` does); otherwise the best weights
   are restored into ``coefs_`` / ``intercepts_``, ``early_stopped_`` is True
   and the count restarts (a further call trains on from the best weights).
-* A loss that becomes NaN or infinite stops training at once with
-  scikit-learn's "Solver produced non-finite parameter weights" error
-  (scikit-learn finishes the remaining epochs on NaN first).
+* There is no private ``_loss_grad_lbfgs`` (scikit-learn's ``test_gradient``
+  calls it): the loss and gradient are the engine's, which fastnn's own tests
+  check against finite differences.
+* A loss that becomes NaN or infinite, without ``early_stopping``: training
+  stops at once with scikit-learn's "Solver produced non-finite parameter
+  weights" error (scikit-learn finishes the remaining epochs on NaN first).
+  With ``early_stopping=True`` it goes on as in scikit-learn: the epoch's
+  validation score is nan, and the best weights are restored at the end (a
+  ConvergenceWarning says when the loss diverged); a nan score counts as no
+  improvement, so training stops ``n_iter_no_change`` epochs later instead
+  of running on NaN weights to ``max_iter``.
+* ``solver="lbfgs"``: when L-BFGS-B's last line search finds no lower loss
+  (after a trial point whose loss is infinite in the model's dtype, or where
+  float32's rounding of the loss hides the gain) SciPy reports convergence;
+  fastnn starts it again from there while that lowers the loss, and
+  otherwise warns (ConvergenceWarning) instead of stopping silently.
+* ``predict_log_proba`` is ``log(predict_proba(X))`` except where a
+  probability underflows the model's dtype: there it is the log-softmax (or
+  log-sigmoid) of the output's pre-activation, finite instead of -inf.
 * The reported loss is fastnn's: the exact log-softmax for cross-entropy
   (scikit-learn clips probabilities at machine epsilon first); they differ
   only for probabilities below 1e-16.
@@ -59,6 +81,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
+import scipy.special
 from scipy.special import xlogy
 from sklearn.base import (BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context,
                           is_classifier)
@@ -86,6 +109,8 @@ except ImportError:                                   # scikit-learn < 1.5
         return {key: value}
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
+# how many times lbfgs starts again after stopping with no lower loss found
+_LBFGS_RESTARTS = 5
 
 # scikit-learn's activation names -> fastnn's
 HIDDEN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
@@ -207,14 +232,24 @@ class BaseMultilayerPerceptron(BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
                              Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
-        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}),
+                  None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
     # -- network -------------------------------------------------------------
-    def _model_dtype(self):
-        return np.dtype(np.float64 if str(np.dtype(self.dtype)) == "float64" else np.float32)
+    def _model_dtype(self, X_dtype, first_pass):
+        """The precision of the model: ``dtype`` when given; else, as
+        scikit-learn, X's (float32 or float64: validate_data made any other
+        dtype float64) on a first fit, and the fitted model's afterwards (a
+        model's dtype never changes silently under partial_fit/warm_start)."""
+        if self.dtype is not None:
+            return np.dtype(np.float64 if str(np.dtype(self.dtype)) == "float64" else np.float32)
+        if not first_pass:
+            fitted = np.asarray(self.coefs_[0]).dtype
+            return fitted if fitted in (np.float32, np.float64) else np.dtype(np.float64)
+        return np.dtype(np.float32 if X_dtype == np.float32 else np.float64)
 
     def _layer_activations(self):
         """The engine's activation of every layer of the fitted model."""
@@ -224,8 +259,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _engine_loss(self):
         return OUTPUTS[self.out_activation_][1]
 
-    def _new_network(self, layer_units, dtype, dropout=0.0):
+    def _new_network(self, layer_units, dtype, dropout=0.0, linear_output=False):
         acts = self._layer_activations()
+        if linear_output:
+            acts[-1] = "linear"
         layers = []
         for i, (n_in, n_out, act) in enumerate(zip(layer_units[:-1], layer_units[1:], acts)):
             kwargs = {}
@@ -235,7 +272,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
         # The network's seed only drives dropout's masks: drawn from random_state
         # when there is dropout, so that without it the draws stay scikit-learn's.
         seed = int(self._random_state.randint(np.iinfo(np.int32).max)) if dropout else 0
-        return Network(layers, loss=self._engine_loss(), dtype=dtype, seed=seed)
+        loss = "mse" if linear_output else self._engine_loss()      # (predict only)
+        return Network(layers, loss=loss, dtype=dtype, seed=seed)
 
     def _check_dropout(self):
         if not self.dropout:
@@ -250,10 +288,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), "
                              "got solver='lbfgs'")
 
-    def _training_network(self, layer_units):
-        """A Network over copies of coefs_/intercepts_ in the model's dtype; coefs_
-        and intercepts_ then are its (live) arrays, updated in place by training."""
-        dtype = self._model_dtype()
+    def _training_network(self, layer_units, dtype):
+        """A Network over copies of coefs_/intercepts_ in ``dtype``; coefs_ and
+        intercepts_ then are its (live) arrays, updated in place by training."""
         expected = [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]
         got = [tuple(np.shape(W)) for W in self.coefs_]
         if got != expected:
@@ -277,18 +314,21 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self._network = net
         return net
 
-    def _inference_network(self):
+    def _inference_network(self, linear_output=False):
         """The network that runs predict: the one trained by fit when coefs_ and
-        intercepts_ are still its arrays, else one built from them (not stored)."""
+        intercepts_ are still its arrays, else one built from them (not stored).
+        ``linear_output``: one whose output layer gives the pre-activation."""
         net = self.__dict__.get("_network")
         coefs, intercepts = list(self.coefs_), list(self.intercepts_)
-        if (net is not None and len(net.layers) == len(coefs) == len(intercepts)
+        if (not linear_output and net is not None
+                and len(net.layers) == len(coefs) == len(intercepts)
                 and all(l.W is W and l.b is b for l, W, b in zip(net.layers, coefs, intercepts))
                 and [l.activation for l in net.layers] == self._layer_activations()):
             return net
         units = [np.shape(coefs[0])[0]] + [np.shape(W)[1] for W in coefs]
         dtype = np.asarray(coefs[0]).dtype
-        net = self._new_network(units, dtype if dtype in (np.float32, np.float64) else np.float64)
+        net = self._new_network(units, dtype if dtype in (np.float32, np.float64) else np.float64,
+                                linear_output=linear_output)
         for layer, W, b in zip(net.layers, coefs, intercepts):
             layer.W = W
             layer.b = b
@@ -321,7 +361,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 pass
 
     # -- fit -----------------------------------------------------------------
-    def _initialize(self, y, layer_units):
+    def _initialize(self, y, layer_units, dtype):
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
@@ -332,7 +372,6 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
-        dtype = self._model_dtype()
         self.coefs_, self.intercepts_ = [], []
         for i in range(self.n_layers_ - 1):
             coef_init, intercept_init = self._init_coef(layer_units[i], layer_units[i + 1],
@@ -383,9 +422,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features] + hidden_layer_sizes + [self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
+        dtype = self._model_dtype(X.dtype, first_pass)
         if first_pass:
-            self._initialize(y, layer_units)
-        net = self._training_network(layer_units)
+            self._initialize(y, layer_units, dtype)
+        net = self._training_network(layer_units, dtype)
         X = _dense_float(X, net.dtype)
         n_threads = _config.get_num_threads(self.n_threads)
         with _single_threaded_blas():
@@ -393,7 +433,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 self._fit_stochastic(net, X, y, sample_weight, incremental, n_threads)
             else:
                 self._fit_lbfgs(net, X, y, sample_weight, n_threads)
-        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+        if not self._weights_are_finite():
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
@@ -435,11 +475,23 @@ class BaseMultilayerPerceptron(BaseEstimator):
             loss_sum, n_done, status = trainer.run_epoch(X, T, perm)
             optimizer.step += -(-n_done // batch_size)
             data, penalty = self._split_loss(trainer, loss_sum)
+            # With early stopping a non-finite loss does not end training (as in
+            # scikit-learn): the engine stopped after that batch, the epoch's
+            # other batches run as scikit-learn runs them.
+            while status == "not_finite" and self.early_stopping and n_done < n:
+                trainer.set_optimizer(step=optimizer.step, **schedule.engine_args())
+                part_sum, part_done, status = trainer.run_epoch(X, T, perm, start=n_done)
+                optimizer.step += -(-part_done // batch_size)
+                part_data, part_penalty = self._split_loss(trainer, part_sum)
+                data, penalty = data + part_data, penalty + part_penalty
+                n_done += part_done
+                status = "not_finite" if status == "ok" else status
             return (data + penalty) / n, status
         # Poisson: one engine call per batch, with targets from a forward pass.
         order = np.arange(X.shape[0]) if perm is None else perm
         total = 0.0
         status = "ok"
+        diverged = False
         for start in range(0, n, batch_size):
             rows = np.ascontiguousarray(order[start:start + batch_size], dtype=np.int64)
             T_rows, deviance = self._poisson_targets(net, X, y, rows, n_threads)
@@ -450,9 +502,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
             _, penalty = self._split_loss(trainer, loss_sum)
             sw = None if sample_weight is None else sample_weight[rows]
             total += (np.average(deviance, weights=sw) * len(rows) + penalty)
-            if status != "ok":
+            if status == "not_finite" and self.early_stopping:
+                diverged = True         # on to the next batch, as above
+            elif status != "ok":
                 break
-        return total / n, status
+        return total / n, "not_finite" if diverged and status == "ok" else status
 
     def _split_loss(self, trainer, loss_sum):
         """(data part as scikit-learn reports it, penalty part) of a run_epoch
@@ -521,6 +575,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         trainer = self._trainer(net, batch_size, n_threads, schedule.optimizer, sw_train)
         self.early_stopped_ = False
         self.n_iter_ = 0
+        diverged_at = 0
         for it in range(self.max_iter):
             perm = None
             if self.shuffle:
@@ -533,8 +588,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
             loss, status = self._epoch(trainer, net, X_train, y_train, T_train, perm,
                                        batch_size, sw_train, schedule, n_threads)
             if status == "not_finite":
-                raise ValueError("Solver produced non-finite parameter weights. The input "
-                                 "data may contain large values and need to be preprocessed.")
+                if not early_stopping:
+                    raise ValueError("Solver produced non-finite parameter weights. The input "
+                                     "data may contain large values and need to be "
+                                     "preprocessed.")
+                # scikit-learn goes on; the validation score is then nan
+                diverged_at = diverged_at or self.n_iter_ + 1
             if status == "interrupted":
                 warnings.warn("Training interrupted by user.")
                 break
@@ -570,6 +629,15 @@ class BaseMultilayerPerceptron(BaseEstimator):
             # counting starts again for the calls that may follow
             self._restore_best()
             self._no_improvement_count = 0
+        elif early_stopping and not self._weights_are_finite():
+            self._restore_best()        # partial_fit: never leave NaN weights behind
+        if diverged_at:
+            warnings.warn(f"The loss became NaN or infinite in iteration {diverged_at}; the "
+                          f"weights of the best validation score were restored. Try a smaller "
+                          f"learning_rate_init, or scale the data.", ConvergenceWarning)
+
+    def _weights_are_finite(self):
+        return all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_)
 
     def _restore_best(self):
         """The best weights back into the live arrays (kept shared with
@@ -587,7 +655,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
             last_valid_score = self.validation_scores_[-1]
-            if last_valid_score < (self.best_validation_score_ + self.tol):
+            # a nan score (non-finite predictions) is no improvement (scikit-learn's
+            # comparison would reset the count and train max_iter epochs on NaN)
+            if not last_valid_score >= (self.best_validation_score_ + self.tol):
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
@@ -629,7 +699,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 p[...] = packed[a:b].reshape(p.shape)
             if self.out_activation_ == "exp":
                 rows = np.arange(n_samples, dtype=np.int64)
-                T[...], deviance = self._poisson_targets(net, X, y, rows, n_threads)
+                with np.errstate(over="ignore", invalid="ignore"):   # checked below
+                    T[...], deviance = self._poisson_targets(net, X, y, rows, n_threads)
                 trainer.run_epoch(X, T, None, check_signals=False)
                 loss = np.average(deviance, weights=sw)
             else:
@@ -645,13 +716,51 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     sq += w @ w
                     g = g + self.alpha * w / sw_sum
                 grad[a:b] = g
-            return loss + 0.5 * self.alpha * sq / sw_sum, grad
+            loss += 0.5 * self.alpha * sq / sw_sum
+            if not (np.isfinite(loss) and np.isfinite(grad).all()):
+                # A trial point beyond what the model's dtype represents (in
+                # float32, exp(z) overflows from z = 89 on).
+                return np.inf, np.zeros_like(grad)
+            return loss, grad
 
+        # L-BFGS-B reports "converged" on the relative reduction of the loss
+        # also when its last line search found no lower loss at all (the
+        # reduction is exactly zero): after a trial point with an infinite loss
+        # (the step is shrunk to nothing), or where the loss's rounding (about
+        # 1e-7 of it in float32) is larger than what the step would gain.
+        # Such a stop with the gradient above tol is no convergence: start
+        # again from there with a fresh memory (its first step is a short one
+        # along the gradient) while that lowers the loss, within max_iter and
+        # max_fun; if it still ends so, say so with a ConvergenceWarning.
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        opt_res = scipy.optimize.minimize(
-            loss_grad, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        x0 = _pack(self.coefs_, self.intercepts_)
+        n_iter = n_fun = 0
+        f0 = np.inf
+        for restart in range(_LBFGS_RESTARTS + 1):
+            fs = [f0]                   # the loss at each iteration's end
+            opt_res = scipy.optimize.minimize(
+                loss_grad, x0, method="L-BFGS-B", jac=True,
+                callback=lambda intermediate_result: fs.append(intermediate_result.fun),
+                options={"maxfun": self.max_fun - n_fun, "maxiter": self.max_iter - n_iter,
+                         "gtol": self.tol,
+                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+            n_iter += opt_res.nit
+            n_fun += opt_res.nfev
+            stalled = (opt_res.status == 0 and len(fs) >= 2 and fs[-1] == fs[-2]
+                       and np.abs(opt_res.jac).max() > self.tol)
+            if (not stalled or not opt_res.fun < f0 or n_iter >= self.max_iter
+                    or n_fun >= self.max_fun):
+                break
+            x0, f0 = opt_res.x, opt_res.fun
+        if stalled:
+            warnings.warn(
+                f"lbfgs stopped after {n_iter} iteration(s): no lower loss along its search "
+                f"direction, with the gradient still at {np.abs(opt_res.jac).max():.3g} > "
+                f"tol={self.tol}." + (
+                    " In float32 the rounding of the loss hides smaller gains: fit with "
+                    "dtype='float64' (or float64 X) for a tighter optimum."
+                    if net.dtype == np.float32 else ""), ConvergenceWarning)
+        opt_res.nit = n_iter
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
         for p, a, b in zip(params, bounds[:-1], bounds[1:]):
@@ -751,8 +860,10 @@ _COMMON_DOC = """
         Maximum number of epochs to not meet ``tol`` improvement.
     max_fun : int, default=15000
         Maximum number of loss function calls (solver='lbfgs').
-    dtype : {'float32', 'float64'}, default='float32'
-        fastnn: the precision of the weights and of every computation.
+    dtype : {'float32', 'float64'} or None, default=None
+        fastnn: the precision of the weights and of every computation.  None:
+        X's, as scikit-learn (float32 X: float32; float64 or any other dtype:
+        float64), decided by the first fit and kept by partial_fit/warm_start.
     n_threads : int, default=None
         fastnn: threads of the engine (None: fastnn.get_num_threads()).
     dropout : float in [0, 1), default=0
@@ -798,7 +909,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     Optimizes the log-loss with LBFGS or stochastic gradient descent; softmax
     output for multi-class targets, logistic outputs for binary and
-    multilabel ones.  See the module docstring for what runs where.
+    multilabel ones.  See the module docstring for what runs where and
+    where it differs from scikit-learn, by design.
 
     Parameters
     ----------{_COMMON_DOC}
@@ -813,7 +925,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32", n_threads=None, dropout=0.0):
+                 dtype=None, n_threads=None, dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -914,19 +1026,56 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
-        """The log of the probability estimates, ``log(predict_proba(X))``."""
-        y_prob = self.predict_proba(X)
-        return np.log(y_prob, out=y_prob)
+        """The log of the probability estimates.
 
-    def predict_proba(self, X):
-        """Probability estimates, shape (n_samples, n_classes), classes as in classes_."""
+        ``log(predict_proba(X))`` where the probability is a normal number of
+        the model's dtype; where it underflows (below about 1e-38 in float32,
+        1e-308 in float64, where log would give -inf or lose its digits), the
+        log-softmax (``z - logsumexp(z)``, or the log-sigmoid for binary and
+        multilabel outputs) of the output layer's pre-activation z: always
+        finite, with no divide-by-zero warning.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+            The log-probability of each class, classes as in ``classes_``.
+        """
         check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        y_prob = self._probabilities(self._forward_pass_fast(X, check_input=False))
+        net = self._inference_network(linear_output=True)
+        tiny = np.finfo(net.dtype).tiny
+        underflow = y_prob < tiny
+        if not underflow.any():
+            return np.log(y_prob, out=y_prob)
+        Z = net.predict(_dense_float(X, net.dtype), n_threads=self.n_threads)
+        if self.out_activation_ == "softmax":
+            log_prob = scipy.special.log_softmax(Z, axis=1)
+        elif self.n_outputs_ == 1:
+            log_prob = np.hstack([scipy.special.log_expit(-Z), scipy.special.log_expit(Z)])
+        else:
+            log_prob = scipy.special.log_expit(Z)
+        log_prob = log_prob.astype(y_prob.dtype, copy=False)
+        np.log(y_prob, out=log_prob, where=~underflow)
+        return log_prob
+
+    def _probabilities(self, y_pred):
+        """predict_proba's array from the output layer's values."""
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         if y_pred.ndim == 1:
             return np.vstack([1 - y_pred, y_pred]).T
         return y_pred
+
+    def predict_proba(self, X):
+        """Probability estimates, shape (n_samples, n_classes), classes as in classes_."""
+        check_is_fitted(self)
+        return self._probabilities(self._forward_pass_fast(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -938,7 +1087,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     __doc__ = f"""Multi-layer Perceptron regressor (scikit-learn's, on fastnn's engine).
 
     Optimizes the squared error (or the Poisson deviance) with LBFGS or
-    stochastic gradient descent.  See the module docstring for what runs where.
+    stochastic gradient descent.  See the module docstring for what runs where and
+    where it differs from scikit-learn, by design.
 
     Parameters
     ----------
@@ -959,7 +1109,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32", n_threads=None, dropout=0.0):
+                 dtype=None, n_threads=None, dropout=0.0):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
