@@ -1,8 +1,10 @@
 """Run-time configuration: thread count and GEMM kernel, and show_config()."""
+import functools
 import os
 import platform
 
 from . import _engine
+from ._validation import check_positive_int
 
 _num_threads = None
 _kernel = None
@@ -22,8 +24,11 @@ def _available_cores():
     return max(1, min(cores, quota)) if quota is not None else max(1, cores)
 
 
+@functools.lru_cache(maxsize=None)
 def _cgroup_cpu_quota():
-    """ceil(quota / period) of this container's CPU bandwidth limit, or None."""
+    """ceil(quota / period) of this container's CPU bandwidth limit, or None.
+    Read once per process: it costs two file reads (about 50 us, ten times a
+    one-row predict), and a container's limit is set when it starts."""
     def read(path):
         try:
             with open(path) as f:
@@ -49,7 +54,6 @@ def set_num_threads(n_threads):
     """Default thread count of every call that computes (None: automatic)."""
     global _num_threads
     if n_threads is not None:
-        from ._validation import check_positive_int
         n_threads = check_positive_int(n_threads, "n_threads")
     _num_threads = n_threads
 
@@ -66,7 +70,6 @@ def get_num_threads(n_threads=None):
     own makes the others wait a scheduler time slice at each one.  In a
     process made by ``fork()`` it is 1 (see the guide, "Forked workers").
     """
-    from ._validation import check_positive_int
     cores = _available_cores()
     if n_threads is not None:
         n = check_positive_int(n_threads, "n_threads")
@@ -111,6 +114,11 @@ def get_kernel():
     if env and env != "auto":
         _check_kernel(env, KERNEL_ENV)
         return env
+    return _best_kernel()
+
+
+@functools.lru_cache(maxsize=None)
+def _best_kernel():
     # The first usable one; stopping there keeps scipy (the "blas" kernel's
     # BLAS, loaded when it is asked about) out of ``import fastnn``.
     return next(k for k in KERNEL_PREFERENCE if _engine.kernel_available(k))

@@ -29,6 +29,10 @@ def check_array(X, name, dtype, ndim=2, n_features=None, finite=True):
     that makes it in its own pass over the data (``fit``: the engine checks
     each sample as it forms a batch); it then calls :func:`check_finite`
     with the array given here when that pass finds one."""
+    if (type(X) is np.ndarray and X.dtype == dtype and X.ndim == ndim and X.shape[0]
+            and X.flags.c_contiguous and (n_features is None or X.shape[1] == n_features)
+            and not finite):
+        return X     # already what the engine takes (the serving case): nothing to check
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(f"{name} must be an array-like of numbers, got {type(X).__name__}")
     if _is_sparse(X):
@@ -103,6 +107,8 @@ def all_finite(arr):
 
 
 def check_positive_int(value, name):
+    if type(value) is int and value >= 1:
+        return value     # the common case, without the abstract-class checks below
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:

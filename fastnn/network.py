@@ -2,7 +2,7 @@
 import numbers
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import nullcontext
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -23,21 +23,22 @@ _CLASSIFICATION = ("cross_entropy", "binary_cross_entropy")
 _threadpools = None
 
 
-@contextmanager
-def _single_threaded_blas():
+_NO_LIMIT = nullcontext()
+
+
+def _single_threaded_blas(kernel=None):
     """Keep BLAS at one thread while the engine runs its own threads on the
     "blas" kernel, whose every tile is a BLAS call.  fastnn's own kernels make
     no BLAS call: BLAS's limits are then left alone (threadpoolctl's limits
     are process-wide, and changing and restoring them here would undo a
-    ``threadpool_limits`` that another thread set meanwhile)."""
+    ``threadpool_limits`` that another thread set meanwhile), and the context
+    costs nothing (a one-row predict is a few microseconds)."""
     global _threadpools
-    if _config.get_kernel() != "blas":
-        yield
-        return
+    if (kernel or _config.get_kernel()) != "blas":
+        return _NO_LIMIT
     if _threadpools is None:
         _threadpools = ThreadpoolController()
-    with _threadpools.limit(limits=1, user_api="blas"):
-        yield
+    return _threadpools.limit(limits=1, user_api="blas")
 
 
 class History:
@@ -245,11 +246,17 @@ class Network:
     def _run_forward(self, X, X_given, outputs, n_threads):
         """Fill ``outputs``; the engine checks X (``X_given`` converted, see
         check_array) for NaN and infinity as it reads each chunk of rows,
-        which costs nothing next to a separate pass (about 8% of a predict)."""
-        W, b, acts = self._params()
+        which costs nothing next to a separate pass (about 8% of a predict).
+        The layers' arrays need no check here: each layer owns them (an
+        assignment copies into them), and inference only reads them."""
+        layers = self.layers
+        W = [l.W for l in layers]
+        b = [l.b for l in layers]
+        acts = [l.activation_code for l in layers]
         n_threads = _config.get_num_threads(n_threads)
-        with _single_threaded_blas():
-            finite = _engine.forward(W, b, acts, X, outputs, n_threads, _config.kernel_code(),
+        kernel = _config.get_kernel()
+        with _single_threaded_blas(kernel):
+            finite = _engine.forward(W, b, acts, X, outputs, n_threads, _engine.KERNELS[kernel],
                                      check_inputs=True)
         if not finite:
             check_finite(X, np.asarray(X_given), "X")   # raises, naming the problem
