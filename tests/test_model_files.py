@@ -23,6 +23,7 @@ import pickle
 import re
 import signal
 import subprocess
+import tempfile
 import sys
 import tracemalloc
 import zipfile
@@ -236,7 +237,8 @@ def test_sigterm_during_save_leaves_no_temporary_file(tmp_path, good, mode):
     model.write_bytes(good[0].read_bytes())
     env = dict(os.environ, PYTHONPATH=FASTNN_PARENT)
     proc = subprocess.run([sys.executable, "-c", SIGTERM_DURING_SAVE, mode, str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tempfile.gettempdir())   # not the source tree (python -c imports from cwd)
     assert "SAVED" not in proc.stdout
     if mode == "default-action":
         assert proc.returncode == -signal.SIGTERM, proc.stderr
