@@ -137,6 +137,7 @@ cdef enum:
     LOSS_MSE = 0
     LOSS_CROSS_ENTROPY = 1
     LOSS_BINARY_CROSS_ENTROPY = 2
+    LOSS_POISSON = 3            # linear output z, log link: prediction exp(z)
 
 cdef enum:
     OPT_SGD = 0        # plain SGD, straight into the weights
@@ -150,7 +151,7 @@ cdef enum:
 
 # The codes as the Python layer names them.
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
-              "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY}
+              "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON}
 OPTIMIZER_CODES = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
                    "adam": OPT_ADAM, "none": OPT_NONE, "adamw": OPT_ADAMW,
                    "rmsprop": OPT_RMSPROP, "rprop": OPT_RPROP}
@@ -630,7 +631,7 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
     """
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t j
-    cdef double lse, loss = 0.0, g, dot, oj
+    cdef double lse, loss = 0.0, g, dot, oj, p
     cdef double eps = 1e-7 if floating is float else 1e-15
     if L.act == FNN_ACT_SOFTMAX:
         lse = log_sum_exp(o, k)
@@ -649,6 +650,17 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
             oj = min(max(<double>o[j], eps), 1.0 - eps)
             loss -= t[j] * log(oj) + (1.0 - t[j]) * log(1.0 - oj)
             d[j] = <floating>((o[j] - t[j]) * inv_rows)
+        return loss
+    if c.loss == LOSS_POISSON:                   # linear output z, checked in Python
+        # half the Poisson deviance, exp(z) - t z + t log t - t, and its delta
+        # exp(z) - t, in double; a prediction exp(z) beyond the model's dtype
+        # is infinite, and so is the loss (which stops training)
+        for j in range(k):
+            p = exp(<double>o[j])
+            if not isfinite(<floating>p):
+                p = <floating>p
+            loss += p - t[j] + (t[j] * (log(t[j]) - o[j]) if t[j] > 0 else 0.0)
+            d[j] = <floating>((p - t[j]) * inv_rows)
         return loss
     # mean squared error: E = 1/2 sum_k (o_k - t_k)^2
     for j in range(k):

@@ -92,7 +92,7 @@ def exclusive_use(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         guard = self._guard
-        guard.enter_exclusive(method.__name__)
+        guard.enter_exclusive(method.__name__.lstrip("_"))   # _fit is fit's body
         try:
             return method(self, *args, **kwargs)
         finally:

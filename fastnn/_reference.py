@@ -170,38 +170,11 @@ def forward(weights, biases, activations, X, dropout=None):
 
 
 def loss_and_delta(loss, act, alpha, O, T, sample_weight=None):
-    """Per-sample losses and the output delta d(mean loss)/d(pre-activation).
-
-    ``O`` is the output layer's values (probabilities for softmax).  With
-    ``sample_weight`` the mean is weighted, ``sum(w_i * loss_i) / sum(w_i)``,
-    so the delta of row i is scaled by ``w_i / sum(w)`` instead of ``1 / n``
-    (the per-sample losses returned stay unweighted).
-    """
-    act = _name(act)
-    n = O.shape[0]
-    if sample_weight is None:
-        def weigh(G):
-            return G / n
-    else:
-        w = np.asarray(sample_weight, np.float64)
-        scale = (w / w.sum() if w.sum() > 0 else np.zeros_like(w)).reshape(-1, 1)
-
-        def weigh(G):      # scaled in float64, kept in O's dtype (float32 stays float32)
-            return (G * scale).astype(O.dtype)
-    if loss == "cross_entropy":           # softmax output
-        losses = -np.sum(T * np.log(O), axis=1)
-        return losses, weigh(O - T)
-    if loss == "binary_cross_entropy":    # sigmoid output
-        eps = 1e-7 if O.dtype == np.float32 else 1e-15
-        Oc = np.clip(O, eps, 1 - eps)
-        losses = -np.sum(T * np.log(Oc) + (1 - T) * np.log(1 - Oc), axis=1)
-        return losses, weigh(O - T)
-    # mse: 1/2 sum_k (o_k - t_k)^2
-    losses = 0.5 * np.sum((O - T) ** 2, axis=1)
-    G = weigh(O - T)
-    if act == "softmax":                  # through the softmax Jacobian
-        return losses, O * (G - np.sum(G * O, axis=1, keepdims=True))
-    return losses, G * activation_derivative(act, O, alpha)
+    """Per-sample losses and the output delta d(mean loss)/d(pre-activation):
+    the loss object's own NumPy maths (``fastnn.losses``, one place per loss),
+    ``loss`` a name or a Loss; see ``Loss.loss_and_delta``."""
+    from . import losses      # (losses imports this module)
+    return losses.get(loss).loss_and_delta(_name(act), alpha, O, T, sample_weight)
 
 
 def backward(weights, activations, outputs, delta_out, dropout=None):

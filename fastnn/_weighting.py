@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-CLASS_WEIGHT_LOSSES = ("cross_entropy", "binary_cross_entropy")
+from . import losses
 
 
 def check_sample_weight(sample_weight, n_samples):
@@ -35,30 +35,11 @@ def check_sample_weight(sample_weight, n_samples):
     return sw
 
 
-def class_labels(T, loss):
-    """Integer class label of each row of the dense targets ``T``.
-
-    cross_entropy: the index of the 1 in each one-hot row; binary_cross_entropy
-    (one output): the 0/1 target itself.
-    """
-    if loss == "cross_entropy":
-        hot = T == 1
-        if not (hot.sum(axis=1) == 1).all() or not ((T == 0) | hot).all():
-            raise ValueError("class_weight needs hard class labels: y must hold integer "
-                             "labels or one-hot rows, got rows that are not one-hot")
-        return hot.argmax(axis=1)
-    if T.shape[1] != 1:
-        raise ValueError(f"class_weight with binary_cross_entropy needs a network with "
-                         f"one output, got {T.shape[1]} outputs")
-    t = T[:, 0]
-    if not ((t == 0) | (t == 1)).all():
-        raise ValueError("class_weight needs hard class labels: y must hold 0 or 1 for "
-                         "binary_cross_entropy, got other values")
-    return t.astype(np.int64)
-
-
 def class_weight_to_sample_weight(class_weight, T, loss, sample_weight=None):
     """Per-sample weights from ``class_weight`` (times ``sample_weight`` when given).
+
+    ``loss`` (a name or a ``fastnn.losses.Loss``) gives each row's class
+    label (``Loss.class_labels``).
 
     ``class_weight`` is a dict {label: weight} (labels absent from it weigh 1)
     or "balanced": ``sum(w) / (n_classes * sum of w over the class)`` over the
@@ -66,11 +47,7 @@ def class_weight_to_sample_weight(class_weight, T, loss, sample_weight=None):
     weighted form of ``n_samples / (n_classes * np.bincount(y))``, as
     scikit-learn's ``compute_class_weight``.
     """
-    if loss not in CLASS_WEIGHT_LOSSES:
-        raise ValueError(f"class_weight is only supported with the losses "
-                         f"{list(CLASS_WEIGHT_LOSSES)}; this network's loss is {loss!r}")
-    labels = class_labels(T, loss)
-    n_labels = T.shape[1] if loss == "cross_entropy" else 2
+    labels, n_labels = losses.get(loss).class_labels(T)   # raises for regression losses
     base = np.ones(len(labels)) if sample_weight is None else sample_weight
     if isinstance(class_weight, str):
         if class_weight != "balanced":

@@ -74,7 +74,6 @@ Differences from scikit-learn, by design:
 
 This module needs scikit-learn (``pip install fastnn[sklearn]``).
 """
-import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -82,7 +81,6 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 import scipy.special
-from scipy.special import xlogy
 from sklearn.base import (BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context,
                           is_classifier)
 from sklearn.exceptions import ConvergenceWarning
@@ -98,8 +96,9 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _config
+from .callbacks import Callback
 from .layers import Dense
-from .network import Network, _single_threaded_blas
+from .network import Network
 from .optimizers import SGD, Adam
 
 try:
@@ -115,13 +114,12 @@ _LBFGS_RESTARTS = 5
 # scikit-learn's activation names -> fastnn's
 HIDDEN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
                       "relu": "relu"}
-# out_activation_ -> (the output layer's activation in the engine, the engine's loss).
-# "exp" (Poisson regression) trains a linear output through the squared-error
-# loss with targets that make its delta exp(z) - y (see _poisson_targets).
+# out_activation_ -> (the output layer's activation in the engine, fastnn's loss).
+# "exp": fastnn's poisson loss has a linear output z and predicts exp(z).
 OUTPUTS = {"softmax": ("softmax", "cross_entropy"),
            "logistic": ("sigmoid", "binary_cross_entropy"),
            "identity": ("linear", "mse"),
-           "exp": ("linear", "mse")}
+           "exp": ("linear", "poisson")}
 
 
 def _pack(coefs_, intercepts_):
@@ -159,10 +157,6 @@ class _SGDSchedule:
             self.optimizer = SGD(lr=self.learning_rate, momentum=0.5, nesterov=nesterov)
             self.optimizer.momentum = float(momentum)
 
-    def engine_args(self):
-        self.optimizer.lr = self.learning_rate
-        return self.optimizer.engine_args()
-
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
             self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
@@ -192,9 +186,6 @@ class _AdamSchedule:
         self.optimizer = Adam(lr=self.learning_rate, beta1=beta_1, beta2=beta_2, eps=epsilon,
                               bias_correction="step_size")
 
-    def engine_args(self):
-        return self.optimizer.engine_args()
-
     def iteration_ends(self, time_step):
         pass
 
@@ -202,6 +193,54 @@ class _AdamSchedule:
         if verbose:
             print(msg + " Stopping.")
         return True
+
+
+class _ScikitLearnEpochs(Callback):
+    """scikit-learn's epoch-level logic of the stochastic solvers, run by
+    ``Network.fit`` at each epoch's start and end (the estimators train
+    through Network.fit's loop): the learning rate of the epoch, loss_,
+    loss_curve_, t_, n_iter_, the validation score, the tol /
+    n_iter_no_change stopping and the max_iter warning, line for line as
+    scikit-learn's ``_fit_stochastic``."""
+
+    def __init__(self, est, schedule, validation, incremental):
+        super().__init__()
+        self.est, self.schedule, self.incremental = est, schedule, incremental
+        self.validation = validation          # (X_val, y_val, sw_val) or Nones
+        self.diverged_at = 0                  # the first epoch with a non-finite loss
+
+    def on_epoch_begin(self, epoch, logs):
+        self.schedule.optimizer.lr = self.schedule.learning_rate
+
+    def on_epoch_end(self, epoch, logs):
+        est, schedule = self.est, self.schedule
+        if not np.isfinite(logs["loss"]):
+            # only with early stopping (else fit raised): scikit-learn goes on
+            self.diverged_at = self.diverged_at or est.n_iter_ + 1
+        est.n_iter_ += 1
+        est.loss_ = logs["loss"]
+        est.t_ += self.params["n_samples"]
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        est._update_no_improvement_count(est.early_stopping, *self.validation)
+        schedule.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            if est.early_stopping:
+                msg = ("Validation score did not improve more than tol=%f for %d "
+                       "consecutive epochs." % (est.tol, est.n_iter_no_change))
+            else:
+                msg = ("Training loss did not improve more than tol=%f for %d "
+                       "consecutive epochs." % (est.tol, est.n_iter_no_change))
+            if schedule.trigger_stopping(msg, est.verbose):
+                est.early_stopped_ = True
+                self.model.stop_training = True
+                return
+            est._no_improvement_count = 0
+        if not self.incremental and est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                          "optimization hasn't converged yet." % est.max_iter,
+                          ConvergenceWarning)
 
 
 class BaseMultilayerPerceptron(BaseEstimator):
@@ -276,15 +315,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return Network(layers, loss=loss, dtype=dtype, seed=seed)
 
     def _check_dropout(self):
-        if not self.dropout:
-            return
-        if "dropout" not in inspect.signature(Dense).parameters:
-            raise ValueError(f"dropout={self.dropout} needs fastnn's Dense(dropout=...), "
-                             f"which this build lacks; use dropout=0")
-        if getattr(self, "loss", None) == "poisson":
-            # its targets come from a forward pass that cannot see the masks
-            raise ValueError("dropout is not supported with loss='poisson'; use dropout=0")
-        if self.solver == "lbfgs":
+        if self.dropout and self.solver == "lbfgs":
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), "
                              "got solver='lbfgs'")
 
@@ -340,9 +371,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                               dtype=(np.float64, np.float32))
         net = self._inference_network()
+        # (the network's predict is the mean: exp(z) for the poisson loss)
         out = net.predict(_dense_float(X, net.dtype), n_threads=self.n_threads)
-        if self.out_activation_ == "exp":
-            np.exp(out, out=out)
         return out.astype(X.dtype, copy=False)      # scikit-learn returns X's precision
 
     def __getstate__(self):
@@ -428,94 +458,24 @@ class BaseMultilayerPerceptron(BaseEstimator):
         net = self._training_network(layer_units, dtype)
         X = _dense_float(X, net.dtype)
         n_threads = _config.get_num_threads(self.n_threads)
-        with _single_threaded_blas():
-            if self.solver in _STOCHASTIC_SOLVERS:
-                self._fit_stochastic(net, X, y, sample_weight, incremental, n_threads)
-            else:
-                self._fit_lbfgs(net, X, y, sample_weight, n_threads)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(net, X, y, sample_weight, incremental, n_threads)
+        else:
+            self._fit_lbfgs(net, X, y, sample_weight, n_threads)
         if not self._weights_are_finite():
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
 
-    # -- one pass of the engine ------------------------------------------------
-    def _trainer(self, net, batch_size, n_threads, optimizer, sample_weight,
-                 keep_gradients=False, alpha=None):
-        """The engine's Trainer with scikit-learn's L2 term: ``alpha * W`` added to
-        each batch's summed gradient, all divided by the batch's weight sum."""
-        alpha = self.alpha if alpha is None else alpha
-        return net._trainer(batch_size, n_threads, optimizer, keep_gradients=keep_gradients,
-                            sample_weight=sample_weight, l2=float(alpha),
-                            penalty_per_weight_sum=True)
-
-    def _poisson_targets(self, net, X, y, rows, n_threads):
-        """Targets that make the engine's squared-error delta ``z - t`` equal the
-        Poisson deviance's ``exp(z) - y`` (z: the linear output for X[rows]),
-        and the half Poisson deviance of each of those samples."""
-        Z = net.predict(X[rows], n_threads=n_threads).astype(np.float64)
-        Y = y[rows].astype(np.float64)
-        pred = np.exp(Z)
-        T = Z - (pred - Y)
-        deviance = (xlogy(Y, Y / pred) - Y + pred).sum(axis=1)
-        return T, deviance
-
-    def _epoch(self, trainer, net, X, y, T, perm, batch_size, sample_weight, schedule,
-               n_threads):
-        """Train on every batch once.  Returns (scikit-learn's loss_ of the
-        epoch, status) with status as the engine's run_epoch."""
-        optimizer = schedule.optimizer
-        n = X.shape[0] if perm is None else len(perm)
-        if self.dropout:
-            # new masks each epoch, also across fit/partial_fit calls
-            self._dropout_epochs = getattr(self, "_dropout_epochs", 0)
-            trainer.set_epoch(self._dropout_epochs)
-            self._dropout_epochs += 1
-        if self.out_activation_ != "exp":
-            trainer.set_optimizer(step=optimizer.step, **schedule.engine_args())
-            loss_sum, n_done, status = trainer.run_epoch(X, T, perm)
-            optimizer.step += -(-n_done // batch_size)
-            data, penalty = self._split_loss(trainer, loss_sum)
-            # With early stopping a non-finite loss does not end training (as in
-            # scikit-learn): the engine stopped after that batch, the epoch's
-            # other batches run as scikit-learn runs them.
-            while status == "not_finite" and self.early_stopping and n_done < n:
-                trainer.set_optimizer(step=optimizer.step, **schedule.engine_args())
-                part_sum, part_done, status = trainer.run_epoch(X, T, perm, start=n_done)
-                optimizer.step += -(-part_done // batch_size)
-                part_data, part_penalty = self._split_loss(trainer, part_sum)
-                data, penalty = data + part_data, penalty + part_penalty
-                n_done += part_done
-                status = "not_finite" if status == "ok" else status
-            return (data + penalty) / n, status
-        # Poisson: one engine call per batch, with targets from a forward pass.
-        order = np.arange(X.shape[0]) if perm is None else perm
-        total = 0.0
-        status = "ok"
-        diverged = False
-        for start in range(0, n, batch_size):
-            rows = np.ascontiguousarray(order[start:start + batch_size], dtype=np.int64)
-            T_rows, deviance = self._poisson_targets(net, X, y, rows, n_threads)
-            T[rows] = T_rows
-            trainer.set_optimizer(step=optimizer.step, **schedule.engine_args())
-            loss_sum, n_done, status = trainer.run_epoch(X, T, rows)
-            optimizer.step += 1
-            _, penalty = self._split_loss(trainer, loss_sum)
-            sw = None if sample_weight is None else sample_weight[rows]
-            total += (np.average(deviance, weights=sw) * len(rows) + penalty)
-            if status == "not_finite" and self.early_stopping:
-                diverged = True         # on to the next batch, as above
-            elif status != "ok":
-                break
-        return total / n, "not_finite" if diverged and status == "ok" else status
-
-    def _split_loss(self, trainer, loss_sum):
-        """(data part as scikit-learn reports it, penalty part) of a run_epoch
-        loss sum: scikit-learn's squared error averages over the outputs."""
-        penalty = trainer.penalty_sum
-        data = loss_sum - penalty
+    # -- the loss as scikit-learn reports it ------------------------------------
+    def _epoch_loss(self, loss_sum, penalty_sum, n_done):
+        """scikit-learn's loss_ of an epoch, from Network.fit's sums (the
+        batches' mean losses once per row, penalty included): its squared
+        error averages over the outputs, the penalty does not."""
+        data = loss_sum - penalty_sum
         if self.out_activation_ == "identity":
             data /= self.n_outputs_
-        return data, penalty
+        return (data + penalty_sum) / n_done
 
     # -- stochastic solvers ----------------------------------------------------
     def _make_schedule(self):
@@ -559,11 +519,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             X_train, y_train, sw_train = X, y, sample_weight
             X_val = y_val = sw_val = None
         X_train = np.ascontiguousarray(X_train)
-        T_train = np.ascontiguousarray(y_train, dtype=net.dtype)
         if sw_train is not None:
             sw_train = np.ascontiguousarray(sw_train, dtype=np.float64)
         n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=np.int64)
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
@@ -571,57 +529,41 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than "
                               "sample size. It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        schedule = self._optimizer
-        trainer = self._trainer(net, batch_size, n_threads, schedule.optimizer, sw_train)
         self.early_stopped_ = False
         self.n_iter_ = 0
-        diverged_at = 0
-        for it in range(self.max_iter):
-            perm = None
-            if self.shuffle:
-                # sklearn.utils.shuffle(sample_idx, random_state) without its
-                # checks (300 us per epoch): the same draw, the same order
-                order = np.arange(n_samples)
-                self._random_state.shuffle(order)
-                sample_idx = sample_idx[order]
-                perm = sample_idx
-            loss, status = self._epoch(trainer, net, X_train, y_train, T_train, perm,
-                                       batch_size, sw_train, schedule, n_threads)
-            if status == "not_finite":
-                if not early_stopping:
-                    raise ValueError("Solver produced non-finite parameter weights. The input "
-                                     "data may contain large values and need to be "
-                                     "preprocessed.")
-                # scikit-learn goes on; the validation score is then nan
-                diverged_at = diverged_at or self.n_iter_ + 1
-            if status == "interrupted":
-                warnings.warn("Training interrupted by user.")
-                break
-            self.n_iter_ += 1
-            self.loss_ = loss
-            self.t_ += n_samples
-            self.loss_curve_.append(self.loss_)
-            if self.verbose:
-                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
-            schedule.iteration_ends(self.t_)
-            if self._no_improvement_count > self.n_iter_no_change:
-                if early_stopping:
-                    msg = ("Validation score did not improve more than tol=%f for %d "
-                           "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                else:
-                    msg = ("Training loss did not improve more than tol=%f for %d "
-                           "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                if schedule.trigger_stopping(msg, self.verbose):
-                    self.early_stopped_ = True
-                    break
-                self._no_improvement_count = 0
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                              "optimization hasn't converged yet." % self.max_iter,
-                              ConvergenceWarning)
+        epochs = _ScikitLearnEpochs(self, self._optimizer, (X_val, y_val, sw_val), incremental)
+        sample_idx = np.arange(n_samples, dtype=np.int64)
+
+        def order():
+            # sklearn.utils.shuffle(sample_idx, random_state) without its checks
+            # (300 us per epoch): the same draw, the same (compounded) order
+            nonlocal sample_idx
+            if not self.shuffle:
+                return None
+            idx = np.arange(n_samples)
+            self._random_state.shuffle(idx)
+            sample_idx = sample_idx[idx]
+            return sample_idx
+
+        net._penalty_per_weight_sum = True      # l2 is scikit-learn's alpha
+        # new dropout masks each epoch, also across fit/partial_fit calls
+        net._epochs_trained = getattr(self, "_dropout_epochs", 0)
+        try:
+            history = net._fit(
+                X_train, y_train, epochs=1 if incremental else self.max_iter,
+                batch_size=batch_size, optimizer=self._optimizer.optimizer, n_threads=n_threads,
+                callbacks=[epochs], sample_weight=sw_train, l2=float(self.alpha), order=order,
+                epoch_loss=self._epoch_loss, X_is_finite=True,
+                # with early stopping a non-finite loss does not end training (as
+                # in scikit-learn): the validation score is then nan
+                on_not_finite="continue" if early_stopping else "raise")
+        except FloatingPointError:
+            raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                             " contain large values and need to be preprocessed.") from None
+        finally:
+            self._dropout_epochs = net._epochs_trained
+        if history.interrupted:
+            warnings.warn("Training interrupted by user.")
         if early_stopping and not incremental:
             self._restore_best()
         elif early_stopping and self.early_stopped_:
@@ -631,9 +573,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self._no_improvement_count = 0
         elif early_stopping and not self._weights_are_finite():
             self._restore_best()        # partial_fit: never leave NaN weights behind
-        if diverged_at:
-            warnings.warn(f"The loss became NaN or infinite in iteration {diverged_at}; the "
-                          f"weights of the best validation score were restored. Try a smaller "
+        if epochs.diverged_at:
+            warnings.warn(f"The loss became NaN or infinite in iteration {epochs.diverged_at}; "
+                          f"the weights of the best validation score were restored. Try a smaller "
                           f"learning_rate_init, or scale the data.", ConvergenceWarning)
 
     def _weights_are_finite(self):
@@ -682,13 +624,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
     # -- lbfgs -----------------------------------------------------------------
     def _fit_lbfgs(self, net, X, y, sample_weight, n_threads):
         n_samples = X.shape[0]
-        T = np.ascontiguousarray(y, dtype=net.dtype)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
         sw_sum = n_samples if sw is None else sw.sum()
-        # The penalty is added here in float64 (the engine's would be in the
-        # model's dtype): loss += alpha/2 |W|^2 / sw_sum, grad += alpha W / sw_sum.
-        trainer = self._trainer(net, n_samples, n_threads, None, sw, keep_gradients=True,
-                                alpha=0.0)
+        # The loss and gradient of the data, from the engine; the penalty is
+        # added here in float64 (the engine's would be in the model's dtype):
+        # loss += alpha/2 |W|^2 / sw_sum, grad += alpha W / sw_sum.
+        data_loss_and_gradients = net._loss_and_gradients(X, y, n_threads, sw, X_is_finite=True)
         params = self.coefs_ + self.intercepts_
         sizes = [p.size for p in params]
         bounds = np.cumsum([0] + sizes)
@@ -697,19 +638,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
         def loss_grad(packed):
             for p, a, b in zip(params, bounds[:-1], bounds[1:]):
                 p[...] = packed[a:b].reshape(p.shape)
-            if self.out_activation_ == "exp":
-                rows = np.arange(n_samples, dtype=np.int64)
-                with np.errstate(over="ignore", invalid="ignore"):   # checked below
-                    T[...], deviance = self._poisson_targets(net, X, y, rows, n_threads)
-                trainer.run_epoch(X, T, None, check_signals=False)
-                loss = np.average(deviance, weights=sw)
-            else:
-                loss_sum, _, _ = trainer.run_epoch(X, T, None, check_signals=False)
-                loss = self._split_loss(trainer, loss_sum)[0] / n_samples
+            loss, grads = data_loss_and_gradients()
+            loss = self._epoch_loss(loss, 0.0, 1)      # as scikit-learn reports it
             grad = np.empty(bounds[-1])
             sq = 0.0
-            for i, (g, a, b) in enumerate(zip(trainer.grad_W + trainer.grad_b, bounds[:-1],
-                                              bounds[1:])):
+            for i, (g, a, b) in enumerate(zip([dW for dW, _ in grads] + [db for _, db in grads],
+                                              bounds[:-1], bounds[1:])):
                 g = g.astype(np.float64).ravel()
                 if i < n_coefs:
                     w = packed[a:b]

@@ -9,7 +9,8 @@ from threadpoolctl import ThreadpoolController
 
 from . import _config, _engine, activations, losses
 from ._validation import (all_finite, check_array, check_dtype, check_finite,
-                          check_positive_float, check_positive_int, check_real, check_targets)
+                          check_positive_float, check_positive_int, check_real, check_targets,
+                          plan_finite_check, raise_not_finite)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
 from ._guard import UseGuard, exclusive_use, shared_use
 from .callbacks import check_callbacks
@@ -17,8 +18,6 @@ from .layers import Dense
 from .optimizers import SGD, Optimizer
 from .progress import UPDATES, ProgressPrinter
 from .schedules import LRSchedule, as_schedule
-
-_CLASSIFICATION = ("cross_entropy", "binary_cross_entropy")
 
 _threadpools = None
 
@@ -132,9 +131,11 @@ class Network:
     ----------
     layers : list of Dense
         Consecutive layers must agree: ``layers[i].n_out == layers[i + 1].n_in``.
-    loss : {"mse", "cross_entropy", "binary_cross_entropy"}
+    loss : {"mse", "cross_entropy", "binary_cross_entropy", "poisson"}
         cross_entropy needs a softmax output layer, binary_cross_entropy a
-        sigmoid one.
+        sigmoid one, poisson a linear one (log link: the layer computes z and
+        ``predict`` returns the mean prediction exp(z); y must be >= 0).
+        See ``fastnn.losses``.
     dtype : {"float32", "float64"}
         The dtype of every parameter and computation; it never changes.
     seed : int or None
@@ -169,7 +170,7 @@ class Network:
             raise ValueError(f"at most {_engine.MAX_LAYERS} layers are supported, "
                              f"got {len(layers)}")
         self.loss = losses.canonical_name(loss)
-        needed = losses.REQUIRED_OUTPUT.get(self.loss)
+        needed = self.loss_function.output
         if needed is not None and layers[-1].activation != needed:
             raise ValueError(f"loss {self.loss!r} needs a {needed} output layer, but the "
                              f"last layer's activation is {layers[-1].activation!r}")
@@ -186,6 +187,11 @@ class Network:
         self._guard = UseGuard()     # fit runs alone; see _guard
 
     # -- shapes and parameters ---------------------------------------------
+    @property
+    def loss_function(self):
+        """The ``fastnn.losses.Loss`` object of ``loss``."""
+        return losses.get(self.loss)
+
     @property
     def n_inputs(self):
         return self.layers[0].n_in
@@ -213,7 +219,7 @@ class Network:
         return check_array(X, name, self.dtype, n_features=self.n_inputs, finite=finite)
 
     def _check_y(self, y, n_samples):
-        return check_targets(y, self.loss, n_samples, self.n_outputs, self.dtype)
+        return check_targets(y, self.loss_function, n_samples, self.n_outputs, self.dtype)
 
     # -- inference ---------------------------------------------------------
     @shared_use
@@ -226,8 +232,10 @@ class Network:
 
     @shared_use
     def predict(self, X, n_threads=None):
-        """The network's output for X, shape (n_samples, n_outputs)."""
-        return self._predict(X, self._check_X(X, finite=False), n_threads)
+        """The network's prediction for X, shape (n_samples, n_outputs): the output
+        layer's values, or for loss="poisson" the mean exp(z) of its values z."""
+        return self.loss_function.predict(self._predict(X, self._check_X(X, finite=False),
+                                                        n_threads))
 
     def _predict(self, X_given, X, n_threads):
         """predict for X = check_array(X_given, finite=False)."""
@@ -259,20 +267,22 @@ class Network:
             finite = _engine.forward(W, b, acts, X, outputs, n_threads, _engine.KERNELS[kernel],
                                      check_inputs=True)
         if not finite:
-            check_finite(X, np.asarray(X_given), "X")   # raises, naming the problem
-            raise ValueError("X contains NaN or infinity")
+            raise_not_finite(X, X_given, "X")
 
     @shared_use
     def evaluate(self, X, y, n_threads=None):
-        """{"loss": ..., "accuracy": ...} on (X, y); accuracy for classification losses."""
+        """{"loss": ..., "accuracy": ...} on (X, y); accuracy for classification losses.
+
+        The loss is the mean of the loss's per-sample values (computed in
+        float64 from the output layer's values)."""
         X_given, X = X, self._check_X(X, finite=False)
         T = self._check_y(y, X.shape[0])
+        loss = self.loss_function
         out = self._predict(X_given, X, n_threads).astype(np.float64)
-        result = {"loss": _loss_value(self.loss, out, T.astype(np.float64))}
-        if self.loss == "cross_entropy":
-            result["accuracy"] = float(np.mean(out.argmax(1) == T.argmax(1)))
-        elif self.loss == "binary_cross_entropy":
-            result["accuracy"] = float(np.mean((out >= 0.5) == (T >= 0.5)))
+        T = T.astype(np.float64)
+        result = {"loss": loss.mean_loss(out, T)}
+        if loss.metric == "accuracy":
+            result["accuracy"] = loss.accuracy(out, T)
         return result
 
     # -- training ----------------------------------------------------------
@@ -298,7 +308,7 @@ class Network:
             code, state = optimizer.code, optimizer.state_for(self.layers)
             dropout = [l.dropout for l in self.layers]
             key = self._training_noise_key() if any(dropout) or input_noise else 0
-        trainer = _engine.Trainer(W, b, acts, _engine.LOSS_CODES[self.loss], batch_size,
+        trainer = _engine.Trainer(W, b, acts, self.loss_function.code, batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
                                   keep_gradients, dropout, key)
@@ -315,17 +325,30 @@ class Network:
         sum(w_i)`` (see ``fit``).  Returns a list of ``(dW, db)`` per layer (db
         is None without bias); the weights are not changed.
         """
-        X = self._check_X(X)
+        return self._loss_and_gradients(X, y, n_threads, sample_weight)()[1]
+
+    def _loss_and_gradients(self, X, y, n_threads=None, sample_weight=None,
+                            X_is_finite=False):
+        """For ``gradients``, and for optimizers outside fastnn (the estimators'
+        L-BFGS): checks (X, y) once and returns a function of no argument
+        that gives ``(mean loss, [(dW, db), ...])`` at the current weights.
+        It reuses one engine workspace: the arrays of a call are overwritten
+        by the next.  ``X_is_finite``: see ``_fit``."""
+        X = self._check_X(X, finite=not X_is_finite)
         T = self._check_y(y, X.shape[0])
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, T.shape[0])
         with _single_threaded_blas():
             trainer = self._trainer(X.shape[0], _config.get_num_threads(n_threads), None,
                                     keep_gradients=True, sample_weight=sample_weight)
-            trainer.run_epoch(X, T, None)
-        return list(zip(trainer.grad_W, trainer.grad_b))
 
-    @exclusive_use
+        @shared_use
+        def gradients(self):
+            with _single_threaded_blas():
+                loss_sum, n_done, _ = trainer.run_epoch(X, T, None)
+            return loss_sum / n_done, list(zip(trainer.grad_W, trainer.grad_b))
+        return lambda: gradients(self)
+
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
@@ -417,6 +440,38 @@ class Network:
         before.  The next ``fit`` then trains exactly as that of a network
         that never saw the failure.
         """
+        return self._fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                         optimizer=optimizer, validation_data=validation_data, verbose=verbose,
+                         n_threads=n_threads, target_loss=target_loss,
+                         validation_split=validation_split, callbacks=callbacks,
+                         lr_schedule=lr_schedule, metrics=metrics, sample_weight=sample_weight,
+                         class_weight=class_weight, l2=l2, l1=l1, input_noise=input_noise)
+
+    @exclusive_use
+    def _fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
+             validation_data=None, verbose=0, n_threads=None, target_loss=None,
+             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
+             sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0, *,
+             order=None, epoch_loss=None, on_not_finite="raise", X_is_finite=False):
+        """``fit``, with what scikit-learn's semantics need (the estimators' fit
+        runs here too: one training loop, one guard, one step count):
+
+        order : callable () -> int64 array or None, optional
+            Called at each epoch's start for the order of the samples (None:
+            X's own), instead of ``shuffle``'s draw from the network's seed.
+        epoch_loss : callable (loss_sum, penalty_sum, n_done) -> float, optional
+            The epoch's reported loss from the sum of the batches' mean losses
+            once per row (penalty included) and its penalty part; default
+            ``loss_sum / n_done``.
+        on_not_finite : {"raise", "continue"}
+            What a batch with a non-finite loss does: "raise" undoes the epoch
+            and raises FloatingPointError; "continue" trains the epoch's
+            other batches (and the weights are not checked), as
+            scikit-learn's MLP with early stopping.
+        X_is_finite : bool
+            The caller has checked X for NaN and infinity (see
+            ``_validation.plan_finite_check``).
+        """
         flat = [i for i, l in enumerate(self.layers)
                 if l.activation in activations.NOT_DIFFERENTIABLE]
         if flat:
@@ -451,7 +506,7 @@ class Network:
                 sample_weight = sample_weight[:X.shape[0]]
             validation = (X_val, T_val)
         if class_weight is not None:   # "balanced" counts the training rows only
-            sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss,
+            sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss_function,
                                                           sample_weight)
         batch_size = min(batch_size, X.shape[0])
         if optimizer.full_batch:
@@ -471,7 +526,7 @@ class Network:
 
         logged = ["loss"] + (["accuracy"] if train_accuracy else [])
         if validation is not None:
-            logged += ["val_loss"] + (["val_accuracy"] if self.loss in _CLASSIFICATION else [])
+            logged += ["val_loss"] + (["val_accuracy"] if self.loss_function.metric else [])
         if hasattr(optimizer, "lr"):
             logged.append("lr")
         n_batches = -(-X.shape[0] // batch_size)
@@ -479,18 +534,19 @@ class Network:
                   "steps": n_batches, "verbose": verbose,
                   "do_validation": validation is not None, "metrics": logged}
         progress = ProgressPrinter(verbose, epochs, X.shape[0])
-        # NaN and infinity in X: the engine checks each sample as it forms a
-        # batch, which is free next to a separate pass over X (that pass costs
-        # up to 5% of an epoch).  A bad sample then stops the first epoch part
-        # way, and fit undoes it (_undo_fit).  That leaves no trace only when
-        # nothing ran in between: no callbacks, no live progress line.
-        # Otherwise X is checked here; and its validation part always is.
-        engine_checks_X = not callbacks and not progress.live
+        # NaN and infinity in X (see plan_finite_check): the engine may check
+        # the samples as it forms batches when a bad one can be undone without
+        # a trace: nothing runs in between (no callbacks, no live progress line).
         X_given = np.asarray(X_given)   # no copy for an array (a list is converted again)
-        if not engine_checks_X:
-            check_finite(X, X_given[:X.shape[0]], "X")
+        engine_checks_X = plan_finite_check(
+            X, X_given[:X.shape[0]], "X", engine_can_check=not callbacks and not progress.live,
+            known_finite=X_is_finite)
         if validation_split is not None:
-            check_finite(validation[0], X_given[X.shape[0]:], "X")
+            plan_finite_check(validation[0], X_given[X.shape[0]:], "X", engine_can_check=False,
+                              known_finite=X_is_finite)
+        if on_not_finite not in ("raise", "continue"):
+            raise ValueError(f"on_not_finite must be 'raise' or 'continue', got "
+                             f"{on_not_finite!r}")
         # The engine runs a whole epoch per call unless Python must see the
         # batches: one at a time for batch callbacks, chunks for a live line.
         if any(cb.wants_batches for cb in callbacks):
@@ -518,9 +574,12 @@ class Network:
                                     sample_weight=sample_weight, l2=l2, l1=l1,
                                     penalty_per_weight_sum=self._penalty_per_weight_sum,
                                     input_noise=input_noise)
-            loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, shuffle,
+            if order is None:
+                order = (lambda: self._rng.permutation(X.shape[0])) if shuffle else (lambda: None)
+            loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, order,
                             batches_per_call, callbacks, progress, validation, train_accuracy,
-                            target_loss, n_threads, engine_checks_X)
+                            target_loss, n_threads, engine_checks_X, epoch_loss,
+                            on_not_finite == "continue")
             try:
                 return loop.run(epochs)
             except _BadInput:
@@ -563,9 +622,10 @@ class Network:
         for m in metrics:
             if m != "accuracy":
                 raise ValueError(f"metrics may only hold 'accuracy', got {m!r}")
-        if metrics and self.loss not in _CLASSIFICATION:
+        if metrics and self.loss_function.metric != "accuracy":
             raise ValueError(f"metrics=['accuracy'] needs a classification loss "
-                             f"({', '.join(_CLASSIFICATION)}), got loss={self.loss!r}")
+                             f"({', '.join(losses.classification_losses())}), got "
+                             f"loss={self.loss!r}")
         return bool(metrics)
 
     def _snapshot(self, optimizer):
@@ -610,17 +670,6 @@ class Network:
         return f"Network([\n {body}],\n loss={self.loss!r}, dtype={self.dtype.name!r})"
 
 
-def _loss_value(loss, out, T):
-    """Batch-mean loss from outputs (used by evaluate; training fuses it in the engine)."""
-    tiny = np.finfo(np.float64).tiny
-    if loss == "cross_entropy":
-        return float(-np.sum(T * np.log(np.maximum(out, tiny))) / len(out))
-    if loss == "binary_cross_entropy":
-        o = np.clip(out, 1e-15, 1 - 1e-15)
-        return float(-np.sum(T * np.log(o) + (1 - T) * np.log(1 - o)) / len(out))
-    return float(0.5 * np.sum((out - T) ** 2) / len(out))
-
-
 def _check_verbose(verbose):
     if isinstance(verbose, (bool, np.bool_)):
         return int(verbose)
@@ -651,11 +700,13 @@ class _BadInput(Exception):
 class _FitLoop:
     """The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output."""
 
-    def __init__(self, net, trainer, optimizer, X, T, batch_size, shuffle, batches_per_call,
+    def __init__(self, net, trainer, optimizer, X, T, batch_size, order, batches_per_call,
                  callbacks, progress, validation, train_accuracy, target_loss, n_threads,
-                 check_inputs):
+                 check_inputs, epoch_loss=None, continue_not_finite=False):
         self.net, self.trainer, self.optimizer = net, trainer, optimizer
-        self.X, self.T, self.batch_size, self.shuffle = X, T, batch_size, shuffle
+        self.X, self.T, self.batch_size, self.order = X, T, batch_size, order
+        self.epoch_loss = epoch_loss or (lambda loss_sum, penalty_sum, n_done: loss_sum / n_done)
+        self.continue_not_finite = continue_not_finite
         self.rows_per_call = batches_per_call * batch_size
         self.per_batch = batches_per_call == 1 and any(cb.wants_batches for cb in callbacks)
         self.callbacks, self.progress = callbacks, progress
@@ -763,7 +814,7 @@ class _FitLoop:
     def _train_epoch(self, epoch, history):
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
         X, T, n = self.X, self.T, self.X.shape[0]
-        perm = net._rng.permutation(n) if self.shuffle else None
+        perm = self.order()
         trainer.set_epoch(net._epochs_trained)
         net._epochs_trained += 1
         for cb in self.callbacks:
@@ -772,9 +823,10 @@ class _FitLoop:
         snapshot = net._snapshot(optimizer)
         self.progress.epoch_begin(epoch)
         self.n_done = 0
-        loss_sum, batch, status = 0.0, 0, "ok"
+        loss_sum, penalty_sum, batch, status = 0.0, 0.0, 0, "ok"
         t0 = time.perf_counter()
-        for start in range(0, n, self.rows_per_call):
+        start = 0
+        while start < n:
             stop = min(n, start + self.rows_per_call)
             # lr and the step count (Adam's bias correction) are read per call.
             trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
@@ -797,14 +849,20 @@ class _FitLoop:
             finally:
                 self._sync()
             self.n_done += part_done
+            start += part_done
             if status == "bad_input":
                 # Only the first epoch can meet one (it visits every sample).
                 self._undo_epoch(snapshot)
                 raise _BadInput()
             loss_sum += part_loss
+            penalty_sum += trainer.penalty_sum
             if status == "not_finite":
-                self._diverged(snapshot, "the loss became NaN or infinite in epoch "
-                               f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}")
+                if not self.continue_not_finite:
+                    self._diverged(snapshot, "the loss became NaN or infinite in epoch "
+                                   f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}")
+                status = "ok"    # the engine stopped after that batch: on with the next
+            if part_done == 0:
+                break            # (nothing left that the engine would train)
             if status == "interrupted":
                 self._check_weights(snapshot, epoch)
                 return status, None
@@ -818,8 +876,9 @@ class _FitLoop:
                     break   # the epoch ends early; it is recorded as it is
             self.progress.update(self.n_done, loss_sum / self.n_done)
         seconds = time.perf_counter() - t0
-        self._check_weights(snapshot, epoch)
-        logs = {"loss": loss_sum / self.n_done}
+        if not self.continue_not_finite:
+            self._check_weights(snapshot, epoch)
+        logs = {"loss": self.epoch_loss(loss_sum, penalty_sum, self.n_done)}
         if self.train_accuracy:
             logs["accuracy"] = net.evaluate(X, T, self.n_threads)["accuracy"]
         if self.validation is not None:

@@ -142,6 +142,8 @@ def random_targets(rng, loss, n, n_out):
         return rng.integers(0, n_out, n)
     if loss == "binary_cross_entropy":
         return rng.integers(0, 2, (n, n_out)).astype(np.float64)
+    if loss == "poisson":
+        return rng.poisson(1.5, (n, n_out)).astype(np.float64)
     return rng.normal(size=(n, n_out))
 
 
@@ -193,6 +195,10 @@ def gradient_bound(W, b, acts, loss, X, T, dtype):
     if loss in ("cross_entropy", "binary_cross_entropy"):
         D = (O - T) / n
         ED = EO / n + FUNC_ULPS * e * np.abs(D)
+    elif loss == "poisson":           # linear output z: delta exp(z) - t, exp in double
+        P = np.exp(O)
+        D = (P - T) / n
+        ED = P * EO / n + FUNC_ULPS * e * np.abs(D)
     elif act == "softmax":
         G = (O - T) / n
         s = np.sum(G * O, axis=1, keepdims=True)

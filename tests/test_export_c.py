@@ -102,6 +102,16 @@ def test_network_every_activation(act, dtype, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_network_poisson_writes_the_mean(dtype, tmp_path):
+    """loss="poisson": the header computes predict's exp(z), as the network."""
+    net = fn.Network([fn.Dense(5, 4, activation="tanh"), fn.Dense(4, 2, activation="linear")],
+                     loss="poisson", dtype=dtype, seed=1)
+    X = rows(5, dtype)
+    for got in compile_and_run(net, X, tmp_path, name="net_poisson"):
+        check(got, net.predict(X), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_estimators(dtype, tmp_path):
     pytest.importorskip("sklearn")
     import warnings

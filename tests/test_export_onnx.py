@@ -51,7 +51,8 @@ def test_network_every_activation(act, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss,act", [("mse", "linear"), ("cross_entropy", "softmax"),
-                                      ("binary_cross_entropy", "sigmoid")])
+                                      ("binary_cross_entropy", "sigmoid"),
+                                      ("poisson", "linear")])
 def test_network_every_loss_trained(loss, act, dtype, tmp_path):
     X = data(4, dtype, n=80)
     y = (X[:, :2] > 0).astype(dtype) if loss != "cross_entropy" else (X[:, 0] > 0).astype(int)

@@ -4,7 +4,7 @@ Every allowed (hidden activation, output activation, loss) combination, in
 float64: mse with every output activation (softmax included; step and sign
 have zero gradients, checked to be exactly zero and zero by finite
 differences too), cross_entropy with softmax, binary_cross_entropy with
-sigmoid; hidden layers use every differentiable activation.  Weights *and*
+sigmoid, poisson with a linear output; hidden layers use every differentiable activation.  Weights *and*
 biases are perturbed, and the loss is ``net.evaluate(X, y)["loss"]``.
 
 Kinks are avoided by construction: the seeded parameters are redrawn until
@@ -29,7 +29,7 @@ ATOL, RTOL = 1e-7, 1e-6
 KINK_MARGIN = 1e-3
 
 OUTPUTS = [("mse", act) for act in DIFFERENTIABLE + ["softmax", "step", "sign"]] + [
-    ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")]
+    ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid"), ("poisson", "linear")]
 
 
 def _net_away_from_kinks(hidden, out, loss, X):
@@ -70,6 +70,8 @@ def test_gradients_match_finite_differences(hidden, loss, out):
         y = rng.integers(0, 3, n)
     elif loss == "binary_cross_entropy":
         y = rng.uniform(0, 1, (n, 3))
+    elif loss == "poisson":
+        y = rng.poisson(1.5, (n, 3)).astype(float)
     else:
         y = rng.normal(0.3, 0.5, (n, 3))
     net = _net_away_from_kinks(hidden, out, loss, X)

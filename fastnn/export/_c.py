@@ -112,7 +112,7 @@ def _finish(model, ctype, upper):
     if model.kind == "classifier" and model.task == "binary":
         one = "1.0f" if ctype == "float" else "1.0"
         return [f"    y[0] = {one} - in[0];", "    y[1] = in[0];"]
-    if model.kind == "regressor" and model.output_exp:
+    if model.output_exp:         # MLPRegressor(loss="poisson"), Network(loss="poisson")
         exp = _MATH[ctype]["exp"]
         return [f"    for (j = 0; j < {upper}_N_OUTPUTS; ++j) y[j] = {exp}(in[j]);"]
     return [f"    for (j = 0; j < {upper}_N_OUTPUTS; ++j) y[j] = in[j];"]

@@ -4,7 +4,8 @@
 Perceptron into a ``Model``: its dense layers (W of shape (n_in, n_out), b,
 activation, alpha), its dtype and what follows the last layer (``kind``):
 
-- "network": the last layer's output, as ``Network.predict``;
+- "network": the last layer's output (exp() of it for loss="poisson":
+  ``output_exp``), as ``Network.predict``;
 - "classifier": probabilities and labels, as MLPClassifier's predict_proba
   and predict (``task`` "binary": one sigmoid unit, probabilities [1 - p, p],
   label ``classes[p > 0.5]``; "multiclass": softmax, label ``classes[argmax]``;
@@ -59,7 +60,8 @@ def _network_layers(net):
 def describe(model):
     """The Model of ``model``, or a ValueError saying why it cannot be exported."""
     if isinstance(model, Network):
-        return Model("network", _network_layers(model), model.dtype)
+        return Model("network", _network_layers(model), model.dtype,
+                     output_exp=model.loss_function.link == "log")
     name = type(model).__name__
     module = type(model).__module__ or ""
     if not module.startswith("fastnn"):

@@ -108,6 +108,8 @@ def build(model, opset=None):
     elem = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
     outputs = []
     if model.kind == "network":
+        if model.output_exp:       # loss="poisson": predict is exp(z)
+            x = g.op("Exp", [x])
         outputs.append(("output", g.op("Identity", [x], ["output"]), elem, ["N", None]))
     elif model.kind == "regressor":
         if model.output_exp:
