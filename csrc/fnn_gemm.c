@@ -97,8 +97,9 @@ static void transpose_##SUF(ptrdiff_t M, ptrdiff_t N, const T *restrict S,      
                                                                                      \
 static void blas_gemm_##SUF(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,   \
                             const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,    \
-                            T *C, ptrdiff_t ldc, const fnn_epilogue *ep, T *work)    \
+                            T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work) \
 {                                                                                    \
+    T *wk = (T *)work;                                                               \
     int m = (int)M, n = (int)N, k = (int)K;                                          \
     int ilda = (int)lda, ildb = (int)ldb, ildc = (int)ldc;                           \
     T alpha = 1, beta = 0;                                                           \
@@ -111,8 +112,8 @@ static void blas_gemm_##SUF(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
         /* column-major work = op(A) @ op(B), then transposed into C */             \
         char opa = ta ? 'N' : 'T', opb = tb ? 'N' : 'T';                             \
         blas_##SUF##gemm(&opa, &opb, &m, &n, &k, &alpha, (T *)A, &ilda,              \
-                         (T *)B, &ildb, &beta, work, &m);                            \
-        transpose_##SUF(M, N, work, C, ldc);                                         \
+                         (T *)B, &ildb, &beta, wk, &m);                              \
+        transpose_##SUF(M, N, wk, C, ldc);                                           \
     } else {                                                                         \
         char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';                             \
         blas_##SUF##gemm(&opb, &opa, &n, &m, &k, &alpha, (T *)B, &ildb,              \
@@ -124,89 +125,79 @@ static void blas_gemm_##SUF(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
 FNN_DEFINE_EPILOGUE(float, s)
 FNN_DEFINE_EPILOGUE(double, d)
 
-#define FNN_DISPATCH(SUF)                                                            \
-    switch (kernel) {                                                                \
-    case FNN_KERNEL_AVX512:                                                          \
-        fnn_kgemm_avx512_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
-    case FNN_KERNEL_AVX2:                                                            \
-        fnn_kgemm_avx2_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
-    case FNN_KERNEL_GENERIC:                                                         \
-        fnn_kgemm_generic_##SUF(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); return; \
-    default: break;                                                                  \
-    }
+static int blas_available(void) { return blas_sgemm != 0 && blas_dgemm != 0; }
+static int always_available(void) { return 1; }
 
-void fnn_gemm_s(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
-                float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+static size_t blas_work_bytes(size_t elem_size)
 {
-    FNN_DISPATCH(s)
-    blas_gemm_s(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, (float *)work);
-}
-
-void fnn_gemm_d(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
-                double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
-{
-    FNN_DISPATCH(d)
-    blas_gemm_d(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, (double *)work);
-}
-
-size_t fnn_gemm_work_bytes(int kernel, size_t elem_size)
-{
-    if (kernel != FNN_KERNEL_BLAS) return fnn_kgemm_work_bytes(elem_size);
     return (size_t)BLAS_TRANSPOSED_MAX_M * BLAS_TRANSPOSED_MAX_N * elem_size;
 }
 
-size_t fnn_gemm_packed_b_bytes(int kernel, size_t elem_size, ptrdiff_t N, ptrdiff_t K)
+static size_t no_packed_b(ptrdiff_t N, ptrdiff_t K)
 {
-    size_t n;
-    int dbl = elem_size == sizeof(double);
-    switch (kernel) {
-    case FNN_KERNEL_AVX512:
-        n = dbl ? fnn_kpacked_b_elems_avx512_d(N, K) : fnn_kpacked_b_elems_avx512_s(N, K); break;
-    case FNN_KERNEL_AVX2:
-        n = dbl ? fnn_kpacked_b_elems_avx2_d(N, K) : fnn_kpacked_b_elems_avx2_s(N, K); break;
-    case FNN_KERNEL_GENERIC:
-        n = dbl ? fnn_kpacked_b_elems_generic_d(N, K) : fnn_kpacked_b_elems_generic_s(N, K); break;
-    default: return 0;
-    }
-    return n * elem_size;
+    (void)N; (void)K;
+    return 0;
 }
 
-#define FNN_DEFINE_PACKED(T, SUF)                                                    \
+/* One table per kernel code (fnn_kernels.h).  The BLAS path has no
+ * pre-packed B: its packed size is 0, and its pack_b / gemm_pb are NULL. */
+static const fnn_kernel_table kernel_tables[] = {
+    [FNN_KERNEL_BLAS] = { blas_available, blas_work_bytes,
+                          { blas_gemm_s, NULL, NULL, no_packed_b },
+                          { blas_gemm_d, NULL, NULL, no_packed_b } },
+    [FNN_KERNEL_GENERIC] = FNN_KERNEL_TABLE(generic, always_available),
+    [FNN_KERNEL_AVX2] = FNN_KERNEL_TABLE(avx2, fnn_cpu_has_avx2_fma),
+    [FNN_KERNEL_AVX512] = FNN_KERNEL_TABLE(avx512, fnn_cpu_has_avx512),
+};
+enum { N_KERNELS = (int)(sizeof kernel_tables / sizeof kernel_tables[0]) };
+
+/* The table of `kernel`; an unknown code gets the BLAS path's, as it always did. */
+static const fnn_kernel_table *kernel_table(int kernel)
+{
+    return &kernel_tables[kernel >= 0 && kernel < N_KERNELS ? kernel : FNN_KERNEL_BLAS];
+}
+
+#define FNN_DEFINE_DISPATCH(T, SUF)                                                  \
+void fnn_gemm_##SUF(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                    const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,            \
+                    T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)         \
+{                                                                                    \
+    kernel_table(kernel)->SUF.gemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work); \
+}                                                                                    \
+                                                                                     \
 void fnn_gemm_pack_b_##SUF(int kernel, int tb, ptrdiff_t N, ptrdiff_t K,             \
                            const T *B, ptrdiff_t ldb, T *pb, int part, int n_parts)  \
 {                                                                                    \
-    switch (kernel) {                                                                \
-    case FNN_KERNEL_AVX512: fnn_kpack_b_avx512_##SUF(tb, N, K, B, ldb, pb, part, n_parts); break; \
-    case FNN_KERNEL_AVX2: fnn_kpack_b_avx2_##SUF(tb, N, K, B, ldb, pb, part, n_parts); break; \
-    case FNN_KERNEL_GENERIC: fnn_kpack_b_generic_##SUF(tb, N, K, B, ldb, pb, part, n_parts); break; \
-    default: break;                                                                  \
-    }                                                                                \
+    const fnn_kernel_table *t = kernel_table(kernel);                                \
+    if (t->SUF.pack_b) t->SUF.pack_b(tb, N, K, B, ldb, pb, part, n_parts);           \
 }                                                                                    \
                                                                                      \
 void fnn_gemm_pb_##SUF(int kernel, int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,    \
                        const T *A, ptrdiff_t lda, const T *pb,                       \
                        T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)      \
 {                                                                                    \
-    switch (kernel) {                                                                \
-    case FNN_KERNEL_AVX512: fnn_kgemm_pb_avx512_##SUF(ta, M, N, K, A, lda, pb, C, ldc, ep, work); break; \
-    case FNN_KERNEL_AVX2: fnn_kgemm_pb_avx2_##SUF(ta, M, N, K, A, lda, pb, C, ldc, ep, work); break; \
-    case FNN_KERNEL_GENERIC: fnn_kgemm_pb_generic_##SUF(ta, M, N, K, A, lda, pb, C, ldc, ep, work); break; \
-    default: break; /* no pre-packed BLAS path: fnn_gemm_packed_b_bytes() said 0 */ \
-    }                                                                                \
+    /* NULL for BLAS: fnn_gemm_packed_b_bytes() said 0, there is nothing to do */    \
+    const fnn_kernel_table *t = kernel_table(kernel);                                \
+    if (t->SUF.gemm_pb) t->SUF.gemm_pb(ta, M, N, K, A, lda, pb, C, ldc, ep, work);   \
 }
 
-FNN_DEFINE_PACKED(float, s)
-FNN_DEFINE_PACKED(double, d)
+FNN_DEFINE_DISPATCH(float, s)
+FNN_DEFINE_DISPATCH(double, d)
+
+size_t fnn_gemm_work_bytes(int kernel, size_t elem_size)
+{
+    return kernel_table(kernel)->work_bytes(elem_size);
+}
+
+size_t fnn_gemm_packed_b_bytes(int kernel, size_t elem_size, ptrdiff_t N, ptrdiff_t K)
+{
+    const fnn_kernel_table *t = kernel_table(kernel);
+    size_t n = elem_size == sizeof(double) ? t->d.packed_b_elems(N, K)
+                                           : t->s.packed_b_elems(N, K);
+    return n * elem_size;
+}
 
 int fnn_kernel_available(int kernel)
 {
-    switch (kernel) {
-    case FNN_KERNEL_BLAS: return blas_sgemm != 0 && blas_dgemm != 0;
-    case FNN_KERNEL_GENERIC: return 1;
-    case FNN_KERNEL_AVX2: return fnn_cpu_has_avx2_fma();
-    case FNN_KERNEL_AVX512: return fnn_cpu_has_avx512();
-    default: return 0;
-    }
+    return kernel >= 0 && kernel < N_KERNELS && kernel_tables[kernel].available();
 }

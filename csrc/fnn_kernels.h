@@ -92,6 +92,40 @@ size_t fnn_kgemm_##V##_work_bytes(size_t elem_size)                             
     return fnn_kgemm_generic_work_bytes(elem_size);                                  \
 }
 
+/* One variant's entry points for one element type, and a variant's table
+ * (as BLIS's context): fnn_gemm.c keeps one table per kernel code and every
+ * product goes through it, one indirect call.  FNN_KERNEL_TABLE(V, AVAILABLE)
+ * is the table of fastnn's variant V; AVAILABLE() says whether this CPU runs it. */
+#define FNN_KERNEL_FNS_T(T, S)                                                       \
+typedef struct {                                                                     \
+    void (*gemm)(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,    \
+                 const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,               \
+                 T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);           \
+    void (*gemm_pb)(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,              \
+                    const T *A, ptrdiff_t lda, const T *pb,                          \
+                    T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);        \
+    void (*pack_b)(int trans_b, ptrdiff_t N, ptrdiff_t K, const T *B, ptrdiff_t ldb, \
+                   T *pb, int part, int n_parts);                                    \
+    size_t (*packed_b_elems)(ptrdiff_t N, ptrdiff_t K);                              \
+} fnn_kernel_fns_##S;
+FNN_KERNEL_FNS_T(float, s)
+FNN_KERNEL_FNS_T(double, d)
+#undef FNN_KERNEL_FNS_T
+
+typedef struct {
+    int (*available)(void);
+    size_t (*work_bytes)(size_t elem_size);
+    fnn_kernel_fns_s s;
+    fnn_kernel_fns_d d;
+} fnn_kernel_table;
+
+#define FNN_KERNEL_TABLE(V, AVAILABLE)                                               \
+    { AVAILABLE, fnn_kgemm_##V##_work_bytes,                                         \
+      { fnn_kgemm_##V##_s, fnn_kgemm_pb_##V##_s, fnn_kpack_b_##V##_s,                \
+        fnn_kpacked_b_elems_##V##_s },                                               \
+      { fnn_kgemm_##V##_d, fnn_kgemm_pb_##V##_d, fnn_kpack_b_##V##_d,                \
+        fnn_kpacked_b_elems_##V##_d } }
+
 /* Bytes of workspace any variant needs for elements of elem_size bytes. */
 size_t fnn_kgemm_work_bytes(size_t elem_size);
 /* Per-variant sizes (fnn_kgemm_work_bytes is their maximum). */

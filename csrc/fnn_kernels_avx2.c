@@ -110,34 +110,7 @@ static inline void fnn_tr4_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrd
 #define VSELGE(x, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ))
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr8_avx2_s(s, ls, d, ld)
 #include "fnn_kernels_tmpl.h"
-#undef T
-#undef KSUFFIX
-#undef FACT
-#undef FDACT
-#undef V
-#undef VL
-#undef MR
-#undef NV
-#undef KC
-#undef NC
-#undef MC
-#undef MCS
-#undef KMASK
-#undef VZERO
-#undef VSET1
-#undef VLOADA
-#undef VLOADU
-#undef VSTOREA
-#undef VSTOREU
-#undef VLOADN
-#undef VSTOREN
-#undef VFMA
-#undef VADD
-#undef VSUB
-#undef VMUL
-#undef VSELGT
-#undef VSELGE
-#undef VTRANSPOSE
+#include "fnn_kernels_undef.h"
 
 /* ---- double ---- */
 #define T double
@@ -169,6 +142,7 @@ static inline void fnn_tr4_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrd
 #define VSELGE(x, a, b) _mm256_blendv_pd(b, a, _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ))
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr4_avx2_d(s, ls, d, ld)
 #include "fnn_kernels_tmpl.h"
+#include "fnn_kernels_undef.h"
 
 #if defined(__clang__)
 #pragma clang attribute pop

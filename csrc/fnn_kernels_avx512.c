@@ -127,34 +127,7 @@ static inline void fnn_tr8_avx512_d(const double *s, ptrdiff_t ls, double *d, pt
 #define VSELGE(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), b, a)
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr16_avx512_s(s, ls, d, ld)
 #include "fnn_kernels_tmpl.h"
-#undef T
-#undef KSUFFIX
-#undef FACT
-#undef FDACT
-#undef V
-#undef VL
-#undef MR
-#undef NV
-#undef KC
-#undef NC
-#undef MC
-#undef MCS
-#undef KMASK
-#undef VZERO
-#undef VSET1
-#undef VLOADA
-#undef VLOADU
-#undef VSTOREA
-#undef VSTOREU
-#undef VLOADN
-#undef VSTOREN
-#undef VFMA
-#undef VADD
-#undef VSUB
-#undef VMUL
-#undef VSELGT
-#undef VSELGE
-#undef VTRANSPOSE
+#include "fnn_kernels_undef.h"
 
 /* ---- double ---- */
 #define T double
@@ -186,6 +159,7 @@ static inline void fnn_tr8_avx512_d(const double *s, ptrdiff_t ls, double *d, pt
 #define VSELGE(x, a, b) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_GE_OQ), b, a)
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr8_avx512_d(s, ls, d, ld)
 #include "fnn_kernels_tmpl.h"
+#include "fnn_kernels_undef.h"
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -21,8 +21,6 @@
 #include "fnn_activations.h"
 
 #define FNN_KFUNC
-#define KC 256
-#define MCS 64
 
 #if defined(__GNUC__) || defined(__clang__)
 
@@ -48,21 +46,22 @@ static inline fnn_gv_d gv_set1_d(double x) { return (fnn_gv_d){x, x}; }
 FNN_GV_HELPERS(float, s)
 FNN_GV_HELPERS(double, d)
 
-#define MR 6
-#define NV 2
-#define MC 258
-#define VFMA(a, b, c) ((a) * (b) + (c))
-#define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VMUL(a, b) ((a) * (b))
+/* Each instantiation defines all its parameters (fnn_kernels_tmpl.h) and
+ * fnn_kernels_undef.h clears them for the next. */
 
+/* ---- float ---- */
 #define T float
-#define V fnn_gv_s
-#define VL 4
 #define KSUFFIX generic_s
 #define FACT fnn_act_s
 #define FDACT fnn_dact_s
+#define V fnn_gv_s
+#define VL 4
+#define MR 6
+#define NV 2
+#define KC 256
 #define NC 256
+#define MC 258
+#define MCS 64
 #define VZERO() gv_set1_s(0.0f)
 #define VSET1(x) gv_set1_s(x)
 #define VLOADA(p) gv_load_s(p)
@@ -71,34 +70,28 @@ FNN_GV_HELPERS(double, d)
 #define VSTOREU(p, v) gv_store_s(p, v)
 #define VLOADN(p, n) gv_loadn_s(p, n)
 #define VSTOREN(p, v, n) gv_storen_s(p, v, n)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
 #define VSELGT(x, a, b) gv_sel_s((x) > gv_set1_s(0.0f), a, b)
 #define VSELGE(x, a, b) gv_sel_s((x) >= gv_set1_s(0.0f), a, b)
 #include "fnn_kernels_tmpl.h"
-#undef T
-#undef V
-#undef VL
-#undef KSUFFIX
-#undef FACT
-#undef FDACT
-#undef NC
-#undef VZERO
-#undef VSET1
-#undef VLOADA
-#undef VLOADU
-#undef VSTOREA
-#undef VSTOREU
-#undef VLOADN
-#undef VSTOREN
-#undef VSELGT
-#undef VSELGE
+#include "fnn_kernels_undef.h"
 
+/* ---- double ---- */
 #define T double
-#define V fnn_gv_d
-#define VL 2
 #define KSUFFIX generic_d
 #define FACT fnn_act_d
 #define FDACT fnn_dact_d
+#define V fnn_gv_d
+#define VL 2
+#define MR 6
+#define NV 2
+#define KC 256
 #define NC 128
+#define MC 258
+#define MCS 64
 #define VZERO() gv_set1_d(0.0)
 #define VSET1(x) gv_set1_d(x)
 #define VLOADA(p) gv_load_d(p)
@@ -107,12 +100,30 @@ FNN_GV_HELPERS(double, d)
 #define VSTOREU(p, v) gv_store_d(p, v)
 #define VLOADN(p, n) gv_loadn_d(p, n)
 #define VSTOREN(p, v, n) gv_storen_d(p, v, n)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
 #define VSELGT(x, a, b) gv_sel_d((x) > gv_set1_d(0.0), a, b)
 #define VSELGE(x, a, b) gv_sel_d((x) >= gv_set1_d(0.0), a, b)
 #include "fnn_kernels_tmpl.h"
+#include "fnn_kernels_undef.h"
 
 #else /* any other C compiler: scalars */
 
+/* ---- float ---- */
+#define T float
+#define KSUFFIX generic_s
+#define FACT fnn_act_s
+#define FDACT fnn_dact_s
+#define V float
+#define VL 1
+#define MR 4
+#define NV 8
+#define KC 256
+#define NC 256
+#define MC 256
+#define MCS 64
 #define VZERO() ((T)0)
 #define VSET1(x) ((T)(x))
 #define VLOADA(p) (*(p))
@@ -127,32 +138,38 @@ FNN_GV_HELPERS(double, d)
 #define VMUL(a, b) ((a) * (b))
 #define VSELGT(x, a, b) ((x) > 0 ? (a) : (b))
 #define VSELGE(x, a, b) ((x) >= 0 ? (a) : (b))
-#define VL 1
-#define MR 4
-#define NV 8
-#define MC 256
-
-#define T float
-#define V float
-#define KSUFFIX generic_s
-#define FACT fnn_act_s
-#define FDACT fnn_dact_s
-#define NC 256
 #include "fnn_kernels_tmpl.h"
-#undef T
-#undef V
-#undef KSUFFIX
-#undef FACT
-#undef FDACT
-#undef NC
+#include "fnn_kernels_undef.h"
 
+/* ---- double ---- */
 #define T double
-#define V double
 #define KSUFFIX generic_d
 #define FACT fnn_act_d
 #define FDACT fnn_dact_d
+#define V double
+#define VL 1
+#define MR 4
+#define NV 8
+#define KC 256
 #define NC 128
+#define MC 256
+#define MCS 64
+#define VZERO() ((T)0)
+#define VSET1(x) ((T)(x))
+#define VLOADA(p) (*(p))
+#define VLOADU(p) (*(p))
+#define VSTOREA(p, v) (*(p) = (v))
+#define VSTOREU(p, v) (*(p) = (v))
+#define VLOADN(p, n) ((n) ? *(p) : (T)0)
+#define VSTOREN(p, v, n) do { if (n) *(p) = (v); } while (0)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VSELGT(x, a, b) ((x) > 0 ? (a) : (b))
+#define VSELGE(x, a, b) ((x) >= 0 ? (a) : (b))
 #include "fnn_kernels_tmpl.h"
+#include "fnn_kernels_undef.h"
 
 #endif
 

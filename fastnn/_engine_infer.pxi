@@ -1,0 +1,200 @@
+# Inference (included by _engine.pyx).
+#
+# Independent chunks of PREDICT_CHUNK rows, each through the whole network,
+# one chunk per task; with several chunks every W is packed once for the
+# whole call.
+
+cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel,
+                        void **packed, const floating *X, Py_ssize_t rows, floating **outs,
+                        floating *scratch, Py_ssize_t ld_scratch,
+                        void *work, Poll *poll) noexcept nogil:
+    """Rows of X through every layer.  ``outs[l]`` (when not NULL) receives
+    layer l's output; other layers go through two halves of ``scratch``
+    (rows ``ld_scratch`` apart).  ``packed[l]``: layer l's W pre-packed for
+    ``kernel``, or NULL.  ``poll``: thread 0's, which runs the signal
+    handlers between layers (a chunk of a wide network takes milliseconds);
+    the chunk is abandoned when one raised."""
+    cdef Py_ssize_t l, r, j, k, ld_in = layers[0].n_in, ld_out
+    cdef Layer *L
+    cdef const floating *inp = X
+    cdef floating *out
+    cdef floating *o
+    cdef fnn_epilogue ep
+    cdef double lse
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_BIAS_ACT
+    for l in range(n_layers):
+        L = &layers[l]
+        if outs[l] != NULL:
+            out, ld_out = outs[l], L.n_out
+        else:
+            out, ld_out = scratch + (l % 2) * PREDICT_CHUNK * ld_scratch, ld_scratch
+        ep.act, ep.act_param, ep.bias = L.act, L.act_param, L.b
+        if packed[l] != NULL:
+            if floating is float:
+                fnn_gemm_pb_s(kernel, 0, rows, L.n_out, L.n_in, inp, ld_in,
+                              <const float *>packed[l], out, ld_out, &ep, work)
+            else:
+                fnn_gemm_pb_d(kernel, 0, rows, L.n_out, L.n_in, inp, ld_in,
+                              <const double *>packed[l], out, ld_out, &ep, work)
+        else:
+            gemm(proto, kernel, 0, 0, rows, L.n_out, L.n_in, inp, ld_in,
+                 <const floating *>L.W, L.n_out, out, ld_out, &ep, work)
+        if L.act == FNN_ACT_SOFTMAX:
+            k = L.n_out
+            for r in range(rows):
+                o = out + r * ld_out
+                lse = log_sum_exp(o, k)
+                for j in range(k):
+                    o[j] = <floating>exp(o[j] - lse)
+        inp, ld_in = out, ld_out
+        if poll != NULL and poll_signals(poll):
+            return
+
+
+cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kernel,
+                         void **packed, const floating *X, Py_ssize_t n, floating **outs,
+                         char *scratch, Py_ssize_t ld_scratch, char **work,
+                         long *bad_input, Poll *poll, int tid, int nt) noexcept nogil:
+    cdef Py_ssize_t chunk, r0, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
+    cdef floating *my_outs[MAX_LAYERS]
+    cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
+    cdef bint any_packed = False
+    # Every thread packs its share of every W (a copy: any split gives the
+    # same buffers), then all wait until the packs are complete.
+    for l in range(n_layers):
+        if packed[l] != NULL:
+            any_packed = True
+            if floating is float:
+                fnn_gemm_pack_b_s(kernel, 0, layers[l].n_out, layers[l].n_in,
+                                  <const float *>layers[l].W, layers[l].n_out,
+                                  <float *>packed[l], tid, nt)
+            else:
+                fnn_gemm_pack_b_d(kernel, 0, layers[l].n_out, layers[l].n_in,
+                                  <const double *>layers[l].W, layers[l].n_out,
+                                  <double *>packed[l], tid, nt)
+    if any_packed and nt > 1:
+        fnn_omp_barrier()
+    chunk = tid
+    while chunk < n_chunks:
+        if poll_stopped(poll):    # a signal handler raised: the call raises it
+            break
+        r0 = chunk * PREDICT_CHUNK
+        rows = min(<Py_ssize_t>PREDICT_CHUNK, n - r0)
+        if bad_input != NULL:
+            # Check the chunk's inputs just before the first layer reads them
+            # (which then finds them in cache); after a bad one, stop.
+            if fnn_atomic_load(bad_input):
+                break
+            check_rows(bad_input, X + r0 * layers[0].n_in, rows, layers[0].n_in, 0, 1)
+            if fnn_atomic_load(bad_input):
+                break
+        for l in range(n_layers):
+            my_outs[l] = outs[l] + r0 * layers[l].n_out if outs[l] != NULL else NULL
+        forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
+                      rows, my_outs, my_scratch, ld_scratch, work[tid],
+                      poll if tid == 0 else NULL)
+        chunk += nt
+
+
+cdef Py_ssize_t scratch_ld(Py_ssize_t width, Py_ssize_t itemsize) noexcept nogil:
+    """Leading dimension of the inference scratch: whole cache lines, and never
+    a multiple of 4 KiB, whose rows would share a handful of cache sets (the
+    kernels would then copy every block of A before using it)."""
+    cdef Py_ssize_t per_line = CACHE_LINE // itemsize
+    cdef Py_ssize_t ld = (width + per_line - 1) // per_line * per_line
+    if (ld * itemsize) % 4096 == 0:
+        ld += per_line
+    return ld
+
+
+def forward(list weights, list biases, list activations, X, list outputs,
+            int n_threads, int kernel, bint check_inputs=False, bint check_signals=True):
+    """Run X through the network.
+
+    ``check_signals``: run Python's signal handlers while working (when
+    called from the main thread); an exception one raised stops the work and
+    is raised here.
+
+    ``check_inputs``: check every row of X for NaN and infinity as it is
+    used, instead of a separate pass over X; returns False (and leaves the
+    outputs incomplete) when one is not finite, True otherwise.
+
+    ``outputs[l]`` is an (n, n_out_l) C-contiguous array that receives layer
+    l's output, or None for a layer whose output is not wanted (those go
+    through per-thread scratch).  The last entry must be an array.
+
+    With fastnn's own kernels and more than one chunk of rows, every W is
+    packed once for the whole call (the chunks would otherwise each pack it
+    again); the products are bit-identical either way.
+    """
+    cdef int n_layers = len(weights), l, tid, nt
+    cdef Py_ssize_t n = X.shape[0], width = 1, ld_scr
+    cdef Layer layers[MAX_LAYERS]
+    cdef void *outs[MAX_LAYERS]
+    cdef void *packed[MAX_LAYERS]
+    cdef char *work[MAX_THREADS]
+    cdef size_t packed_total = 0
+    cdef size_t packed_offset[MAX_LAYERS]
+    cdef bint is_double = X.dtype == np.float64
+    if n_layers > MAX_LAYERS:
+        raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {n_layers}")
+    memset(layers, 0, sizeof(layers))
+    memset(packed, 0, sizeof(packed))
+    itemsize = X.dtype.itemsize
+    for l in range(n_layers):
+        set_params(&layers[l], weights[l], biases[l], activations[l])
+        outs[l] = data_or_null(outputs[l])
+        width = max(width, layers[l].n_out)
+        # One chunk packs each W once anyway: pre-pack only for several.
+        packed_offset[l] = packed_total
+        if n > PREDICT_CHUNK:
+            packed_total += ((fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
+                                                      layers[l].n_in) + CACHE_LINE - 1)
+                             // CACHE_LINE * CACHE_LINE)
+    # One chunk per task, and no thread for less work than a parallel region costs.
+    flops = 2.0 * n * sum(W.shape[0] * W.shape[1] for W in weights)
+    n_threads = int(max(1, min(n_threads, MAX_THREADS, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
+                               flops / MIN_FLOPS_PER_THREAD_AND_STAGE)))
+    n_threads = start_team(n_threads)
+    ld_scr = scratch_ld(width, itemsize)
+    scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * ld_scr * itemsize + CACHE_LINE, np.uint8)
+    works = alloc_work(work, n_threads, kernel, itemsize)
+    packed_buf = np.empty(packed_total + CACHE_LINE, np.uint8)
+    cdef char *pk = <char *>aligned(packed_buf)
+    for l in range(n_layers):
+        if n > PREDICT_CHUNK and fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
+                                                         layers[l].n_in) > 0:
+            packed[l] = pk + packed_offset[l]
+    cdef char *scr = <char *>aligned(scratch)
+    cdef const void *x = cnp.PyArray_DATA(X)
+    cdef long bad_input = 0
+    cdef long *bad = &bad_input if check_inputs else NULL
+    cdef Poll poll
+    poll_init(&poll, check_signals)
+    with nogil:
+        if n_threads == 1:
+            if is_double:
+                predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
+                               <const double *>x, n, <double **>outs, scr, ld_scr, work,
+                               bad, &poll, 0, 1)
+            else:
+                predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
+                               <const float *>x, n, <float **>outs, scr, ld_scr, work,
+                               bad, &poll, 0, 1)
+        else:
+            with parallel(num_threads=n_threads):
+                tid = fnn_omp_thread_num()
+                nt = fnn_omp_num_threads()
+                if is_double:
+                    predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
+                                   <const double *>x, n, <double **>outs, scr, ld_scr, work,
+                                   bad, &poll, tid, nt)
+                else:
+                    predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
+                                   <const float *>x, n, <float **>outs, scr, ld_scr, work,
+                                   bad, &poll, tid, nt)
+    if poll.raised:
+        raise_pending()
+    return bad_input == 0
+

@@ -1,0 +1,96 @@
+# Losses and output deltas (included by _engine.pyx).
+#
+# The loss of each sample and its output delta are computed in one pass
+# over the output row (softmax + cross-entropy gives ``P - T``).  Per-sample
+# weights scale the output deltas, normalised by the batch's weight sum, as
+# scikit-learn's MLP does.
+
+cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
+    """log(sum_j exp(z_j)), shifted by the maximum so that nothing overflows."""
+    cdef Py_ssize_t j
+    cdef double mx = z[0], s = 0.0
+    for j in range(1, k):
+        if z[j] > mx:
+            mx = z[j]
+    for j in range(k):
+        s += exp(z[j] - mx)
+    return mx + log(s)
+
+
+cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
+                       Py_ssize_t k, double inv_rows) noexcept nogil:
+    """Loss of one sample and its output delta, fused.
+
+    ``o`` holds the output layer's values (logits when it is a softmax, which
+    this turns into probabilities in place); ``d`` receives
+    dLoss/d(pre-activation) of the batch-mean loss, which is ``inv_rows``
+    times that of this sample's loss (1 / rows, or the sample's weight over
+    the batch's weight sum).
+    """
+    cdef Layer *L = &c.layers[c.n_layers - 1]
+    cdef Py_ssize_t j
+    cdef double lse, loss = 0.0, g, dot, oj, p
+    cdef double eps = 1e-7 if floating is float else 1e-15
+    if L.act == FNN_ACT_SOFTMAX:
+        lse = log_sum_exp(o, k)
+        if c.loss == LOSS_CROSS_ENTROPY:
+            for j in range(k):
+                if t[j] != 0:
+                    loss += t[j] * (lse - o[j])
+        for j in range(k):
+            o[j] = <floating>exp(o[j] - lse)
+        if c.loss == LOSS_CROSS_ENTROPY:
+            for j in range(k):
+                d[j] = <floating>((o[j] - t[j]) * inv_rows)
+            return loss
+    if c.loss == LOSS_BINARY_CROSS_ENTROPY:      # sigmoid output, checked in Python
+        for j in range(k):
+            oj = min(max(<double>o[j], eps), 1.0 - eps)
+            loss -= t[j] * log(oj) + (1.0 - t[j]) * log(1.0 - oj)
+            d[j] = <floating>((o[j] - t[j]) * inv_rows)
+        return loss
+    if c.loss == LOSS_POISSON:                   # linear output z, checked in Python
+        # half the Poisson deviance, exp(z) - t z + t log t - t, and its delta
+        # exp(z) - t, in double; a prediction exp(z) beyond the model's dtype
+        # is infinite, and so is the loss (which stops training)
+        for j in range(k):
+            p = exp(<double>o[j])
+            if not isfinite(<floating>p):
+                p = <floating>p
+            loss += p - t[j] + (t[j] * (log(t[j]) - o[j]) if t[j] > 0 else 0.0)
+            d[j] = <floating>((p - t[j]) * inv_rows)
+        return loss
+    # mean squared error: E = 1/2 sum_k (o_k - t_k)^2
+    for j in range(k):
+        g = <double>o[j] - t[j]
+        loss += 0.5 * g * g
+    if L.act == FNN_ACT_SOFTMAX:                 # through the softmax Jacobian
+        dot = 0.0
+        for j in range(k):
+            dot += (o[j] - t[j]) * o[j]
+        for j in range(k):
+            d[j] = <floating>(o[j] * ((o[j] - t[j]) - dot) * inv_rows)
+    else:
+        for j in range(k):
+            d[j] = <floating>((o[j] - t[j]) * fnn_dact_d(L.act, o[j], L.act_param) * inv_rows)
+    return loss
+
+
+cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int nt) noexcept nogil:
+    """Per-sample losses (times the sample's weight) and output deltas."""
+    cdef Layer *L = &c.layers[c.n_layers - 1]
+    cdef Py_ssize_t r, k = L.n_out, rows = b.rows
+    cdef double inv_rows = 1.0 / rows, w, loss
+    r = tid
+    while r < rows:
+        if c.sample_weight == NULL:
+            c.row_loss[r] = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
+                                       T + r * k, k, inv_rows)
+        else:
+            # scikit-learn: deltas * weight, gradients / the batch's weight sum
+            w = c.sample_weight[sample_of(b, r)]
+            loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
+                              T + r * k, k, w * b.inv_weight)
+            c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
+        r += nt
+

@@ -1,0 +1,301 @@
+# One training step, run by every thread of the team (included by _engine.pyx).
+#
+# A minibatch: gather (and check) its rows, forward layer by layer with the
+# fused epilogue (dropout applied to each tile while it is in cache), the
+# output deltas and losses, then the hidden deltas and the updates from the
+# output back (update_layer_tile: the weight gradient's GEMM, then the
+# optimizer's pass).  ``train_worker`` loops over the epoch's minibatches.
+
+cdef void start_batch(Ctx *c, Batch *b, Py_ssize_t start, Py_ssize_t rows,
+                      long long step) noexcept nogil:
+    cdef Py_ssize_t r
+    cdef double w = 0.0
+    b.start, b.rows, b.step = start, rows, step
+    b.perm = c.perm + start if c.perm != NULL else NULL
+    if c.sample_weight != NULL:
+        for r in range(rows):
+            w += c.sample_weight[sample_of(b, r)]
+    else:
+        w = <double>rows
+    b.weight_sum = w
+    b.inv_weight = 1.0 / w if w > 0 else 0.0
+    b.l2, b.l1 = c.l2, c.l1
+    if c.penalty_per_weight_sum:
+        b.l2 *= b.inv_weight
+        b.l1 *= b.inv_weight
+    if c.opt == OPT_NONE:
+        b.l2 = b.l1 = 0.0
+
+cdef inline const floating *layer_input(Ctx *c, floating *X, Py_ssize_t l) noexcept nogil:
+    return X if l == 0 else <const floating *>c.layers[l - 1].Aout
+
+
+cdef inline bint aborted(Ctx *c, int tid) noexcept nogil:
+    """Whether to stop claiming tiles: only where a batch may be abandoned
+    (abort_on_signal), and then thread 0 also runs the handlers between tiles."""
+    if not c.abort_on_signal:
+        return False
+    if tid == 0:
+        return poll_signals(&c.poll)
+    return poll_stopped(&c.poll)
+
+
+cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) noexcept nogil:
+    cdef Py_ssize_t l, t, count, rows = b.rows
+    cdef long k
+    cdef Layer *L
+    cdef fnn_epilogue ep
+    cdef const floating *inp = X
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_BIAS_ACT
+    for l in range(c.n_layers):
+        L = &c.layers[l]
+        ep.act = L.act
+        ep.act_param = L.act_param
+        ep.bias = L.b
+        count = n_tiles(c.kernel, rows, L.n_out)
+        k = begin_stage(team)
+        t = claim(team, k)
+        while t < count and not aborted(c, team.tid):
+            gemm_tile(<floating *>NULL, c.kernel, t, 0, 0, rows, L.n_out, L.n_in,
+                      inp, L.n_in, <const floating *>L.W, L.n_out,
+                      <floating *>L.A, L.n_out, &ep, c.work[team.tid])
+            if L.dropout:      # while the tile is still in cache
+                dropout_tile(c, b, l, <floating *>L.Aout, <const floating *>L.A,
+                             tile_bounds(c.kernel, t, rows, L.n_out))
+            t = claim(team, k)
+        fnn_omp_barrier()
+        inp = <const floating *>L.Aout
+
+
+cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
+                            const floating *X, void *work) noexcept nogil:
+    """Tile ``t`` of layer l's weights (and its bias columns): gradient and update."""
+    cdef Layer *L = &c.layers[l]
+    cdef const floating *inp = layer_input(c, <floating *>X, l)
+    cdef const floating *D = <const floating *>L.D
+    cdef Tile tile = tile_bounds(c.kernel, t, L.n_in, L.n_out)
+    cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
+    cdef Py_ssize_t r, j, i, rows = b.rows
+    cdef floating *gb
+    cdef floating *bias
+    cdef double *penalty = c.penalty_parts + 2 * (L.penalty_tile0 + t)
+    cdef fnn_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_STORE
+    if c.opt == OPT_SGD and L.gW == NULL:
+        # plain SGD: W += -lr * X.T @ D straight into the weights, after the
+        # penalty's shrink of the same tile
+        penalty[0] = penalty[1] = 0.0
+        if b.l2 != 0 or b.l1 != 0:
+            for i in range(mb):
+                shrink_row(<floating *>L.W + (i0 + i) * L.n_out + j0, nb,
+                           <floating>(1.0 - c.lr * b.l2), <floating>(c.lr * b.l1), penalty)
+        ep.alpha = -c.lr
+        ep.beta = 1.0
+        gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
+                  inp, L.n_in, D, L.n_out, <floating *>L.W, L.n_out, &ep, work)
+    else:
+        ep.alpha = 1.0
+        gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
+                  inp, L.n_in, D, L.n_out, <floating *>L.gW, L.n_out, &ep, work)
+        if c.opt != OPT_NONE:
+            optimizer_tile(c, b, <floating *>L.W + i0 * L.n_out + j0,
+                           <floating *>L.gW + i0 * L.n_out + j0,
+                           <floating *>L.s1W + i0 * L.n_out + j0 if L.s1W != NULL else NULL,
+                           <floating *>L.s2W + i0 * L.n_out + j0 if L.s2W != NULL else NULL,
+                           mb, nb, L.n_out, penalty)
+    if L.b == NULL or i0 != 0:
+        return
+    # The bias gradient is the column sum of D, taken in row order.
+    gb = <floating *>L.gb + j0 if L.gb != NULL else NULL
+    bias = <floating *>L.b + j0
+    cdef floating sums[BIAS_BLOCK]
+    cdef Py_ssize_t jb, nj
+    jb = 0
+    while jb < nb:
+        # Each column is summed in row order, whatever the blocking.
+        nj = min(<Py_ssize_t>BIAS_BLOCK, nb - jb)
+        memset(sums, 0, nj * sizeof(floating))
+        for r in range(rows):
+            for j in range(nj):
+                sums[j] += D[r * L.n_out + j0 + jb + j]
+        for j in range(nj):
+            if gb != NULL:
+                gb[jb + j] = sums[j]
+            else:
+                bias[jb + j] -= <floating>c.lr * sums[j]
+        jb += BIAS_BLOCK
+    if gb != NULL and c.opt != OPT_NONE:
+        optimizer_tile(c, b, bias, gb,
+                       <floating *>L.s1b + j0 if L.s1b != NULL else NULL,
+                       <floating *>L.s2b + j0 if L.s2b != NULL else NULL,
+                       1, nb, nb, NULL)
+
+
+cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) noexcept nogil:
+    """Hidden deltas and updates, layer by layer from the output.
+
+    Phase l computes D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]) with the old W[l],
+    and in the same phase updates W[l+1], whose delta work is done; the last
+    phase (l = 0) updates W[1] and W[0] together.
+    """
+    cdef Py_ssize_t l, t, t_delta, t_upd, t_first, rows = b.rows
+    cdef long k
+    cdef Layer *L
+    cdef Layer *P
+    cdef void *work = c.work[team.tid]
+    cdef fnn_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_DERIV
+    l = c.n_layers - 1
+    while l >= 0:
+        L = &c.layers[l]
+        t_delta = 0
+        if l > 0:
+            P = &c.layers[l - 1]
+            t_delta = n_tiles(c.kernel, rows, L.n_in)
+        t_upd = 0
+        if l + 1 < c.n_layers:
+            t_upd = n_tiles(c.kernel, c.layers[l + 1].n_in, c.layers[l + 1].n_out)
+        t_first = n_tiles(c.kernel, L.n_in, L.n_out) if l == 0 else 0
+        k = begin_stage(team)
+        t = claim(team, k)
+        while t < t_delta + t_upd + t_first and not aborted(c, team.tid):
+            if t < t_delta:
+                ep.act = P.act
+                ep.act_param = P.act_param
+                ep.Y = P.A
+                ep.ldy = P.n_out
+                gemm_tile(<floating *>NULL, c.kernel, t, 0, 1, rows, L.n_in, L.n_out,
+                          <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,
+                          <floating *>P.D, P.n_out, &ep, work)
+                if P.dropout:
+                    # f'(A) came from the undropped output; the mask and scale
+                    # of the forward pass complete the chain rule.
+                    dropout_tile(c, b, l - 1, <floating *>P.D, <const floating *>P.D,
+                                 tile_bounds(c.kernel, t, rows, L.n_in))
+            elif t < t_delta + t_upd:
+                update_layer_tile(c, b, l + 1, t - t_delta, X, work)
+            else:
+                update_layer_tile(c, b, 0, t - t_delta - t_upd, X, work)
+            t = claim(team, k)
+        if l == 0 and team.tid == 0 and poll_signals(&c.poll):
+            # Before the batch's last barrier, which publishes it to the team:
+            # everyone stops after this batch (train_worker).
+            c.status = STATUS_SIGNAL
+        fnn_omp_barrier()
+        l -= 1
+
+
+cdef void gather_rows(floating *dst, const floating *src, const long long *idx,
+                      Py_ssize_t rows, Py_ssize_t width, int tid, int nt) noexcept nogil:
+    cdef Py_ssize_t r
+    r = tid
+    while r < rows:
+        memcpy(dst + r * width, src + idx[r] * width, width * sizeof(floating))
+        r += nt
+
+
+cdef inline bint row_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fnn_finite_s(x, n)
+    else:
+        return fnn_finite_d(x, n)
+
+
+cdef void check_rows(long *bad_input, const floating *rows_data, Py_ssize_t rows,
+                     Py_ssize_t width, int tid, int nt) noexcept nogil:
+    """Set the shared flag when one of the rows (rows tid, tid + nt, ...) is not finite."""
+    cdef Py_ssize_t r = tid
+    while r < rows:
+        if not row_finite(rows_data + r * width, width):
+            fnn_atomic_store(bad_input, 1)
+        r += nt
+
+
+cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
+    """Every minibatch of one epoch; run by each thread of the team."""
+    cdef Py_ssize_t start, rows, r, n_in = c.layers[0].n_in
+    cdef Py_ssize_t n_out = c.layers[c.n_layers - 1].n_out
+    cdef const floating *X
+    cdef const floating *T
+    cdef long long step = c.step0
+    cdef double s, penalty
+    cdef Batch b
+    cdef Team team = make_team(c.claims, tid, nt)
+    start = c.first
+    while start < c.n:
+        rows = min(c.batch_size, c.n - start)
+        step += 1
+        start_batch(c, &b, start, rows, step)
+        X = <const floating *>c.X + start * n_in
+        T = <const floating *>c.T + start * n_out
+        if c.perm != NULL or c.input_noise > 0:
+            if c.input_noise > 0:
+                noisy_rows(c, &b, <floating *>c.Xb, <const floating *>c.X, n_in, tid, nt)
+            else:
+                gather_rows(<floating *>c.Xb, <const floating *>c.X, c.perm + start, rows, n_in,
+                            tid, nt)
+            X = <const floating *>c.Xb
+            if c.check_inputs:   # the rows just gathered are still in this core's L1
+                check_rows(&c.bad_input, X, rows, n_in, tid, nt)
+            if c.perm != NULL:
+                gather_rows(<floating *>c.Tb, <const floating *>c.T, c.perm + start, rows, n_out,
+                            tid, nt)
+                T = <const floating *>c.Tb
+            fnn_omp_barrier()
+        elif c.check_inputs:
+            check_rows(&c.bad_input, X, rows, n_in, tid, nt)
+            fnn_omp_barrier()
+        if c.bad_input:   # every thread sees it after the barrier: all stop here
+            if tid == 0:
+                c.status = STATUS_BAD_INPUT
+            break
+        forward_layers(c, &b, X, &team)
+        output_stage(c, &b, T, tid, nt)
+        fnn_omp_barrier()
+        backward_stage(c, &b, X, &team)
+        # Every thread sums the same row losses (written before the barriers
+        # above), so all of them stop at the same batch when it is not finite.
+        s = 0.0
+        for r in range(rows):
+            s += c.row_loss[r]
+        if c.sample_weight != NULL:
+            # scikit-learn: the batch's weighted mean, counted once per row
+            s = s * b.inv_weight * rows
+        penalty = rows * batch_penalty(c, &b)
+        s += penalty
+        if tid == 0:
+            c.loss_sum += s
+            c.penalty_sum += penalty
+            c.n_done += rows
+        start += rows
+        if not isfinite(s):
+            if tid == 0:
+                c.status = STATUS_NOT_FINITE
+            break
+        # Set by thread 0 before the last barrier of backward_stage.
+        if c.status == STATUS_SIGNAL:
+            break
+
+
+cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
+    """Run train_worker on a team of n_threads (as start_team() allowed)."""
+    cdef int tid, nt
+    if n_threads <= 1:
+        if is_double:
+            train_worker(c, <double *>NULL, 0, 1)
+        else:
+            train_worker(c, <float *>NULL, 0, 1)
+        return
+    with parallel(num_threads=n_threads):
+        # The team OpenMP actually gave us may be smaller than asked for.
+        tid = fnn_omp_thread_num()
+        nt = fnn_omp_num_threads()
+        if is_double:
+            train_worker(c, <double *>NULL, tid, nt)
+        else:
+            train_worker(c, <float *>NULL, tid, nt)
+
+

@@ -1,0 +1,291 @@
+# Tiles and the thread team (included by _engine.pyx).
+#
+# Threads: one OpenMP team per epoch.  Every stage of a step (gather, forward
+# per layer, loss, backward, update) is split into a fixed list of tasks that
+# depends on the shapes only, never on the number of threads; threads claim
+# the tasks of a stage from a shared counter and an orphaned barrier
+# separates the stages.  A task always does the same arithmetic in the same
+# order whoever runs it, so results are bit-identical for any ``n_threads``.
+#
+# Signals: thread 0 of a team runs in the caller's thread, and when that is
+# Python's main thread it runs the signal handlers (``PyErr_CheckSignals``)
+# at most every POLL_SECONDS.  When a handler raised, its exception stays set
+# in the caller's thread, the team stops (inference and ``gradients`` at the
+# next tile or chunk, training after the batch in progress, so the model is as
+# at the last finished batch) and the call raises it.  ``fit`` turns a
+# KeyboardInterrupt into a normal return (``run_epoch``'s "interrupted").
+
+
+# Fixed output tiles of every product.  They depend on the kernel and the
+# shapes only, never on the thread count, which is what keeps results
+# independent of it.
+#  - BLAS packs both operands on every call: few, large calls.
+#  - fastnn's kernels read A in place and pack B once per call, so a tile
+#    spans all rows of a batch-sized product (B packed once per batch) and the
+#    columns are cut into about four tiles (at least 128 wide) for the threads.
+cdef enum:
+    BLAS_TILE = 512
+    MAX_TILE_M = 512        # taller products (weight updates) are cut in rows
+    ROW_TILE = 256
+    MIN_TILE_N = 128
+    MIN_SPLIT_N = 64        # narrower halves cost more in packing than they save
+    MAX_TILE_N = 512
+
+
+cdef inline Py_ssize_t tile_m(int kernel, Py_ssize_t M) noexcept nogil:
+    if kernel == FNN_KERNEL_BLAS:
+        return BLAS_TILE
+    return M if M <= MAX_TILE_M else ROW_TILE
+
+
+cdef inline Py_ssize_t tile_n(int kernel, Py_ssize_t N) noexcept nogil:
+    if kernel == FNN_KERNEL_BLAS:
+        return BLAS_TILE
+    cdef Py_ssize_t tn = ((N + 3) // 4 + 31) // 32 * 32     # a quarter, in whole vectors
+    tn = min(max(tn, <Py_ssize_t>MIN_TILE_N), <Py_ssize_t>MAX_TILE_N)
+    if tn >= N and N >= 2 * MIN_SPLIT_N:
+        # at least two tiles, so that two threads can share a layer as narrow as 128
+        tn = ((N + 1) // 2 + 31) // 32 * 32
+    return tn
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(fnn_omp_enabled())
+
+
+def openmp_max_threads():
+    """What OpenMP would use by default (OMP_NUM_THREADS or the core count)."""
+    return fnn_omp_max_threads()
+
+
+def forked_child():
+    """True in a process made by fork() after fastnn was imported: it computes
+    on one thread (GNU libgomp's threads do not survive a fork)."""
+    return bool(fnn_omp_forked_child())
+
+
+_os_refused_threads = False
+
+
+cdef int start_team(int n_threads):
+    """The team to start for ``n_threads`` (see fnn_omp.h): 1 in a forked
+    child, fewer when the OS refuses threads (warned about once)."""
+    global _os_refused_threads
+    cdef int err = 0
+    cdef int nt = fnn_omp_team_size(n_threads, &err)
+    if err != 0 and not _os_refused_threads:
+        _os_refused_threads = True
+        import os
+        warnings.warn(f"fastnn: the operating system refused to start more threads "
+                      f"({os.strerror(err)}); running on {nt} of the {n_threads} asked for "
+                      f"(the results are the same)", RuntimeWarning, stacklevel=3)
+    return nt
+
+
+def team_size(int n_threads):
+    """How many of ``n_threads`` a parallel region may start now (for callers
+    outside this module, e.g. the Perceptron's OpenMP loop): see start_team."""
+    return start_team(max(1, n_threads))
+
+
+def kernel_available(str name):
+    """True when this build has the kernel ``name`` and this CPU can run it
+    (for "blas": once scipy's BLAS is loaded, which this call tries)."""
+    if name == "blas" and not fnn_kernel_available(FNN_KERNEL_BLAS):
+        _load_blas()
+    return bool(fnn_kernel_available(KERNELS[name]))
+
+
+cdef void *_capsule_pointer(capsule):
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def _load_blas():
+    """Hand scipy's ?gemm to the BLAS path.  Done on first use, not at import:
+    importing scipy.linalg is most of the time ``import fastnn`` would take."""
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return      # the "blas" kernel stays unavailable
+    capi = cython_blas.__pyx_capi__
+    fnn_set_blas(<fnn_sgemm_fn>_capsule_pointer(capi["sgemm"]),
+                 <fnn_dgemm_fn>_capsule_pointer(capi["dgemm"]))
+
+
+cdef inline void gemm(floating *proto, int kernel, int ta, int tb,
+                      Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                      const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                      floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work) noexcept nogil:
+    if floating is float:
+        fnn_gemm_s(kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
+    else:
+        fnn_gemm_d(kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
+
+
+cdef inline Py_ssize_t n_tiles(int kernel, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
+    cdef Py_ssize_t tm = tile_m(kernel, M), tn = tile_n(kernel, N)
+    return ((M + tm - 1) // tm) * ((N + tn - 1) // tn)
+
+
+cdef struct Tile:
+    Py_ssize_t i0, j0, mb, nb   # first row and column, rows and columns
+
+
+cdef inline Tile tile_bounds(int kernel, Py_ssize_t t, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
+    """Tile ``t`` (row-major over the tile grid) of an M x N product."""
+    cdef Py_ssize_t tm = tile_m(kernel, M), tn = tile_n(kernel, N)
+    cdef Py_ssize_t n_tn = (N + tn - 1) // tn
+    cdef Tile tile
+    tile.i0, tile.j0 = (t // n_tn) * tm, (t % n_tn) * tn
+    tile.mb, tile.nb = min(tm, M - tile.i0), min(tn, N - tile.j0)
+    return tile
+
+
+cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
+                    Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                    const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                    floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work) noexcept nogil:
+    """Tile ``t`` of C = epilogue(op(A) @ op(B))."""
+    cdef Tile tile = tile_bounds(kernel, t, M, N)
+    cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
+    cdef fnn_epilogue e = ep[0]
+    if e.bias != NULL:
+        e.bias = (<const floating *>e.bias) + j0
+    if e.Y != NULL:
+        e.Y = (<const floating *>e.Y) + i0 * e.ldy + j0
+    gemm(proto, kernel, ta, tb, mb, nb, K,
+         A + (i0 if ta else i0 * lda), lda,
+         B + (j0 * ldb if tb else j0), ldb,
+         C + i0 * ldc + j0, ldc, &e, work)
+
+
+# Threads claim the tiles of a stage from a shared counter, so a thread that
+# finishes early takes the next tile.  Which thread computes a tile never
+# changes its result (tiles are fixed by the shapes), only the balance.
+cdef struct Team:
+    int tid, nt
+    long *counters       # 3 claim counters shared by the team, zero at the start
+    long long stage      # claimed stages this thread has begun
+
+
+cdef inline Team make_team(long *counters, int tid, int nt) noexcept nogil:
+    cdef Team team
+    team.tid, team.nt, team.counters, team.stage = tid, nt, counters, 0
+    return team
+
+
+cdef inline long begin_stage(Team *team) noexcept nogil:
+    """Start the next claimed stage; returns the index of its counter.
+
+    Every thread runs the same sequence of stages with a barrier after each.
+    Stage s uses counter s % 3; thread 0 zeroes the counter of stage s + 1
+    now, which was last used by stage s - 2: every thread has passed the
+    barrier that ended stage s - 1, and the barrier ending stage s publishes
+    the zero before anyone claims from it.
+    """
+    cdef long long s = team.stage
+    team.stage += 1
+    if team.tid == 0:
+        fnn_atomic_store(&team.counters[(s + 1) % 3], 0)
+    return s % 3
+
+
+cdef inline Py_ssize_t claim(Team *team, long counter) noexcept nogil:
+    return fnn_atomic_fetch_add(&team.counters[counter], 1)
+
+
+cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
+                     Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                     floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work,
+                     Team *team) noexcept nogil:
+    """The tiles of one product this thread claims (a stage; no barrier)."""
+    cdef Py_ssize_t count = n_tiles(kernel, M, N)
+    cdef long k = begin_stage(team)
+    cdef Py_ssize_t t = claim(team, k)
+    while t < count:
+        gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
+        t = claim(team, k)
+
+
+def threads_for_batch(list weights, Py_ssize_t batch_size, int n_threads):
+    """Threads worth using for a training step: small networks stay serial."""
+    if n_threads <= 1 or not fnn_omp_enabled():
+        return 1
+    flops = 6.0 * batch_size * sum(W.shape[0] * W.shape[1] for W in weights)
+    stages = 2 * len(weights) + 1
+    return int(max(1, min(n_threads, MAX_THREADS, flops / stages / MIN_FLOPS_PER_THREAD_AND_STAGE)))
+
+
+cdef void *aligned(object arr):
+    return <void *>(((<size_t>cnp.PyArray_DATA(arr)) + (CACHE_LINE - 1))
+                     & ~(<size_t>(CACHE_LINE - 1)))
+
+
+cdef void *data_or_null(object arr):
+    return NULL if arr is None else cnp.PyArray_DATA(arr)
+
+
+cdef void set_params(Layer *L, object W, object b, object activation):
+    """A layer's shape, activation and parameter pointers (W, b stay owned by the caller)."""
+    L.n_in, L.n_out = W.shape[0], W.shape[1]
+    L.act, L.act_param = activation
+    L.W = cnp.PyArray_DATA(W)
+    L.b = data_or_null(b)
+
+
+cdef list alloc_work(char **work, int n_threads, int kernel, size_t itemsize):
+    """One 64-byte aligned GEMM scratch per thread; returns the arrays to keep alive."""
+    cdef int i
+    buffers = [np.empty(fnn_gemm_work_bytes(kernel, itemsize) + CACHE_LINE, np.uint8)
+               for _ in range(n_threads)]
+    for i in range(n_threads):
+        work[i] = <char *>aligned(buffers[i])
+    return buffers
+
+
+# ---------------------------------------------------------------------------
+# Signals (see the top of this file).
+
+cdef int poll_init(Poll *p, bint on) except -1:
+    p.on = on and threading.get_ident() == threading.main_thread().ident
+    p.next = 0.0
+    p.raised = 0
+    return 0
+
+
+cdef bint poll_signals(Poll *p) noexcept nogil:
+    """Thread 0: run Python's signal handlers if POLL_SECONDS have passed;
+    True once one raised (its exception then stays set in this thread)."""
+    cdef double now
+    if fnn_atomic_load(&p.raised):
+        return True
+    if not p.on:
+        return False
+    now = fnn_wtime()
+    if now < p.next:
+        return False
+    p.next = now + POLL_SECONDS
+    with gil:
+        if PyErr_CheckSignals() != 0:
+            fnn_atomic_store(&p.raised, 1)
+    return fnn_atomic_load(&p.raised) != 0
+
+
+cdef inline bint poll_stopped(Poll *p) noexcept nogil:
+    return fnn_atomic_load(&p.raised) != 0
+
+
+cdef int raise_pending() except -1:
+    """Raise the exception a signal handler left set during poll_signals."""
+    return -1
+
+
+cdef object pending_exception():
+    """The exception a signal handler left set during poll_signals (cleared)."""
+    try:
+        raise_pending()
+    except BaseException as exc:
+        return exc
+

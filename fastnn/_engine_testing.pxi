@@ -1,0 +1,135 @@
+# Test entry points (included by _engine.pyx): one product through the tiles,
+# threads and epilogues; one optimizer update; the training noise as the
+# engine draws it.
+
+def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
+               bint trans_a=False, bint trans_b=False, int kind=0, int act=0,
+               double act_param=0.0, double alpha=1.0, double beta=0.0,
+               floating[::1] bias=None, floating[:, ::1] Y=None,
+               int n_threads=1, int kernel=0):
+    """C = epilogue(op(A) @ op(B)) with the engine's tiling and threads."""
+    cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
+    cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
+    cdef fnn_epilogue ep
+    cdef int tid, nt
+    cdef char *work[MAX_THREADS]
+    if (A.shape[1] if trans_a else A.shape[0]) != M or (B.shape[0] if trans_b else B.shape[1]) != N \
+            or (B.shape[1] if trans_b else B.shape[0]) != K:
+        raise ValueError("operand shapes do not match")
+    memset(&ep, 0, sizeof(ep))
+    ep.kind, ep.act, ep.act_param, ep.alpha, ep.beta = kind, act, act_param, alpha, beta
+    if bias is not None:
+        ep.bias = &bias[0]
+    if Y is not None:
+        ep.Y, ep.ldy = &Y[0, 0], Y.shape[1]
+    n_threads = start_team(max(1, min(n_threads, MAX_THREADS)))
+    works = alloc_work(work, n_threads, kernel, C.itemsize)
+    cdef long counters[3]
+    memset(counters, 0, sizeof(counters))
+    with nogil:
+        if n_threads == 1:
+            tiled_worker(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
+                         A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work, counters,
+                         0, 1)
+        else:
+            with parallel(num_threads=n_threads):
+                tid = fnn_omp_thread_num()
+                nt = fnn_omp_num_threads()
+                tiled_worker(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
+                             A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work,
+                             counters, tid, nt)
+
+
+cdef void tiled_worker(floating *proto, int kernel, int ta, int tb,
+                       Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                       floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, char **work,
+                       long *counters, int tid, int nt) noexcept nogil:
+    cdef Team team = make_team(counters, tid, nt)
+    gemm_tasks(proto, kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], &team)
+
+
+def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
+                     floating[:, ::1] S1=None, floating[:, ::1] S2=None, *,
+                     long long step=1, double l2=0.0, double l1=0.0, bint is_weight=True,
+                     **hyper):
+    """One update of the parameters ``P`` from the gradient ``G`` by the
+    engine's fused pass (``optimizer_tile``), with the optimizer state S1, S2.
+
+    ``hyper`` holds the keywords of ``Trainer.set_optimizer``.  ``is_weight``
+    applies the penalty (l2, l1), which is added to G in place.  For
+    ``OPT_SGD`` this is the gradient-buffer form.  Returns the old P's
+    (sum P^2, sum |P|) when the update is penalised, else (0, 0).
+    """
+    cdef Ctx c
+    cdef Batch b
+    cdef double penalty[2]
+    if G.shape[0] != P.shape[0] or G.shape[1] != P.shape[1]:
+        raise ValueError("P and G must have the same shape")
+    if (S1 is not None and (S1.shape[0] != P.shape[0] or S1.shape[1] != P.shape[1])) or \
+            (S2 is not None and (S2.shape[0] != P.shape[0] or S2.shape[1] != P.shape[1])):
+        raise ValueError("S1 and S2 must have P's shape")
+    if optimizer not in OPTIMIZER_CODES.values() or optimizer == OPT_NONE:
+        raise ValueError(f"unknown optimizer code {optimizer}")
+    memset(&c, 0, sizeof(Ctx))
+    memset(&b, 0, sizeof(Batch))
+    c.opt = optimizer
+    settings = dict(lr=0.0, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
+                    adam_lr_correction=False, weight_decay=0.0, rho=0.99,
+                    increase_factor=1.2, decrease_factor=0.5, delta_min=0.0, delta_max=50.0)
+    unknown = set(hyper) - set(settings)
+    if unknown:
+        raise TypeError(f"unknown hyper-parameters {sorted(unknown)}")
+    settings.update(hyper)
+    c.lr, c.momentum = settings["lr"], settings["momentum"]
+    c.beta1, c.beta2, c.eps = settings["beta1"], settings["beta2"], settings["eps"]
+    c.adam_lr_correction = settings["adam_lr_correction"]
+    c.weight_decay, c.rho = settings["weight_decay"], settings["rho"]
+    c.rprop_increase, c.rprop_decrease = settings["increase_factor"], settings["decrease_factor"]
+    c.rprop_min, c.rprop_max = settings["delta_min"], settings["delta_max"]
+    b.step, b.l2, b.l1 = step, l2, l1
+    penalty[0] = penalty[1] = 0.0
+    if P.shape[0] == 0 or P.shape[1] == 0:
+        return 0.0, 0.0
+    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer in (
+            OPT_ADAM, OPT_ADAMW, OPT_RPROP)):
+        raise ValueError("this optimizer needs its state buffers S1 (and S2)")
+    with nogil:
+        optimizer_tile(&c, &b, &P[0, 0], &G[0, 0],
+                       &S1[0, 0] if S1 is not None else NULL,
+                       &S2[0, 0] if S2 is not None else NULL,
+                       P.shape[0], P.shape[1], P.shape[1],
+                       penalty if is_weight else NULL)
+    return penalty[0], penalty[1]
+
+
+def dropout_keep_mask(u64 seed, long long epoch, Py_ssize_t layer, samples,
+                      Py_ssize_t n_units, double rate):
+    """The keep mask (n_samples, n_units) of layer ``layer``'s dropout for the
+    given sample indices, as the engine draws it (for the tests)."""
+    cdef cnp.int64_t[::1] idx = np.ascontiguousarray(samples, dtype=np.int64)
+    out = np.empty((idx.shape[0], n_units), dtype=np.uint8)
+    cdef unsigned char[:, ::1] m = out
+    cdef u64 keep_below = <u64>round((1.0 - rate) * 2.0 ** 53)
+    cdef u64 ek = noise_epoch_key(seed, epoch), key
+    cdef Py_ssize_t r, j
+    for r in range(idx.shape[0]):
+        key = noise_row_key(ek, layer + 1, idx[r])
+        for j in range(n_units):
+            m[r, j] = (noise_bits(key, j) >> 11) < keep_below
+    return out.astype(bool)
+
+
+def standard_normal_noise(u64 seed, long long epoch, samples, Py_ssize_t n_features):
+    """The N(0, 1) values (n_samples, n_features) that input noise scales, as
+    the engine draws them for the given sample indices (for the tests)."""
+    cdef cnp.int64_t[::1] idx = np.ascontiguousarray(samples, dtype=np.int64)
+    out = np.empty((idx.shape[0], n_features))
+    cdef double[:, ::1] z = out
+    cdef u64 ek = noise_epoch_key(seed, epoch), key
+    cdef Py_ssize_t r, j
+    for r in range(idx.shape[0]):
+        key = noise_row_key(ek, 0, idx[r])
+        for j in range(n_features):
+            z[r, j] = standard_normal(key, j)
+    return out

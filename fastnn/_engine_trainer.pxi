@@ -1,0 +1,295 @@
+# The Trainer: workspace and state of one fit (included by _engine.pyx).
+#
+# Built once per ``fit``: it allocates every buffer of the run and fills the
+# ``Layer`` descriptors and the ``Ctx``; ``run_epoch`` then releases the GIL
+# and runs a whole epoch (run_team, in _engine_step.pxi).
+
+cdef class Trainer:
+    """Workspace and state of one ``fit``; see the module docstring.
+
+    Parameters
+    ----------
+    weights, biases : lists of C-contiguous arrays, updated in place
+        (a bias may be None).
+    activations : list of (code, param) per layer.
+    loss : int, one of the LOSS_* codes.
+    batch_size : int
+    n_threads : int
+    kernel : int, one of KERNELS' values.
+    optimizer : int, one of the OPT_* codes.
+    state1, state2 : lists of (W-shaped, b-shaped or None) optimizer buffers
+        per layer, or None when the optimizer keeps no such state.
+    keep_gradients : bool
+        Keep gradient buffers (``grad_W``, ``grad_b``) even for plain SGD.
+    dropout : list of float in [0, 1) per layer, or None
+        Inverted dropout on each layer's output while training: a unit is
+        kept with probability 1 - rate and then scaled by 1 / (1 - rate).
+        Its mask is a hash of (seed, epoch, layer, sample index, unit).
+    seed : int in [0, 2**64)
+        Key of the training noise; the epoch comes from ``set_epoch``.
+
+    Settings that may change between epochs (all default to off):
+
+    - ``set_optimizer(...)``: the optimizer's hyper-parameters and step count.
+    - ``set_penalty(l2, l1, per_weight_sum=False)``: weight penalty (weights
+      only, never biases).  The gradient of a batch gets ``l2 * W + l1 *
+      sign(W)`` and its loss ``l2 / 2 * sum(W**2) + l1 * sum(|W|)`` (of the
+      weights before the batch's update), as PyTorch's ``weight_decay``.
+      With ``per_weight_sum=True`` both coefficients are divided by the
+      batch's number of rows, or its sum of sample weights: that is
+      scikit-learn's MLP ``alpha`` (pass ``l2=alpha``), whose gradient is
+      ``(X.T @ deltas + alpha * W) / s`` and whose loss adds
+      ``0.5 * alpha * sum(W**2) / s``.  A batch whose weights sum to zero
+      gets neither data gradient nor penalty in that form.
+    - ``set_sample_weight(w)``: a float64 (n_rows of X,) array, or None.  A
+      batch's loss is its weighted mean ``sum(w_i * loss_i) / sum(w_i)``
+      and its deltas are the output deltas times ``w_i / sum(w_i)``
+      (scikit-learn's MLP); the epoch's ``loss_sum`` adds each batch's
+      weighted mean loss once per row of the batch (scikit-learn's
+      ``accumulated_loss``), so without weights it is the plain sum.
+
+    - ``set_input_noise(std)``: Gaussian noise N(0, std^2) added to each
+      training input, drawn like the dropout masks (stream 0); the batch is
+      then always gathered into the workspace, never written into X.
+    - ``set_epoch(epoch)``: the epoch index keying the training noise (the
+      same epoch and sample give the same mask, however the epoch is split
+      into calls of ``run_epoch``).
+
+    ``penalty_sum`` is the penalty part of the last ``run_epoch``'s loss_sum
+    (again counted once per row of each batch).  ``layer_outputs`` holds,
+    per layer, the (batch_size, n_out) buffers (A, what the next layer
+    reads) of the last batch, and ``batch_inputs`` the gathered (or noisy)
+    inputs of the last batch when it needed them, for tests.
+    """
+    cdef Ctx ctx
+    cdef Layer *layers
+    cdef char **work
+    cdef list keep
+    cdef object dtype
+    cdef int n_threads
+    cdef object sample_weight
+    cdef public object grad_W, grad_b
+    cdef public list layer_outputs
+    cdef public object batch_inputs
+
+    def __cinit__(self, list weights, list biases, list activations, int loss,
+                  Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
+                  list state1=None, list state2=None, bint keep_gradients=False,
+                  list dropout=None, u64 seed=0):
+        cdef Py_ssize_t l, n_layers = len(weights), n_penalty_tiles = 0
+        cdef Layer *L
+        self.dtype = weights[0].dtype
+        self.keep = []
+        self.sample_weight = None
+        self.n_threads = threads_for_batch(weights, batch_size, n_threads)
+        self.layers = <Layer *>malloc(n_layers * sizeof(Layer))
+        self.work = <char **>malloc(self.n_threads * sizeof(char *))
+        if self.layers == NULL or self.work == NULL:
+            raise MemoryError()
+        memset(self.layers, 0, n_layers * sizeof(Layer))
+        memset(&self.ctx, 0, sizeof(Ctx))
+        need_grad = keep_gradients or optimizer != OPT_SGD
+        self.grad_W, self.grad_b = [], []
+        self.layer_outputs = []
+        if dropout is not None and (len(dropout) != n_layers or dropout[n_layers - 1] != 0):
+            raise ValueError("dropout needs one rate per layer, and none on the output layer")
+        for l in range(n_layers):
+            W, b = weights[l], biases[l]
+            L = &self.layers[l]
+            set_params(L, W, b, activations[l])
+            A = np.empty((batch_size, L.n_out), self.dtype)
+            D = np.empty((batch_size, L.n_out), self.dtype)
+            self.keep += [W, b, A, D]
+            L.A, L.D = cnp.PyArray_DATA(A), cnp.PyArray_DATA(D)
+            rate = 0.0 if dropout is None else float(dropout[l])
+            if not 0 <= rate < 1:
+                raise ValueError(f"dropout rates must be in [0, 1), got {rate} for layer {l}")
+            Aout = A
+            if rate > 0:
+                Aout = np.empty((batch_size, L.n_out), self.dtype)
+                L.dropout = True
+                L.keep_below = <u64>round((1.0 - rate) * 2.0 ** 53)
+                L.dropout_scale = 1.0 / (1.0 - rate)
+                self.keep.append(Aout)
+            L.Aout = cnp.PyArray_DATA(Aout)
+            self.layer_outputs.append((A, Aout))
+            L.penalty_tile0 = n_penalty_tiles
+            n_penalty_tiles += n_tiles(kernel, L.n_in, L.n_out)
+            if need_grad:
+                gW = np.zeros_like(W)
+                gb = np.zeros(L.n_out, self.dtype) if b is not None else None
+                self.grad_W.append(gW)
+                self.grad_b.append(gb)
+                L.gW, L.gb = cnp.PyArray_DATA(gW), data_or_null(gb)
+            if state1 is not None:
+                self.keep += list(state1[l])
+                L.s1W, L.s1b = data_or_null(state1[l][0]), data_or_null(state1[l][1])
+            if state2 is not None:
+                self.keep += list(state2[l])
+                L.s2W, L.s2b = data_or_null(state2[l][0]), data_or_null(state2[l][1])
+        n_in, n_out = weights[0].shape[0], weights[n_layers - 1].shape[1]
+        Xb = np.empty((batch_size, n_in), self.dtype)
+        Tb = np.empty((batch_size, n_out), self.dtype)
+        row_loss = np.empty(batch_size, np.float64)
+        penalty_parts = np.zeros(2 * n_penalty_tiles, np.float64)
+        self.keep += [Xb, Tb, row_loss, penalty_parts]
+        self.batch_inputs = Xb
+        self.keep += alloc_work(self.work, self.n_threads, kernel, self.dtype.itemsize)
+        self.ctx.n_layers = n_layers
+        self.ctx.layers = self.layers
+        self.ctx.kernel = kernel
+        self.ctx.loss = loss
+        self.ctx.opt = optimizer
+        self.ctx.batch_size = batch_size
+        self.ctx.Xb, self.ctx.Tb = cnp.PyArray_DATA(Xb), cnp.PyArray_DATA(Tb)
+        self.ctx.row_loss = <double *>cnp.PyArray_DATA(row_loss)
+        self.ctx.penalty_parts = <double *>cnp.PyArray_DATA(penalty_parts)
+        self.ctx.n_penalty_tiles = n_penalty_tiles
+        self.ctx.work = self.work
+        self.ctx.seed = seed
+        self.ctx.epoch_key = noise_epoch_key(seed, 0)
+
+    def __dealloc__(self):
+        free(self.layers)
+        free(self.work)
+
+    def set_optimizer(self, double lr=0.0, double momentum=0.0, double beta1=0.9,
+                      double beta2=0.999, double eps=1e-8, long long step=0,
+                      bint adam_lr_correction=False, double weight_decay=0.0,
+                      double rho=0.99, double increase_factor=1.2,
+                      double decrease_factor=0.5, double delta_min=0.0,
+                      double delta_max=50.0):
+        """Hyper-parameters for the next epoch; ``step`` is the count of past steps.
+
+        ``adam_lr_correction``: Adam with its bias corrections folded into
+        the step size (scikit-learn's ordering) instead of Algorithm 1's.
+        ``weight_decay``: AdamW's; ``rho`` (and ``momentum``): RMSprop's;
+        ``increase_factor`` ... ``delta_max``: RProp's.
+        """
+        self.ctx.lr, self.ctx.momentum = lr, momentum
+        self.ctx.beta1, self.ctx.beta2, self.ctx.eps = beta1, beta2, eps
+        self.ctx.adam_lr_correction = adam_lr_correction
+        self.ctx.weight_decay = weight_decay
+        self.ctx.rho = rho
+        self.ctx.rprop_increase, self.ctx.rprop_decrease = increase_factor, decrease_factor
+        self.ctx.rprop_min, self.ctx.rprop_max = delta_min, delta_max
+        self.ctx.step0 = step
+
+    def set_penalty(self, double l2=0.0, double l1=0.0, bint per_weight_sum=False):
+        """Weight penalty for the next epochs (see the class docstring)."""
+        if not (l2 >= 0 and l1 >= 0 and isfinite(l2) and isfinite(l1)):
+            raise ValueError(f"l2 and l1 must be finite numbers >= 0, got {l2} and {l1}")
+        self.ctx.l2, self.ctx.l1 = l2, l1
+        self.ctx.penalty_per_weight_sum = per_weight_sum
+
+    def set_sample_weight(self, sample_weight):
+        """Per-sample weights (float64, one per row of the X given to run_epoch), or None."""
+        if sample_weight is None:
+            self.sample_weight = None
+            self.ctx.sample_weight = NULL
+            return
+        sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        if sw.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
+        self.sample_weight = sw
+        self.ctx.sample_weight = <const double *>cnp.PyArray_DATA(sw)
+
+    def set_input_noise(self, double std):
+        """Gaussian noise of standard deviation ``std`` added to every training
+        input (keyed like dropout: seed, epoch, sample, feature); 0: none."""
+        if not (std >= 0 and isfinite(std)):
+            raise ValueError(f"input_noise must be a finite number >= 0, got {std}")
+        self.ctx.input_noise = std
+
+    def set_epoch(self, long long epoch):
+        """The epoch index of the next run_epoch calls (keys the training noise)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.ctx.epoch_key = noise_epoch_key(self.ctx.seed, epoch)
+
+    @property
+    def penalty_sum(self):
+        return self.ctx.penalty_sum
+
+    def run_epoch(self, X, T, perm=None, bint check_signals=True, Py_ssize_t start=0,
+                  stop=None, bint check_inputs=False, cnp.int64_t[::1] counts=None):
+        """Train on every minibatch of (X, T) in the order ``perm`` (row
+        indices, all of X's rows or some of them; None: X's own order).
+
+        ``start``, ``stop``: train on ``perm[start:stop]`` only (or on rows
+        start..stop-1 of X when perm is None).  To train an epoch in parts,
+        pass the whole X with these (or slices of perm) rather than slices of
+        X: the row of X is the sample index that sample weights, dropout
+        masks and input noise are keyed on.
+
+        Returns (sum of the per-sample losses, number of samples trained on,
+        status): status is "ok", "not_finite" when the loss of a batch was not
+        finite (training stopped after that batch) or "interrupted" on Ctrl-C
+        (training stopped after the last finished batch).
+
+        ``check_signals``: run Python's signal handlers while training (when
+        called from the main thread).  A KeyboardInterrupt from one gives
+        "interrupted"; any other exception a handler raised is raised here,
+        after the last finished batch (``n_done`` then tells how many samples
+        were trained on).  For ``gradients`` (optimizer "none") the work stops
+        at once and every exception is raised.
+
+        ``counts``: an int64 array to whose every entry the number of batches
+        trained is added before this returns or raises.  The caller's books
+        then cannot miss a finished batch: Python runs signal handlers
+        between bytecodes, never inside this call once the team has stopped.
+
+        ``check_inputs``: check each sample's row of X for NaN and infinity
+        as its batch is formed, which costs nothing next to a separate pass
+        over X; status "bad_input" when one is not finite (training stopped
+        before that batch: the batches before it were trained on).
+        """
+        cdef cnp.int64_t[::1] order
+        cdef Py_ssize_t n = X.shape[0] if perm is None else len(perm)
+        cdef Py_ssize_t end = n if stop is None else stop
+        if self.sample_weight is not None and self.sample_weight.shape[0] != X.shape[0]:
+            raise ValueError(f"sample_weight has {self.sample_weight.shape[0]} entries but "
+                             f"X has {X.shape[0]} rows")
+        if not 0 <= start <= end <= n:
+            raise ValueError(f"start and stop must satisfy 0 <= start <= stop <= {n}, got "
+                             f"start={start}, stop={stop}")
+        self.ctx.X = cnp.PyArray_DATA(X)
+        self.ctx.T = cnp.PyArray_DATA(T)
+        self.ctx.first, self.ctx.n = start, end
+        self.ctx.perm = NULL
+        if perm is not None:
+            # ``perm`` may list only some rows (a slice of an epoch's order).
+            order = perm
+            self.ctx.perm = <const long long *>&order[0] if order.shape[0] else NULL
+        self.ctx.loss_sum = 0.0
+        self.ctx.penalty_sum = 0.0
+        self.ctx.n_done = 0
+        self.ctx.status = STATUS_OK
+        poll_init(&self.ctx.poll, check_signals)
+        self.ctx.abort_on_signal = self.ctx.opt == OPT_NONE
+        self.ctx.check_inputs = check_inputs
+        self.ctx.bad_input = 0
+        memset(self.ctx.claims, 0, sizeof(self.ctx.claims))
+        cdef bint is_double = self.dtype == np.float64
+        cdef int nt = start_team(self.n_threads)
+        cdef Py_ssize_t i, batches
+        with nogil:
+            run_team(&self.ctx, is_double, nt)
+        if counts is not None:
+            batches = (self.ctx.n_done + self.ctx.batch_size - 1) // self.ctx.batch_size
+            for i in range(counts.shape[0]):
+                counts[i] += batches
+        if self.ctx.poll.raised:
+            exc = pending_exception()
+            if self.ctx.abort_on_signal or not isinstance(exc, KeyboardInterrupt):
+                raise exc
+            if self.ctx.status == STATUS_SIGNAL:
+                return self.ctx.loss_sum, self.ctx.n_done, "interrupted"
+        status = {STATUS_OK: "ok", STATUS_NOT_FINITE: "not_finite",
+                  STATUS_BAD_INPUT: "bad_input"}[self.ctx.status]
+        return self.ctx.loss_sum, self.ctx.n_done, status
+
+    @property
+    def n_done(self):
+        """Samples trained on by the last run_epoch (also when it raised)."""
+        return self.ctx.n_done
