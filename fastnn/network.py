@@ -8,7 +8,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import _config, _engine, activations, losses
-from ._validation import (all_finite, check_array, check_dtype, check_finite,
+from ._validation import (check_array, check_dtype, check_finite,
                           check_positive_float, check_positive_int, check_real, check_targets,
                           plan_finite_check, raise_not_finite)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
@@ -765,7 +765,7 @@ class _FitLoop:
         are checked here once per epoch: an update can overflow them while the
         loss it came from was finite (the last batch of an epoch, or a relu
         that turns -inf or NaN into 0)."""
-        if not all(all_finite(live) for live, _ in snapshot[0]):
+        if not _engine.arrays_finite([live for live, _ in snapshot[0]]):
             self._diverged(snapshot, f"the weights became NaN or infinite in epoch {epoch + 1} "
                                      f"(found after its batch "
                                      f"{-(-self.n_done // self.batch_size)}, while the loss "
