@@ -108,6 +108,10 @@ DEF POLL_SECONDS = 0.02     # Python handles a signal at most this late, plus a 
 # ends the stage costs more than the thread saves (measured: a barrier is
 # ~1 us on two idle cores, far more when the cores are shared).
 DEF MIN_FLOPS_PER_THREAD_AND_STAGE = 2e6
+# A predict's threads meet once, at the end of the call, but are then woken
+# from sleep (tens of us idle, a scheduler time slice beside a busy process):
+# a second thread only for at least this much work of its own (~0.1 ms).
+DEF MIN_FLOPS_PER_PREDICT_THREAD = 2e7
 
 
 # ---------------------------------------------------------------------------

@@ -55,27 +55,15 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
 cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kernel,
                          void **packed, const floating *X, Py_ssize_t n, floating **outs,
                          char *scratch, Py_ssize_t ld_scratch, char **work,
-                         long *bad_input, Poll *poll, int tid, int nt) noexcept nogil:
+                         long *bad_input, Poll *poll, long *next_chunk, int tid) noexcept nogil:
+    """One thread's share of a forward pass: the threads claim chunks as they
+    come (``next_chunk``), so a thread that the OS starts late - the other
+    core busy with another process - finds the work done by the others
+    instead of holding them up."""
     cdef Py_ssize_t chunk, r0, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     cdef floating *my_outs[MAX_LAYERS]
     cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
-    cdef bint any_packed = False
-    # Every thread packs its share of every W (a copy: any split gives the
-    # same buffers), then all wait until the packs are complete.
-    for l in range(n_layers):
-        if packed[l] != NULL:
-            any_packed = True
-            if floating is float:
-                fnn_gemm_pack_b_s(kernel, 0, layers[l].n_out, layers[l].n_in,
-                                  <const float *>layers[l].W, layers[l].n_out,
-                                  <float *>packed[l], tid, nt)
-            else:
-                fnn_gemm_pack_b_d(kernel, 0, layers[l].n_out, layers[l].n_in,
-                                  <const double *>layers[l].W, layers[l].n_out,
-                                  <double *>packed[l], tid, nt)
-    if any_packed and nt > 1:
-        fnn_omp_barrier()
-    chunk = tid
+    chunk = fnn_atomic_fetch_add(next_chunk, 1)
     while chunk < n_chunks:
         if poll_stopped(poll):    # a signal handler raised: the call raises it
             break
@@ -94,7 +82,7 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
         forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
                       rows, my_outs, my_scratch, ld_scratch, work[tid],
                       poll if tid == 0 else NULL)
-        chunk += nt
+        chunk = fnn_atomic_fetch_add(next_chunk, 1)
 
 
 cdef Py_ssize_t scratch_ld(Py_ssize_t width, Py_ssize_t itemsize) noexcept nogil:
@@ -128,7 +116,7 @@ def forward(list weights, list biases, list activations, X, list outputs,
     packed once for the whole call (the chunks would otherwise each pack it
     again); the products are bit-identical either way.
     """
-    cdef int n_layers = len(weights), l, tid, nt
+    cdef int n_layers = len(weights), l, tid
     cdef Py_ssize_t n = X.shape[0], width = 1, ld_scr
     cdef Layer layers[MAX_LAYERS]
     cdef void *outs[MAX_LAYERS]
@@ -152,10 +140,10 @@ def forward(list weights, list biases, list activations, X, list outputs,
             packed_total += ((fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
                                                       layers[l].n_in) + CACHE_LINE - 1)
                              // CACHE_LINE * CACHE_LINE)
-    # One chunk per task, and no thread for less work than a parallel region costs.
+    # One chunk per task, and no thread for less work than waking it costs.
     flops = 2.0 * n * sum(W.shape[0] * W.shape[1] for W in weights)
     n_threads = int(max(1, min(n_threads, MAX_THREADS, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
-                               flops / MIN_FLOPS_PER_THREAD_AND_STAGE)))
+                               flops / MIN_FLOPS_PER_PREDICT_THREAD)))
     n_threads = start_team(n_threads)
     ld_scr = scratch_ld(width, itemsize)
     scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * ld_scr * itemsize + CACHE_LINE, np.uint8)
@@ -170,30 +158,43 @@ def forward(list weights, list biases, list activations, X, list outputs,
     cdef const void *x = cnp.PyArray_DATA(X)
     cdef long bad_input = 0
     cdef long *bad = &bad_input if check_inputs else NULL
+    cdef long next_chunk = 0
     cdef Poll poll
     poll_init(&poll, check_signals)
     with nogil:
+        # The calling thread packs the weights before any other thread starts:
+        # every chunk needs them, and a helper that the OS runs late would
+        # otherwise hold up the others with its share of the packing.
+        for l in range(n_layers):
+            if packed[l] != NULL:
+                if is_double:
+                    fnn_gemm_pack_b_d(kernel, 0, layers[l].n_out, layers[l].n_in,
+                                      <const double *>layers[l].W, layers[l].n_out,
+                                      <double *>packed[l], 0, 1)
+                else:
+                    fnn_gemm_pack_b_s(kernel, 0, layers[l].n_out, layers[l].n_in,
+                                      <const float *>layers[l].W, layers[l].n_out,
+                                      <float *>packed[l], 0, 1)
         if n_threads == 1:
             if is_double:
                 predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                               bad, &poll, 0, 1)
+                               bad, &poll, &next_chunk, 0)
             else:
                 predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                               bad, &poll, 0, 1)
+                               bad, &poll, &next_chunk, 0)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
-                nt = fnn_omp_num_threads()
                 if is_double:
                     predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                    <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                                   bad, &poll, tid, nt)
+                                   bad, &poll, &next_chunk, tid)
                 else:
                     predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                    <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                                   bad, &poll, tid, nt)
+                                   bad, &poll, &next_chunk, tid)
     if poll.raised:
         raise_pending()
     return bad_input == 0
