@@ -41,11 +41,11 @@ from .io import load
 from .importers import from_sklearn, from_torch
 from .layers import Dense
 from .network import History, Network
-from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, RProp
+from .optimizers import SGD, Adam, AdamW, Optimizer, Quickprop, RMSprop, RProp
 from .schedules import (AdaptiveLR, ConstantLR, CosineAnnealing, ExponentialDecay,
                         InverseScaling, LambdaLR, LRSchedule, ReduceLROnPlateau, StepDecay)
 
-__all__ = ["Network", "Dense", "History", "SGD", "Adam", "AdamW", "RMSprop", "RProp",
+__all__ = ["Network", "Dense", "History", "SGD", "Adam", "AdamW", "RMSprop", "RProp", "Quickprop",
            "Optimizer", "load", "from_sklearn", "from_torch",
            "Callback", "EarlyStopping", "LambdaCallback",
            "LRSchedule", "ConstantLR", "StepDecay", "ExponentialDecay", "CosineAnnealing",
