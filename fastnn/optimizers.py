@@ -15,6 +15,9 @@ import numpy as np
 
 from ._validation import check_positive_float, check_real
 
+# Exported by fastnn itself: a new optimizer is listed here only.
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "RProp", "Quickprop"]
+
 
 def _check_unit_interval(value, name):
     """``value`` as a float in [0, 1)."""
