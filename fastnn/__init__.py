@@ -41,12 +41,12 @@ from .io import load
 from .importers import from_sklearn, from_torch
 from .layers import Dense
 from .network import History, Network
-from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, RProp
+from . import optimizers as _optimizers
+from .optimizers import *  # noqa: F401,F403 - every optimizer (optimizers.__all__)
 from .schedules import (AdaptiveLR, ConstantLR, CosineAnnealing, ExponentialDecay,
                         InverseScaling, LambdaLR, LRSchedule, ReduceLROnPlateau, StepDecay)
 
-__all__ = ["Network", "Dense", "History", "SGD", "Adam", "AdamW", "RMSprop", "RProp",
-           "Optimizer", "load", "from_sklearn", "from_torch",
+__all__ = ["Network", "Dense", "History", *_optimizers.__all__, "load", "from_sklearn", "from_torch",
            "Callback", "EarlyStopping", "LambdaCallback",
            "LRSchedule", "ConstantLR", "StepDecay", "ExponentialDecay", "CosineAnnealing",
            "InverseScaling", "AdaptiveLR", "ReduceLROnPlateau", "LambdaLR",

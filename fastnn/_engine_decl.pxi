@@ -123,22 +123,9 @@ cdef enum:
     LOSS_BINARY_CROSS_ENTROPY = 2
     LOSS_POISSON = 3            # linear output z, log link: prediction exp(z)
 
-cdef enum:
-    OPT_SGD = 0        # plain SGD, straight into the weights
-    OPT_MOMENTUM = 1
-    OPT_NESTEROV = 2
-    OPT_ADAM = 3
-    OPT_NONE = 4       # gradients only (Network.gradients)
-    OPT_ADAMW = 5      # Adam with decoupled weight decay
-    OPT_RMSPROP = 6
-    OPT_RPROP = 7      # iRPROP-, full batch
-
-# The codes as the Python layer names them.
+# The codes as the Python layer names them (the optimizers' are in _engine_optim.pxi).
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
               "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON}
-OPTIMIZER_CODES = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
-                   "adam": OPT_ADAM, "none": OPT_NONE, "adamw": OPT_ADAMW,
-                   "rmsprop": OPT_RMSPROP, "rprop": OPT_RPROP}
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
            "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
 
@@ -181,13 +168,10 @@ cdef struct Ctx:
     Layer *layers
     int kernel
     int loss
-    int opt
-    double lr, momentum, beta1, beta2, eps
-    bint adam_lr_correction    # Adam: corrections folded into the step size (scikit-learn)
-    double weight_decay   # AdamW's decoupled decay, weights only
-    double rho            # RMSprop's smoothing constant
-    double rprop_increase, rprop_decrease, rprop_min, rprop_max
+    int opt               # the update rule: OPT_* of _engine_optim.pxi
+    void *hyper           # its hyper-parameters (a Hyper of _engine_optim.pxi)
     long long step0       # optimizer steps taken before this epoch
+    long long n_steps     # steps (batches) finished by this run_epoch (written by thread 0)
     # weight penalty: grad += l2 * W + l1 * sign(W), loss += l2/2 sum W^2 + l1 sum |W|
     double l2, l1
     bint penalty_per_weight_sum   # l2, l1 divided by each batch's weight sum (sklearn's alpha)

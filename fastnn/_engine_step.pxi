@@ -80,18 +80,20 @@ cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
     cdef floating *gb
     cdef floating *bias
     cdef double *penalty = c.penalty_parts + 2 * (L.penalty_tile0 + t)
+    cdef double lr
     cdef fnn_epilogue ep
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_STORE
     if c.opt == OPT_SGD and L.gW == NULL:
         # plain SGD: W += -lr * X.T @ D straight into the weights, after the
         # penalty's shrink of the same tile
+        lr = sgd_lr(c)
         penalty[0] = penalty[1] = 0.0
         if b.l2 != 0 or b.l1 != 0:
             for i in range(mb):
                 shrink_row(<floating *>L.W + (i0 + i) * L.n_out + j0, nb,
-                           <floating>(1.0 - c.lr * b.l2), <floating>(c.lr * b.l1), penalty)
-        ep.alpha = -c.lr
+                           <floating>(1.0 - lr * b.l2), <floating>(lr * b.l1), penalty)
+        ep.alpha = -lr
         ep.beta = 1.0
         gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
                   inp, L.n_in, D, L.n_out, <floating *>L.W, L.n_out, &ep, work)
@@ -124,7 +126,7 @@ cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
             if gb != NULL:
                 gb[jb + j] = sums[j]
             else:
-                bias[jb + j] -= <floating>c.lr * sums[j]
+                bias[jb + j] -= <floating>sgd_lr(c) * sums[j]
         jb += BIAS_BLOCK
     if gb != NULL and c.opt != OPT_NONE:
         optimizer_tile(c, b, bias, gb,
@@ -270,6 +272,7 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
             c.loss_sum += s
             c.penalty_sum += penalty
             c.n_done += rows
+            c.n_steps += 1
         start += rows
         if not isfinite(s):
             if tid == 0:

@@ -49,51 +49,43 @@ cdef void tiled_worker(floating *proto, int kernel, int ta, int tb,
     gemm_tasks(proto, kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], &team)
 
 
-def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
+def optimizer_update(int optimizer, dict hyper, floating[:, ::1] P, floating[:, ::1] G,
                      floating[:, ::1] S1=None, floating[:, ::1] S2=None, *,
                      long long step=1, double l2=0.0, double l1=0.0, bint is_weight=True,
-                     **hyper):
+                     double weight_sum=1.0):
     """One update of the parameters ``P`` from the gradient ``G`` by the
     engine's fused pass (``optimizer_tile``), with the optimizer state S1, S2.
 
-    ``hyper`` holds the keywords of ``Trainer.set_optimizer``.  ``is_weight``
-    applies the penalty (l2, l1), which is added to G in place.  For
-    ``OPT_SGD`` this is the gradient-buffer form.  Returns the old P's
+    ``hyper`` is ``Optimizer.engine_args()`` (see ``Trainer.set_optimizer``).
+    ``is_weight`` applies the penalty (l2, l1), which is added to G in place.
+    ``weight_sum``: the batch's number of rows (or sum of sample weights).
+    For ``OPT_SGD`` this is the gradient-buffer form.  Returns the old P's
     (sum P^2, sum |P|) when the update is penalised, else (0, 0).
     """
     cdef Ctx c
     cdef Batch b
+    cdef Hyper h
     cdef double penalty[2]
     if G.shape[0] != P.shape[0] or G.shape[1] != P.shape[1]:
         raise ValueError("P and G must have the same shape")
     if (S1 is not None and (S1.shape[0] != P.shape[0] or S1.shape[1] != P.shape[1])) or \
             (S2 is not None and (S2.shape[0] != P.shape[0] or S2.shape[1] != P.shape[1])):
         raise ValueError("S1 and S2 must have P's shape")
-    if optimizer not in OPTIMIZER_CODES.values() or optimizer == OPT_NONE:
+    if optimizer not in STATE_BUFFERS or optimizer == OPT_NONE:
         raise ValueError(f"unknown optimizer code {optimizer}")
+    if (S1 is not None) + (S1 is not None and S2 is not None) < STATE_BUFFERS[optimizer]:
+        raise ValueError("this optimizer needs its state buffers S1 (and S2)")
     memset(&c, 0, sizeof(Ctx))
     memset(&b, 0, sizeof(Batch))
+    memset(&h, 0, sizeof(Hyper))
+    set_hyper(&h, optimizer, hyper)
     c.opt = optimizer
-    settings = dict(lr=0.0, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
-                    adam_lr_correction=False, weight_decay=0.0, rho=0.99,
-                    increase_factor=1.2, decrease_factor=0.5, delta_min=0.0, delta_max=50.0)
-    unknown = set(hyper) - set(settings)
-    if unknown:
-        raise TypeError(f"unknown hyper-parameters {sorted(unknown)}")
-    settings.update(hyper)
-    c.lr, c.momentum = settings["lr"], settings["momentum"]
-    c.beta1, c.beta2, c.eps = settings["beta1"], settings["beta2"], settings["eps"]
-    c.adam_lr_correction = settings["adam_lr_correction"]
-    c.weight_decay, c.rho = settings["weight_decay"], settings["rho"]
-    c.rprop_increase, c.rprop_decrease = settings["increase_factor"], settings["decrease_factor"]
-    c.rprop_min, c.rprop_max = settings["delta_min"], settings["delta_max"]
+    c.hyper = &h
     b.step, b.l2, b.l1 = step, l2, l1
+    b.weight_sum, b.inv_weight = weight_sum, (1.0 / weight_sum if weight_sum > 0 else 0.0)
     penalty[0] = penalty[1] = 0.0
     if P.shape[0] == 0 or P.shape[1] == 0:
         return 0.0, 0.0
-    if (S1 is None and optimizer != OPT_SGD) or (S2 is None and optimizer in (
-            OPT_ADAM, OPT_ADAMW, OPT_RPROP)):
-        raise ValueError("this optimizer needs its state buffers S1 (and S2)")
     with nogil:
         optimizer_tile(&c, &b, &P[0, 0], &G[0, 0],
                        &S1[0, 0] if S1 is not None else NULL,
@@ -101,6 +93,14 @@ def optimizer_update(int optimizer, floating[:, ::1] P, floating[:, ::1] G,
                        P.shape[0], P.shape[1], P.shape[1],
                        penalty if is_weight else NULL)
     return penalty[0], penalty[1]
+
+
+def hyper_parameters(int optimizer, dict hyper):
+    """The struct of rule ``optimizer`` as the engine reads it from ``hyper``
+    (for the tests: every field, by name)."""
+    cdef Hyper h
+    memset(&h, 0, sizeof(Hyper))
+    return set_hyper(&h, optimizer, hyper)
 
 
 def dropout_keep_mask(u64 seed, long long epoch, Py_ssize_t layer, samples,

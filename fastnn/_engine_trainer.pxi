@@ -30,7 +30,8 @@ cdef class Trainer:
 
     Settings that may change between epochs (all default to off):
 
-    - ``set_optimizer(...)``: the optimizer's hyper-parameters and step count.
+    - ``set_optimizer(hyper, step)``: the update rule's hyper-parameters
+      (``Optimizer.engine_args()``) and the count of past steps.
     - ``set_penalty(l2, l1, per_weight_sum=False)``: weight penalty (weights
       only, never biases).  The gradient of a batch gets ``l2 * W + l1 *
       sign(W)`` and its loss ``l2 / 2 * sum(W**2) + l1 * sum(|W|)`` (of the
@@ -62,6 +63,7 @@ cdef class Trainer:
     inputs of the last batch when it needed them, for tests.
     """
     cdef Ctx ctx
+    cdef Hyper hyper
     cdef Layer *layers
     cdef char **work
     cdef list keep
@@ -88,6 +90,13 @@ cdef class Trainer:
             raise MemoryError()
         memset(self.layers, 0, n_layers * sizeof(Layer))
         memset(&self.ctx, 0, sizeof(Ctx))
+        memset(&self.hyper, 0, sizeof(Hyper))
+        if optimizer not in STATE_BUFFERS:
+            raise ValueError(f"unknown optimizer code {optimizer}")
+        given = (state1 is not None) + (state1 is not None and state2 is not None)
+        if given < STATE_BUFFERS[optimizer]:
+            raise ValueError(f"optimizer code {optimizer} needs {STATE_BUFFERS[optimizer]} "
+                             f"state buffers, got {given}")
         need_grad = keep_gradients or optimizer != OPT_SGD
         self.grad_W, self.grad_b = [], []
         self.layer_outputs = []
@@ -140,6 +149,7 @@ cdef class Trainer:
         self.ctx.kernel = kernel
         self.ctx.loss = loss
         self.ctx.opt = optimizer
+        self.ctx.hyper = &self.hyper
         self.ctx.batch_size = batch_size
         self.ctx.Xb, self.ctx.Tb = cnp.PyArray_DATA(Xb), cnp.PyArray_DATA(Tb)
         self.ctx.row_loss = <double *>cnp.PyArray_DATA(row_loss)
@@ -153,26 +163,17 @@ cdef class Trainer:
         free(self.layers)
         free(self.work)
 
-    def set_optimizer(self, double lr=0.0, double momentum=0.0, double beta1=0.9,
-                      double beta2=0.999, double eps=1e-8, long long step=0,
-                      bint adam_lr_correction=False, double weight_decay=0.0,
-                      double rho=0.99, double increase_factor=1.2,
-                      double decrease_factor=0.5, double delta_min=0.0,
-                      double delta_max=50.0):
-        """Hyper-parameters for the next epoch; ``step`` is the count of past steps.
+    def set_optimizer(self, dict hyper, long long step=0):
+        """The update rule's hyper-parameters for the next epoch, and the
+        count of past steps.
 
-        ``adam_lr_correction``: Adam with its bias corrections folded into
-        the step size (scikit-learn's ordering) instead of Algorithm 1's.
-        ``weight_decay``: AdamW's; ``rho`` (and ``momentum``): RMSprop's;
-        ``increase_factor`` ... ``delta_max``: RProp's.
+        ``hyper`` is ``Optimizer.engine_args()``: every field of the rule's
+        struct (_engine_optim.pxi), by name; the Python optimizer owns the
+        defaults.
         """
-        self.ctx.lr, self.ctx.momentum = lr, momentum
-        self.ctx.beta1, self.ctx.beta2, self.ctx.eps = beta1, beta2, eps
-        self.ctx.adam_lr_correction = adam_lr_correction
-        self.ctx.weight_decay = weight_decay
-        self.ctx.rho = rho
-        self.ctx.rprop_increase, self.ctx.rprop_decrease = increase_factor, decrease_factor
-        self.ctx.rprop_min, self.ctx.rprop_max = delta_min, delta_max
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        set_hyper(&self.hyper, self.ctx.opt, hyper)
         self.ctx.step0 = step
 
     def set_penalty(self, double l2=0.0, double l1=0.0, bint per_weight_sum=False):
@@ -223,9 +224,11 @@ cdef class Trainer:
         masks and input noise are keyed on.
 
         Returns (sum of the per-sample losses, number of samples trained on,
-        status): status is "ok", "not_finite" when the loss of a batch was not
-        finite (training stopped after that batch) or "interrupted" on Ctrl-C
-        (training stopped after the last finished batch).
+        number of steps (batches) trained, status): status is "ok",
+        "not_finite" when the loss of a batch was not finite (training stopped
+        after that batch) or "interrupted" on Ctrl-C (training stopped after
+        the last finished batch).  The steps are the engine's own count: the
+        caller adds them to the optimizer's, never recounts them.
 
         ``check_signals``: run Python's signal handlers while training (when
         called from the main thread).  A KeyboardInterrupt from one gives
@@ -234,10 +237,11 @@ cdef class Trainer:
         were trained on).  For ``gradients`` (optimizer "none") the work stops
         at once and every exception is raised.
 
-        ``counts``: an int64 array to whose every entry the number of batches
-        trained is added before this returns or raises.  The caller's books
-        then cannot miss a finished batch: Python runs signal handlers
-        between bytecodes, never inside this call once the team has stopped.
+        ``counts``: an int64 array to whose every entry the number of steps
+        (batches) trained is added before this returns or raises.  The
+        caller's books then cannot miss a finished batch: Python runs signal
+        handlers between bytecodes, never inside this call once the team has
+        stopped.
 
         ``check_inputs``: check each sample's row of X for NaN and infinity
         as its batch is formed, which costs nothing next to a separate pass
@@ -264,6 +268,7 @@ cdef class Trainer:
         self.ctx.loss_sum = 0.0
         self.ctx.penalty_sum = 0.0
         self.ctx.n_done = 0
+        self.ctx.n_steps = 0
         self.ctx.status = STATUS_OK
         poll_init(&self.ctx.poll, check_signals)
         self.ctx.abort_on_signal = self.ctx.opt == OPT_NONE
@@ -272,24 +277,28 @@ cdef class Trainer:
         memset(self.ctx.claims, 0, sizeof(self.ctx.claims))
         cdef bint is_double = self.dtype == np.float64
         cdef int nt = start_team(self.n_threads)
-        cdef Py_ssize_t i, batches
+        cdef Py_ssize_t i
         with nogil:
             run_team(&self.ctx, is_double, nt)
         if counts is not None:
-            batches = (self.ctx.n_done + self.ctx.batch_size - 1) // self.ctx.batch_size
             for i in range(counts.shape[0]):
-                counts[i] += batches
+                counts[i] += self.ctx.n_steps
         if self.ctx.poll.raised:
             exc = pending_exception()
             if self.ctx.abort_on_signal or not isinstance(exc, KeyboardInterrupt):
                 raise exc
             if self.ctx.status == STATUS_SIGNAL:
-                return self.ctx.loss_sum, self.ctx.n_done, "interrupted"
+                return self.ctx.loss_sum, self.ctx.n_done, self.ctx.n_steps, "interrupted"
         status = {STATUS_OK: "ok", STATUS_NOT_FINITE: "not_finite",
                   STATUS_BAD_INPUT: "bad_input"}[self.ctx.status]
-        return self.ctx.loss_sum, self.ctx.n_done, status
+        return self.ctx.loss_sum, self.ctx.n_done, self.ctx.n_steps, status
 
     @property
     def n_done(self):
         """Samples trained on by the last run_epoch (also when it raised)."""
         return self.ctx.n_done
+
+    @property
+    def n_steps(self):
+        """Steps (batches) trained by the last run_epoch (also when it raised)."""
+        return self.ctx.n_steps

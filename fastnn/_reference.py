@@ -291,6 +291,73 @@ def rprop_update(param, grad, prev_grad, delta, increase_factor=1.2, decrease_fa
     return param - np.sign(grad) * delta, grad, delta
 
 
+def fann_irpropm_update(weights, slopes, prev_steps, prev_slopes, increase_factor=1.2,
+                        decrease_factor=0.5, delta_min=0.0, delta_max=50.0):
+    """FANN 2.x's fann_update_weights_irpropm (fann_train.c), transcribed.
+
+    In FANN's own terms: ``slopes`` is minus the gradient summed over the
+    training set (``RProp(variant="fann")`` sees g = -slopes / n, of the same
+    signs).  Every array is updated in place and returned, in the dtype given
+    (FANN's fann_type); returns (weights, prev_steps, prev_slopes).
+    """
+    dt = weights.dtype.type
+    for i in np.ndindex(weights.shape):
+        prev_step = max(prev_steps[i], dt(0.0001))   # "may not be zero"
+        slope, prev_slope = slopes[i], prev_slopes[i]
+        if prev_slope * slope >= 0:
+            next_step = min(prev_step * dt(increase_factor), dt(delta_max))
+        else:
+            next_step = max(prev_step * dt(decrease_factor), dt(delta_min))
+            slope = dt(0)
+        if slope < 0:
+            weights[i] = max(weights[i] - next_step, dt(-1500))
+        else:
+            weights[i] = min(weights[i] + next_step, dt(1500))
+        prev_steps[i], prev_slopes[i] = next_step, slope
+    return weights, prev_steps, prev_slopes
+
+
+def fann_quickprop_update(weights, slopes, prev_steps, prev_slopes, num_data, learning_rate=0.7,
+                          mu=1.75, decay=-0.0001):
+    """FANN 2.x's fann_update_weights_quickprop (fann_train.c), transcribed.
+
+    ``slopes`` is minus the gradient summed over the ``num_data`` samples,
+    as FANN accumulates it; ``Quickprop`` works with it divided by n (see
+    its docstring).  Updated in place; returns (weights, prev_steps,
+    prev_slopes).
+    """
+    dt = weights.dtype.type
+    epsilon = dt(learning_rate / num_data)
+    shrink_factor = dt(mu / (1.0 + mu))
+    mu, decay = dt(mu), dt(decay)
+    for i in np.ndindex(weights.shape):
+        w, prev_step = weights[i], prev_steps[i]
+        slope = slopes[i] + decay * w
+        prev_slope = prev_slopes[i]
+        next_step = dt(0)
+        if prev_step > 0.001:
+            if slope > 0:
+                next_step += epsilon * slope
+            if slope > shrink_factor * prev_slope:
+                next_step += mu * prev_step
+            else:
+                next_step += prev_step * slope / (prev_slope - slope)
+        elif prev_step < -0.001:
+            if slope < 0:
+                next_step += epsilon * slope
+            if slope < shrink_factor * prev_slope:
+                next_step += mu * prev_step
+            else:
+                next_step += prev_step * slope / (prev_slope - slope)
+        else:
+            next_step += epsilon * slope
+        prev_steps[i] = next_step
+        w += next_step
+        weights[i] = dt(1500) if w > 1500 else (dt(-1500) if w < -1500 else w)
+        prev_slopes[i] = slope
+    return weights, prev_steps, prev_slopes
+
+
 def sgd_epoch(weights, biases, activations, loss, X, T, batch_size, lr, perm=None):
     """One epoch of plain minibatch SGD, in place; returns the mean training loss."""
     order = np.arange(len(X)) if perm is None else perm

@@ -345,7 +345,7 @@ class Network:
         @shared_use
         def gradients(self):
             with _single_threaded_blas():
-                loss_sum, n_done, _ = trainer.run_epoch(X, T, None)
+                loss_sum, n_done, _, _ = trainer.run_epoch(X, T, None)
             return loss_sum / n_done, list(zip(trainer.grad_W, trainer.grad_b))
         return lambda: gradients(self)
 
@@ -717,8 +717,10 @@ class _FitLoop:
         self.epoch, self.n_done = 0, 0
         # Minibatches whose update the network keeps, in this fit and in the
         # current epoch (see _epoch and fit's Notes), counted by the engine
-        # itself (run_epoch's counts): no Ctrl-C can land between a finished
-        # batch and its count.  optimizer.step is derived from it (_sync).
+        # itself (the steps run_epoch adds to its counts): no Ctrl-C can land
+        # between a finished batch and its count.  Python never recounts
+        # them: optimizer.step is derived from them here only (_sync), and
+        # the messages quote kept[1].
         self.kept = np.zeros(2, np.int64)
         self.step0 = optimizer.step
 
@@ -752,7 +754,7 @@ class _FitLoop:
             self._sync()
             self.progress.close()
         if history.interrupted:
-            n_batches = -(-self.n_done // self.batch_size)
+            n_batches = int(self.kept[1])
             print(f"fastnn: training interrupted in epoch {self.epoch + 1} after {n_batches} "
                   f"batches; stopped after the last finished batch", file=sys.stderr,
                   flush=True)
@@ -768,7 +770,7 @@ class _FitLoop:
         if not _engine.arrays_finite([live for live, _ in snapshot[0]]):
             self._diverged(snapshot, f"the weights became NaN or infinite in epoch {epoch + 1} "
                                      f"(found after its batch "
-                                     f"{-(-self.n_done // self.batch_size)}, while the loss "
+                                     f"{int(self.kept[1])}, while the loss "
                                      f"was still finite)")
 
     @property
@@ -829,16 +831,16 @@ class _FitLoop:
         while start < n:
             stop = min(n, start + self.rows_per_call)
             # lr and the step count (Adam's bias correction) are read per call.
-            trainer.set_optimizer(step=optimizer.step, **optimizer.engine_args())
+            trainer.set_optimizer(optimizer.engine_args(), step=optimizer.step)
             try:
                 if perm is None:
                     # rows start..stop of X in place: sample weights and the
                     # dropout and noise keys follow the row, whatever the chunking
-                    part_loss, part_done, status = trainer.run_epoch(
+                    part_loss, part_done, _, status = trainer.run_epoch(
                         X, T, None, start=start, stop=stop, check_inputs=self.check_inputs,
                         counts=self.kept)
                 else:
-                    part_loss, part_done, status = trainer.run_epoch(
+                    part_loss, part_done, _, status = trainer.run_epoch(
                         X, T, perm[start:stop], check_inputs=self.check_inputs,
                         counts=self.kept)
             except BaseException:
@@ -859,7 +861,7 @@ class _FitLoop:
             if status == "not_finite":
                 if not self.continue_not_finite:
                     self._diverged(snapshot, "the loss became NaN or infinite in epoch "
-                                   f"{epoch + 1}, batch {-(-self.n_done // self.batch_size)}")
+                                   f"{epoch + 1}, batch {int(self.kept[1])}")
                 status = "ok"    # the engine stopped after that batch: on with the next
             if part_done == 0:
                 break            # (nothing left that the engine would train)

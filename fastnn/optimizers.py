@@ -1,5 +1,10 @@
 """Optimizers: hyper-parameters and state; the update itself runs in the engine.
 
+One class per optimizer declares its hyper-parameters and their defaults
+once (the constructor's signature), checks them, and hands the engine its
+update rule's code and hyper-parameter struct (``code``, ``engine_args()``:
+the struct of fastnn/_engine_optim.pxi as a dict, every field by name).
+
 State (velocities, moments, the step count) lives on the optimizer object, so
 calling ``fit`` again with the same optimizer resumes where it stopped.  The
 update rules are written out in NumPy in ``fastnn._reference``.  L2/L1
@@ -8,7 +13,10 @@ to the gradient the optimizer sees.
 """
 import numpy as np
 
-from ._validation import check_positive_float
+from ._validation import check_positive_float, check_real
+
+# Exported by fastnn itself: a new optimizer is listed here only.
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "RProp", "Quickprop"]
 
 
 def _check_unit_interval(value, name):
@@ -22,7 +30,7 @@ class Optimizer:
     """Base class.  Every constructor argument is stored as an attribute of the
     same name (save/load rebuilds optimizers from them)."""
 
-    code = None         # engine code, see _engine.OPTIMIZER_CODES
+    code = None         # the engine's update rule, a key of _engine.OPTIMIZER_CODES
     n_state = 0         # state buffers per parameter (at most 2)
     full_batch = False  # True: fit trains on the whole data set per step
     nonnegative_state = ()   # state buffers whose values are >= 0 (load checks them)
@@ -49,6 +57,8 @@ class Optimizer:
         return self._state + [None] * (2 - self.n_state)
 
     def engine_args(self):
+        """The hyper-parameter struct of the engine's rule ``code``, as a dict
+        (every field, no other key: the engine refuses both mistakes)."""
         raise NotImplementedError
 
 
@@ -71,6 +81,8 @@ class SGD(Optimizer):
         self.n_state = 0 if self.momentum == 0 else 1
 
     def engine_args(self):
+        if self.momentum == 0:
+            return dict(lr=self.lr)
         return dict(lr=self.lr, momentum=self.momentum)
 
     def __repr__(self):
@@ -115,7 +127,7 @@ class Adam(Optimizer):
 
     def engine_args(self):
         return dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
-                    adam_lr_correction=self.bias_correction == "step_size")
+                    step_size_correction=self.bias_correction == "step_size")
 
     def __repr__(self):
         extra = "" if self.bias_correction == "moments" else \
@@ -203,10 +215,17 @@ class RProp(Optimizer):
       g is set to 0 (no step now, no sign change seen next time)
     - then ``W -= sign(g) * delta`` and g_prev = g.
 
-    This is the rule of the paper.  FANN's code (fann_update_weights_irpropm)
-    differs in details it does not document: it also grows delta when
-    g * g_prev == 0, moves a weight whose gradient is 0 by +delta, keeps
-    delta at least 1e-4, and clips weights to [-1500, 1500].
+    This is the rule of the paper (``variant="paper"``).  ``variant="fann"``
+    is FANN 2.x's code (``fann_update_weights_irpropm``), which differs in
+    details it does not document:
+
+    - delta grows also when g * g_prev == 0 (the first step is
+      ``delta_zero * increase_factor``);
+    - the step is taken from ``max(delta, 1e-4)``, so a step size never
+      vanishes whatever ``delta_min`` says (FANN's default is 0);
+    - a weight whose gradient is 0 moves by ``+delta``, so also on a sign
+      change (where g is set to 0): only a positive gradient steps down;
+    - the weights (and biases) are kept within [-1500, 1500].
 
     Parameters
     ----------
@@ -216,15 +235,16 @@ class RProp(Optimizer):
     delta_max : float >= delta_min, default 50.0
     delta_zero : float > 0, default 0.1
         The initial step size (FANN's defaults throughout).
+    variant : {"paper", "fann"}, default "paper"
     """
 
-    code = "rprop"
     n_state = 2          # previous gradient, step sizes
     nonnegative_state = (1,)
     full_batch = True
+    VARIANTS = {"paper": "rprop", "fann": "rprop_fann"}
 
     def __init__(self, increase_factor=1.2, decrease_factor=0.5, delta_min=0.0,
-                 delta_max=50.0, delta_zero=0.1):
+                 delta_max=50.0, delta_zero=0.1, variant="paper"):
         super().__init__()
         self.increase_factor = check_positive_float(increase_factor, "increase_factor")
         if self.increase_factor <= 1:
@@ -238,6 +258,10 @@ class RProp(Optimizer):
             raise ValueError(f"delta_max must be >= delta_min, got delta_max={delta_max} "
                              f"and delta_min={delta_min}")
         self.delta_zero = check_positive_float(delta_zero, "delta_zero")
+        if variant not in self.VARIANTS:
+            raise ValueError(f"variant must be one of {list(self.VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        self.code = self.VARIANTS[variant]
 
     def _initial_state(self, index):
         return self.delta_zero if index == 1 else 0.0
@@ -247,6 +271,55 @@ class RProp(Optimizer):
                     delta_min=self.delta_min, delta_max=self.delta_max)
 
     def __repr__(self):
+        extra = "" if self.variant == "paper" else f", variant={self.variant!r}"
         return (f"RProp(increase_factor={self.increase_factor}, "
                 f"decrease_factor={self.decrease_factor}, delta_min={self.delta_min}, "
-                f"delta_max={self.delta_max}, delta_zero={self.delta_zero})")
+                f"delta_max={self.delta_max}, delta_zero={self.delta_zero}{extra})")
+
+
+class Quickprop(Optimizer):
+    """Quickprop (Fahlman, 1988) as FANN 2.x codes it (``fann_update_weights_quickprop``).
+
+    Full batch, like RProp: one step per epoch from the whole training set.
+    Each weight's next step comes from a parabola through its last two
+    slopes.  With g the mean gradient over the n training samples (of the
+    loss as fastnn defines it, the mean over samples) the slope is
+    ``s = -g + decay * W / n`` (FANN's slope is summed over the samples and
+    its decay added to that sum: this is it divided by n).  Then, with
+    ``shrink = mu / (1 + mu)`` and the previous step d and slope s_prev:
+
+    - d > 0.001: ``step = (lr * s if s > 0 else 0) + (mu * d if s > shrink *
+      s_prev else d * s / (s_prev - s))``;
+    - d < -0.001: the same with the signs of the comparisons reversed;
+    - otherwise ``step = lr * s`` (FANN's epsilon = learning_rate / n times
+      its summed slope);
+
+    and ``W += step``, kept within [-1500, 1500] as FANN does.
+
+    Parameters
+    ----------
+    lr : float > 0, default 0.7
+        FANN's learning_rate.
+    mu : float > 0, default 1.75
+        The largest growth factor of a step.
+    decay : float, default -0.0001
+        FANN's quickprop_decay (negative: shrinks the weights).
+    """
+
+    code = "quickprop"
+    n_state = 2          # previous slope, previous step
+    full_batch = True
+
+    def __init__(self, lr=0.7, mu=1.75, decay=-0.0001):
+        super().__init__()
+        self.lr = check_positive_float(lr, "lr")
+        self.mu = check_positive_float(mu, "mu")
+        self.decay = check_real(decay, "decay")
+        if not np.isfinite(self.decay):
+            raise ValueError(f"decay must be a finite number, got {decay}")
+
+    def engine_args(self):
+        return dict(lr=self.lr, mu=self.mu, decay=self.decay)
+
+    def __repr__(self):
+        return f"Quickprop(lr={self.lr}, mu={self.mu}, decay={self.decay})"

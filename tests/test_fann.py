@@ -324,3 +324,97 @@ def test_readers_allocate_about_the_file_size(tmp_path):
         finally:
             tracemalloc.stop()
         assert peak < 12 * size + (1 << 20), (reader.__name__, size, peak)
+
+
+# ---------------------------------------------------------------------------
+# FANN's training algorithms: RProp(variant="fann") and Quickprop against the
+# real fann_train_epoch (FANN_TRAIN_RPROP = 2, FANN_TRAIN_QUICKPROP = 3)
+
+def _fann_trainer(lib):
+    for name in ("fann_set_training_algorithm", "fann_set_train_error_function"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int]
+    for name in ("fann_set_learning_rate", "fann_set_quickprop_decay", "fann_set_quickprop_mu",
+                 "fann_set_rprop_increase_factor", "fann_set_rprop_decrease_factor",
+                 "fann_set_rprop_delta_min", "fann_set_rprop_delta_max",
+                 "fann_set_rprop_delta_zero"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_float]
+    lib.fann_read_train_from_file.restype = ctypes.c_void_p
+    lib.fann_read_train_from_file.argtypes = [ctypes.c_char_p]
+    lib.fann_train_epoch.restype = ctypes.c_float
+    lib.fann_train_epoch.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.fann_destroy_train.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def fann_train(lib, net_path, data_path, out_path, algorithm, epochs, settings):
+    """``epochs`` of FANN's own fann_train_epoch on the network and data files;
+    the trained network saved to ``out_path``.  The error function is linear
+    (FANN's default for RPROP is its "tanh" one)."""
+    ann = lib.fann_create_from_file(os.fsencode(net_path))
+    data = lib.fann_read_train_from_file(os.fsencode(data_path))
+    assert ann and data
+    try:
+        lib.fann_set_training_algorithm(ann, algorithm)
+        lib.fann_set_train_error_function(ann, 0)          # FANN_ERRORFUNC_LINEAR
+        for name, value in settings.items():
+            getattr(lib, f"fann_set_{name}")(ann, value)
+        for _ in range(epochs):
+            lib.fann_train_epoch(ann, data)
+        assert lib.fann_save(ann, os.fsencode(out_path)) == 0
+    finally:
+        lib.fann_destroy_train(data)
+        lib.fann_destroy(ann)
+
+
+# Hyper-parameters that FANN's floats hold exactly (FANN keeps them as float
+# even in libdoublefann), with the FANN setter of each.
+FANN_ALGORITHMS = {
+    "rprop": (2, lambda: fn.RProp(variant="fann", increase_factor=1.25, decrease_factor=0.5,
+                                  delta_min=0.0, delta_max=2.0, delta_zero=0.125),
+              dict(rprop_increase_factor=1.25, rprop_decrease_factor=0.5, rprop_delta_min=0.0,
+                   rprop_delta_max=2.0, rprop_delta_zero=0.125)),
+    "quickprop": (3, lambda: fn.Quickprop(lr=0.75, mu=1.75, decay=-2.0 ** -13),
+                  dict(learning_rate=0.75, quickprop_mu=1.75, quickprop_decay=-2.0 ** -13)),
+}
+
+
+@needs_fann
+@pytest.mark.parametrize("kind", ["doublefann", "floatfann"])
+@pytest.mark.parametrize("algorithm", FANN_ALGORITHMS)
+def test_training_matches_fann(algorithm, kind, tmp_path):
+    """Same starting weights, same data, a few epochs: the same weights as
+    FANN's fann_train_epoch, to the rounding of the dtype (the gradient is
+    summed in another order).  Sigmoid hidden units (FANN_SIGMOID, steepness
+    0.5) stay within FANN's flat-spot clip [0.01, 0.99] of their derivative."""
+    lib = FANN[kind]
+    if lib is None:
+        pytest.skip(f"lib{kind} is not installed")
+    lib = _fann_trainer(lib)
+    code, make, settings = FANN_ALGORITHMS[algorithm]
+    dtype, epochs = lib.dtype, 6
+    rng = np.random.default_rng(5)
+    X = rng.integers(-4, 5, size=(16, 3)) / 8.0          # exact in the .data text
+    y = np.column_stack([X[:, 0] - X[:, 1] * X[:, 2], np.abs(X[:, 1])]) + 0.25
+    net = fn.Network([fn.Dense(3, 5, activation="sigmoid"), fn.Dense(5, 2, activation="linear")],
+                     loss="mse", dtype=dtype, seed=2)
+    for layer in net.layers:
+        layer.W = layer.W * 0.5
+        layer.b = rng.uniform(-0.2, 0.2, layer.b.shape)
+    write_fann(net, tmp_path / "start.net")
+    save_fann_data(X, y, tmp_path / "train.data")
+    fann_train(lib, tmp_path / "start.net", tmp_path / "train.data", tmp_path / "trained.net",
+               code, epochs, settings)
+    expected = read_fann(tmp_path / "trained.net", dtype=dtype)
+    optimizer = make()
+    net.fit(X.astype(dtype), y.astype(dtype), epochs=epochs, optimizer=optimizer, shuffle=False)
+    assert optimizer.step == epochs
+    hidden = net.forward(X.astype(dtype))[0]
+    assert 0.01 < hidden.min() and hidden.max() < 0.99, "outside FANN's flat-spot clip"
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    for got, want in zip(net.layers, expected.layers):
+        scale = np.abs(want.W).max()
+        np.testing.assert_allclose(got.W, want.W, rtol=rtol, atol=rtol * scale)
+        np.testing.assert_allclose(got.b, want.b, rtol=rtol, atol=rtol * scale)
+    # and the weights moved: the comparison is not of the starting point
+    assert not np.allclose(net.layers[0].W, read_fann(tmp_path / "start.net", dtype=dtype)
+                           .layers[0].W)

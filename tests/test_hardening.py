@@ -305,10 +305,10 @@ def test_engine_reports_a_bad_sample_before_training_its_batch():
         for threads in (1, 2):
             net = make_net((4, 6, 3), ("relu", "softmax"), loss="cross_entropy", seed=1)
             trainer = net._trainer(8, threads, fn.SGD(lr=0.1))
-            _, done, status = trainer.run_epoch(X, T, perm, check_inputs=True)
+            _, done, _, status = trainer.run_epoch(X, T, perm, check_inputs=True)
             assert status == "bad_input"
             assert done == 16     # row 21 is at position 21 or 18: batch 3 of 5
-            _, done, status = trainer.run_epoch(X, T, perm)   # not asked: not checked
+            _, done, _, status = trainer.run_epoch(X, T, perm)   # not asked: not checked
             assert status != "bad_input"
 
 

@@ -144,9 +144,8 @@ def test_update_rule(name, dtype, penalty, is_weight):
         G = G.astype(dtype)
         reference.update(G.astype(np.float64))
         P_old = P.astype(np.float64)
-        sums = _engine.optimizer_update(code, P, G.copy(), S1, S2, step=t, l2=penalty[0],
-                                        l1=penalty[1], is_weight=is_weight,
-                                        **opt.engine_args())
+        sums = _engine.optimizer_update(code, opt.engine_args(), P, G.copy(), S1, S2, step=t,
+                                        l2=penalty[0], l1=penalty[1], is_weight=is_weight)
         assert_within(P, reference.P, reference.bound(dtype), f"{name} step {t}")
         if is_weight and penalty != (0.0, 0.0):
             # the loss's penalty sums, of the weights before the step (in double)
@@ -159,8 +158,8 @@ def test_update_rule(name, dtype, penalty, is_weight):
 
 def test_penalty_sums_are_of_the_old_weights():
     P = np.array([[1.0, -2.0, 0.0]])
-    sums = _engine.optimizer_update(_engine.OPTIMIZER_CODES["sgd"], P, np.zeros_like(P),
-                                    l2=0.1, l1=0.1, lr=1.0)
+    sums = _engine.optimizer_update(_engine.OPTIMIZER_CODES["sgd"], {"lr": 1.0}, P,
+                                    np.zeros_like(P), l2=0.1, l1=0.1)
     assert sums == (5.0, 3.0)
     np.testing.assert_allclose(P, [[1.0 - 0.1 - 0.1, -2.0 + 0.2 + 0.1, 0.0]], rtol=1e-15)
 
@@ -171,17 +170,14 @@ def test_rprop_follows_the_paper():
     P = np.zeros((1, 4))
     S1, S2 = _engine_state(opt, P.shape, np.float64)
     code = _engine.OPTIMIZER_CODES["rprop"]
-    _engine.optimizer_update(code, P, np.array([[1.0, -1.0, 0.0, 1.0]]), S1, S2,
-                             **opt.engine_args())
+    _engine.optimizer_update(code, opt.engine_args(), P, np.array([[1.0, -1.0, 0.0, 1.0]]), S1, S2)
     np.testing.assert_array_equal(P, [[-0.1, 0.1, 0.0, -0.1]])     # first step: delta_zero
-    _engine.optimizer_update(code, P, np.array([[2.0, 1.0, 1.0, 0.0]]), S1, S2,
-                             **opt.engine_args())
+    _engine.optimizer_update(code, opt.engine_args(), P, np.array([[2.0, 1.0, 1.0, 0.0]]), S1, S2)
     # agree: 0.1 * 1.2; flip: no step, delta 0.05; after zero: delta kept; zero: no step
     np.testing.assert_allclose(P, [[-0.1 - 0.12, 0.1, -0.1, -0.1]], rtol=1e-15)
     np.testing.assert_allclose(S2, [[0.12, 0.05, 0.1, 0.1]], rtol=1e-15)
     np.testing.assert_array_equal(S1, [[2.0, 0.0, 1.0, 0.0]])
-    _engine.optimizer_update(code, P, np.array([[1.0, 1.0, 1.0, 1.0]]), S1, S2,
-                             **opt.engine_args())
+    _engine.optimizer_update(code, opt.engine_args(), P, np.array([[1.0, 1.0, 1.0, 1.0]]), S1, S2)
     # after the skipped step the previous gradient is 0: delta kept, step taken
     np.testing.assert_allclose(P, [[-0.22 - 0.144, 0.05, -0.1 - 0.12, -0.2]], rtol=1e-15)
     # delta stays within [delta_min, delta_max]
@@ -189,8 +185,167 @@ def test_rprop_follows_the_paper():
     P = np.zeros((1, 2))
     S1, S2 = _engine_state(opt, P.shape, np.float64)
     for g in ([1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0]):
-        _engine.optimizer_update(code, P, np.array([g]), S1, S2, **opt.engine_args())
+        _engine.optimizer_update(code, opt.engine_args(), P, np.array([g]), S1, S2)
     np.testing.assert_allclose(S2, [[0.15, 0.08]], rtol=1e-15)
+
+
+# ---------------------------------------------------------------------------
+# FANN's rules against a NumPy transcription of FANN's C (fann_train.c)
+
+FANN_RULES = {"rprop_fann": lambda: fn.RProp(variant="fann"),
+              "quickprop": lambda: fn.Quickprop(lr=0.4, mu=1.5, decay=-0.01)}
+
+
+def _fann_transcription(opt, P, G, S1, S2, n):
+    """The FANN function of ``opt`` in float64 from the engine's state: FANN's
+    slopes are -n * gradient, its previous slopes -n * S1 (RProp keeps the
+    gradient) or n * S1 (Quickprop keeps FANN's slope / n).  Returns the
+    new (P, S1, S2) in the engine's terms, and the terms of the update's
+    error bound: the magnitude of the step, and Quickprop's condition
+    number of its quadratic estimate."""
+    W, prev_steps = P.astype(np.float64), S2.astype(np.float64)
+    slopes = -n * G.astype(np.float64)
+    if isinstance(opt, fn.RProp):
+        prev_slopes = -n * S1.astype(np.float64)
+        W, steps, kept = ref.fann_irpropm_update(W, slopes, prev_steps, prev_slopes,
+                                                 opt.increase_factor, opt.decrease_factor,
+                                                 opt.delta_min, opt.delta_max)
+        return W, kept / -n, steps, np.abs(steps), np.ones_like(W)
+    prev_slopes = n * S1.astype(np.float64)
+    old_steps = prev_steps.copy()
+    cur = slopes + opt.decay * W
+    W, steps, kept = ref.fann_quickprop_update(W, slopes, prev_steps, prev_slopes.copy(), n,
+                                               opt.lr, opt.mu, opt.decay)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = 1 + (np.abs(prev_slopes) + np.abs(cur)) / np.abs(prev_slopes - cur)
+        # the slope's own rounding, relative: its terms against their sum
+        terms = np.abs(slopes) + np.abs(opt.decay * P.astype(np.float64))
+        cond *= np.where(terms > 0, terms / np.abs(cur), 1.0)
+    cond = np.where(np.abs(old_steps) > 0.001, cond, 1.0)
+    return W, kept / n, steps, np.abs(steps) + opt.lr * np.abs(cur) / n, cond
+
+
+def _fann_ambiguous(opt, S1, S2, G, n, dtype):
+    """Where Quickprop's choice between its largest step and the quadratic
+    estimate is too close to call in ``dtype`` (the engine and FANN's
+    transcription may then rightly differ)."""
+    if not isinstance(opt, fn.Quickprop):
+        return np.zeros(G.shape, bool)
+    prev, cur = S1.astype(np.float64), -G.astype(np.float64)
+    shrink = opt.mu / (1 + opt.mu)
+    return np.abs(cur - shrink * prev) <= 16 * eps(dtype) * (np.abs(cur) + np.abs(prev) + 1e-300)
+
+
+@pytest.mark.parametrize("is_weight", [True, False], ids=["weights", "biases"])
+@pytest.mark.parametrize("name", FANN_RULES)
+def test_fann_rule_against_fann_transcription(name, dtype, is_weight):
+    """Step by step from the engine's own state, so that every step is checked
+    against FANN's code within that step's rounding (per dtype)."""
+    rng = np.random.default_rng(3)
+    shape, steps, n = (5, 19), 12, 13
+    opt = FANN_RULES[name]()
+    P = rng.normal(size=shape).astype(dtype)
+    P[0, 1], P[0, 2] = 1499.97, -1499.93            # FANN's bound of +-1500
+    S1, S2 = _engine_state(opt, shape, dtype)
+    code = _engine.OPTIMIZER_CODES[opt.code]
+    e = eps(dtype)
+    grads = _gradients(rng, shape, steps)
+    grads[5:, 1, :] = grads[4, 1, :]                 # steady slopes: Quickprop's largest steps
+    for t, G in enumerate(grads.astype(dtype), start=1):
+        W_ref, S1_ref, S2_ref, mag, cond = _fann_transcription(opt, P, G, S1, S2, n)
+        slope_mag = np.abs(S1_ref) + np.abs(G) + abs(getattr(opt, "decay", 0)) * np.abs(P) / n
+        skip = _fann_ambiguous(opt, S1, S2, G, n, dtype)
+        _engine.optimizer_update(code, opt.engine_args(), P, G.copy(), S1, S2, step=t,
+                                 is_weight=is_weight, weight_sum=n)
+        bound = np.where(skip, np.inf, 8 * e * (np.abs(W_ref) + mag * cond))
+        assert_within(P, W_ref, bound, f"{name} weights, step {t}")
+        assert_within(S2, S2_ref, np.where(skip, np.inf, 8 * e * mag * cond),
+                      f"{name} steps, step {t}")
+        assert_within(S1, S1_ref, np.where(skip, np.inf, 8 * e * slope_mag),
+                      f"{name} slopes, step {t}")
+    assert np.abs(P).max() <= 1500
+
+
+def test_rprop_fann_quirks():
+    """FANN's iRPROP-: the first step is delta_zero * 1.2 (0 * g >= 0 grows it);
+    a zero gradient and a sign change step by +delta; steps never below 1e-4."""
+    opt = fn.RProp(variant="fann", delta_zero=0.1)
+    P = np.zeros((1, 4))
+    S1, S2 = _engine_state(opt, P.shape, np.float64)
+    code = _engine.OPTIMIZER_CODES["rprop_fann"]
+    _engine.optimizer_update(code, opt.engine_args(), P, np.array([[1.0, -1.0, 0.0, 1.0]]),
+                             S1, S2)
+    np.testing.assert_allclose(P, [[-0.12, 0.12, 0.12, -0.12]], rtol=1e-15)
+    _engine.optimizer_update(code, opt.engine_args(), P, np.array([[1.0, 1.0, 0.0, -1.0]]),
+                             S1, S2)
+    # agree: 0.12 * 1.2 down; flip: 0.06 up (FANN: slope 0 steps by +delta)
+    np.testing.assert_allclose(P, [[-0.12 - 0.144, 0.12 + 0.06, 0.12 + 0.144, -0.12 + 0.06]],
+                               rtol=1e-15)
+    np.testing.assert_array_equal(S1, [[1.0, 0.0, 0.0, 0.0]])
+    S2[...] = 0.0                                      # FANN's floor of a step: 1e-4
+    opt = fn.RProp(variant="fann", delta_min=0.0)
+    before = P.copy()
+    _engine.optimizer_update(code, opt.engine_args(), P, np.array([[-1.0, 1.0, 1.0, 1.0]]),
+                             S1, S2)
+    np.testing.assert_allclose(S2, [[5e-5, 1.2e-4, 1.2e-4, 1.2e-4]], rtol=1e-12)
+
+
+def test_quickprop_first_step_is_gradient_descent():
+    """With no previous step, Quickprop's step is lr * slope: lr * (-g + decay * w / n)."""
+    opt = fn.Quickprop(lr=0.5, decay=-0.01)
+    P = np.array([[1.0, -2.0, 0.0]])
+    S1, S2 = _engine_state(opt, P.shape, np.float64)
+    G = np.array([[0.2, -0.4, 0.0]])
+    _engine.optimizer_update(_engine.OPTIMIZER_CODES["quickprop"], opt.engine_args(), P,
+                             G.copy(), S1, S2, weight_sum=4)
+    slope = -G + (-0.01) * np.array([[1.0, -2.0, 0.0]]) / 4
+    np.testing.assert_allclose(P, [[1.0, -2.0, 0.0]] + 0.5 * slope, rtol=1e-15)
+    np.testing.assert_allclose(S1, slope, rtol=1e-15)
+    np.testing.assert_allclose(S2, 0.5 * slope, rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", FANN_RULES)
+def test_fann_rules_resume_from_a_model_file(name, tmp_path):
+    """Full batch, one step per epoch; saved and loaded mid-way (state and
+    step count in the model file), training goes on as if never stopped."""
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+
+    def make():
+        return fn.Network([fn.Dense(3, 6, activation="tanh"), fn.Dense(6, 2)], loss="mse",
+                          dtype="float64", seed=3)
+
+    straight, part = make(), make()
+    straight.fit(X, y, epochs=6, batch_size=4, optimizer=FANN_RULES[name]())
+    part.fit(X, y, epochs=2, batch_size=4, optimizer=FANN_RULES[name]())
+    part.save(tmp_path / "m.fnn")
+    resumed = fn.load(tmp_path / "m.fnn")
+    assert resumed.optimizer.step == 2 and repr(resumed.optimizer) == repr(part.optimizer)
+    resumed.fit(X, y, epochs=4, batch_size=4)
+    assert resumed.optimizer.step == straight.optimizer.step == 6
+    for a, b in zip(resumed.layers, straight.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+
+
+def test_engine_takes_the_struct_and_returns_its_steps():
+    """Trainer.set_optimizer takes Optimizer.engine_args() as the rule's struct
+    (every field, no other); run_epoch returns the steps it took, and adds
+    them to ``counts``: Python never recounts them."""
+    rng = np.random.default_rng(0)
+    X, T = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    net = fn.Network([fn.Dense(3, 2)], loss="mse", dtype="float64", seed=0)
+    opt = fn.SGD(lr=0.1, momentum=0.5)
+    trainer = net._trainer(8, 1, opt)
+    with pytest.raises(TypeError, match=r"unknown hyper-parameters \['beta1'\]"):
+        trainer.set_optimizer(dict(opt.engine_args(), beta1=0.9))
+    with pytest.raises(ValueError, match="momentum"):
+        trainer.set_optimizer(dict(lr=0.1))
+    trainer.set_optimizer(opt.engine_args(), step=opt.step)
+    counts = np.zeros(2, np.int64)
+    _, done, steps, status = trainer.run_epoch(X, T, None, start=2, stop=20, counts=counts)
+    assert (done, steps, status) == (18, 3, "ok")
+    assert list(counts) == [3, 3] and trainer.n_steps == 3
 
 
 # ---------------------------------------------------------------------------
@@ -297,15 +452,20 @@ def test_rprop_is_full_batch_and_learns_xor():
     fn.RMSprop(lr=0.02, rho=0.9, eps=1e-6, momentum=0.3),
     fn.RProp(increase_factor=1.3, decrease_factor=0.4, delta_min=1e-6, delta_max=10.0,
              delta_zero=0.05),
-], ids=lambda o: type(o).__name__)
+    fn.RProp(delta_min=1e-6, variant="fann"),
+    fn.Quickprop(lr=0.3, mu=2.0, decay=-0.001),
+    fn.SGD(lr=0.2),
+    fn.Adam(),
+], ids=lambda o: repr(o))
 def test_constructor_arguments_are_attributes(opt):
     names = list(inspect.signature(type(opt).__init__).parameters)[1:]
     rebuilt = type(opt)(**{name: getattr(opt, name) for name in names})
     assert repr(rebuilt) == repr(opt)
     assert rebuilt.engine_args() == opt.engine_args()
     assert (rebuilt.code, rebuilt.n_state) == (opt.code, opt.n_state)
-    assert set(opt.engine_args()) <= set(inspect.signature(_engine.Trainer.set_optimizer)
-                                         .parameters) | {"lr"}
+    # the engine's struct of the rule has exactly these fields
+    code = _engine.OPTIMIZER_CODES[opt.code]
+    assert _engine.hyper_parameters(code, opt.engine_args()) == opt.engine_args()
 
 
 @pytest.mark.parametrize("make, match", [
@@ -320,6 +480,10 @@ def test_constructor_arguments_are_attributes(opt):
     (lambda: fn.RProp(decrease_factor=0), "decrease_factor must be a finite number > 0"),
     (lambda: fn.RProp(delta_min=2.0, delta_max=1.0), "delta_max must be >= delta_min"),
     (lambda: fn.RProp(delta_zero=0.0), "delta_zero must be a finite number > 0"),
+    (lambda: fn.RProp(variant="irprop+"), r"variant must be one of \['paper', 'fann'\]"),
+    (lambda: fn.Quickprop(lr=0), "lr must be a finite number > 0"),
+    (lambda: fn.Quickprop(mu=-1), "mu must be a finite number > 0"),
+    (lambda: fn.Quickprop(decay=float("inf")), "decay must be a finite number"),
 ])
 def test_constructor_errors(make, match):
     with pytest.raises(ValueError, match=match):

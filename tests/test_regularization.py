@@ -687,7 +687,7 @@ def test_epoch_in_parts_equals_whole_epoch(kernel, shuffled):
                           fn.Dense(40, 3, activation="softmax")], loss="cross_entropy", seed=1)
         opt = fn.SGD(lr=0.1, momentum=0.9)
         trainer = net._trainer(batch, 2, opt, sample_weight=sw, l2=1e-3, input_noise=0.2)
-        trainer.set_optimizer(**opt.engine_args())
+        trainer.set_optimizer(opt.engine_args())
         trainer.set_epoch(3)
         total = 0.0
         for start, stop in parts:
