@@ -24,6 +24,8 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_KERNEL_AVX2
         FNN_KERNEL_AVX512
         FNN_ACT_LINEAR
+        FNN_ACT_TANH        # FANN halves a symmetric output's error (LOSS_FANN_TANH)
+        FNN_ACT_SIGN
         FNN_ACT_SOFTMAX
         FNN_EPI_STORE
         FNN_EPI_BIAS_ACT
@@ -118,6 +120,7 @@ cdef enum:
     LOSS_CROSS_ENTROPY = 1
     LOSS_BINARY_CROSS_ENTROPY = 2
     LOSS_POISSON = 3            # linear output z, log link: prediction exp(z)
+    LOSS_FANN_TANH = 4          # FANN's tanh error function (FANN_ERRORFUNC_TANH)
 
 cdef enum:
     OPT_SGD = 0        # plain SGD, straight into the weights
@@ -131,7 +134,8 @@ cdef enum:
 
 # The codes as the Python layer names them.
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
-              "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON}
+              "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON,
+              "fann_tanh": LOSS_FANN_TANH}
 OPTIMIZER_CODES = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
                    "adam": OPT_ADAM, "none": OPT_NONE, "adamw": OPT_ADAMW,
                    "rmsprop": OPT_RMSPROP, "rprop": OPT_RPROP}
