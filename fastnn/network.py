@@ -133,10 +133,12 @@ class Network:
     ----------
     layers : list of Dense
         Consecutive layers must agree: ``layers[i].n_out == layers[i + 1].n_in``.
-    loss : {"mse", "cross_entropy", "binary_cross_entropy", "poisson"}
+    loss : {"mse", "cross_entropy", "binary_cross_entropy", "poisson", "fann_tanh"}
         cross_entropy needs a softmax output layer, binary_cross_entropy a
         sigmoid one, poisson a linear one (log link: the layer computes z and
         ``predict`` returns the mean prediction exp(z); y must be >= 0).
+        fann_tanh is FANN's default "tanh" error function (any output but
+        softmax makes sense; for FANN's configuration a sigmoid one).
         See ``fastnn.losses``.
     dtype : {"float32", "float64"}
         The dtype of every parameter and computation; it never changes.
