@@ -24,8 +24,6 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_KERNEL_AVX2
         FNN_KERNEL_AVX512
         FNN_ACT_LINEAR
-        FNN_ACT_TANH        # FANN halves a symmetric output's error (LOSS_FANN_TANH)
-        FNN_ACT_SIGN
         FNN_ACT_SOFTMAX
         FNN_EPI_STORE
         FNN_EPI_BIAS_ACT

@@ -7,6 +7,11 @@
 
 from libc.math cimport log1p
 
+cdef extern from "fnn_gemm.h" nogil:
+    enum:
+        FNN_ACT_TANH        # FANN halves a symmetric output's error (LOSS_FANN_TANH)
+        FNN_ACT_SIGN
+
 # FANN's tanh error function (fann_compute_MSE) clips its transformed error
 # to +-17 where |u| > 0.9999999; LAMBDA_CLIP is the loss at that point.
 cdef double FANN_TANH_CLIP = 0.9999999
