@@ -226,9 +226,22 @@ def main():
               f"{rec['fann_bit_fail']:>7.4f} {rec['solved']:>3}/{args.seeds:<2} {seconds:>6.1f}",
               flush=True)
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "features": use, "args": vars(args),
-                       "records": records}, fh, indent=1)
+        write_json(args.out, {"date": time.strftime("%Y-%m-%d"), "features": use,
+                              "args": vars(args), "records": records})
+
+
+def write_json(path, results):
+    """One line per set; the test curves to 4 significant digits."""
+    for rec in results["records"]:
+        for run in rec["runs"]:
+            for key in ("test_mse", "test_bit_fail"):
+                run[key] = [float(f"{v:.4g}") for v in run[key]]
+    with open(path, "w") as fh:
+        head = {k: v for k, v in results.items() if k != "records"}
+        fh.write(json.dumps(head)[:-1] + ', "records": [\n')
+        fh.write(",\n".join(json.dumps(rec, separators=(",", ":"))
+                            for rec in results["records"]))
+        fh.write("]}\n")
 
 
 if __name__ == "__main__":
