@@ -35,7 +35,7 @@ del _check_engine
 
 from ._config import (get_kernel, get_num_threads, set_kernel, set_num_threads,
                       show_config)
-from . import callbacks, datasets, export, schedules
+from . import callbacks, datasets, export, initializers, metrics, schedules
 from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import load
 from .importers import from_sklearn, from_torch

@@ -122,10 +122,12 @@ cdef enum:
     LOSS_CROSS_ENTROPY = 1
     LOSS_BINARY_CROSS_ENTROPY = 2
     LOSS_POISSON = 3            # linear output z, log link: prediction exp(z)
+    LOSS_FANN_TANH = 4          # FANN's tanh error function (FANN_ERRORFUNC_TANH)
 
 # The codes as the Python layer names them (the optimizers' are in _engine_optim.pxi).
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
-              "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON}
+              "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON,
+              "fann_tanh": LOSS_FANN_TANH}
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
            "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
 

@@ -5,6 +5,37 @@
 # weights scale the output deltas, normalised by the batch's weight sum, as
 # scikit-learn's MLP does.
 
+from libc.math cimport log1p
+
+cdef extern from "fnn_gemm.h" nogil:
+    enum:
+        FNN_ACT_TANH        # FANN halves a symmetric output's error (LOSS_FANN_TANH)
+        FNN_ACT_SIGN
+
+# FANN's tanh error function (fann_compute_MSE) clips its transformed error
+# to +-17 where |u| > 0.9999999; LAMBDA_CLIP is the loss at that point.
+cdef double FANN_TANH_CLIP = 0.9999999
+cdef double FANN_TANH_LAMBDA_CLIP = ((1.0 + FANN_TANH_CLIP) * log1p(FANN_TANH_CLIP)
+                                     + (1.0 - FANN_TANH_CLIP) * log1p(-FANN_TANH_CLIP))
+
+
+cdef inline double fann_tanh_error(double u) noexcept nogil:
+    """FANN's transformed error of u = o - t, the derivative of fann_tanh_loss:
+    log((1 + u) / (1 - u)), +-17 beyond +-0.9999999."""
+    if u > FANN_TANH_CLIP:
+        return 17.0
+    if u < -FANN_TANH_CLIP:
+        return -17.0
+    return log1p(u) - log1p(-u)
+
+
+cdef inline double fann_tanh_loss(double u) noexcept nogil:
+    """(1 + u) log(1 + u) + (1 - u) log(1 - u), continued by lines of slope 17."""
+    cdef double a = fabs(u)
+    if a > FANN_TANH_CLIP:
+        return FANN_TANH_LAMBDA_CLIP + 17.0 * (a - FANN_TANH_CLIP)
+    return (1.0 + a) * log1p(a) + (1.0 - a) * log1p(-a)
+
 cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
     """log(sum_j exp(z_j)), shifted by the maximum so that nothing overflows."""
     cdef Py_ssize_t j
@@ -29,7 +60,7 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
     """
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t j
-    cdef double lse, loss = 0.0, g, dot, oj, p
+    cdef double lse, loss = 0.0, g, dot, oj, p, s
     cdef double eps = 1e-7 if floating is float else 1e-15
     if L.act == FNN_ACT_SOFTMAX:
         lse = log_sum_exp(o, k)
@@ -59,6 +90,25 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
                 p = <floating>p
             loss += p - t[j] + (t[j] * (log(t[j]) - o[j]) if t[j] > 0 else 0.0)
             d[j] = <floating>((p - t[j]) * inv_rows)
+        return loss
+    if c.loss == LOSS_FANN_TANH:
+        # FANN's tanh error function: the loss sum_k L(s (o_k - t_k)) / s,
+        # whose dE/do_k is FANN's transformed error; FANN halves the
+        # difference of its symmetric outputs (s = 1/2)
+        s = 0.5 if L.act == FNN_ACT_TANH or L.act == FNN_ACT_SIGN else 1.0
+        for j in range(k):
+            loss += fann_tanh_loss(s * (<double>o[j] - t[j])) / s
+        if L.act == FNN_ACT_SOFTMAX:             # through the softmax Jacobian
+            dot = 0.0
+            for j in range(k):
+                dot += fann_tanh_error(<double>o[j] - t[j]) * o[j]
+            for j in range(k):
+                d[j] = <floating>(o[j] * (fann_tanh_error(<double>o[j] - t[j]) - dot)
+                                  * inv_rows)
+        else:
+            for j in range(k):
+                d[j] = <floating>(fann_tanh_error(s * (<double>o[j] - t[j]))
+                                  * fnn_dact_d(L.act, o[j], L.act_param) * inv_rows)
         return loss
     # mean squared error: E = 1/2 sum_k (o_k - t_k)^2
     for j in range(k):

@@ -2,6 +2,8 @@
 
 The draws are made in float64 and cast to the network's dtype, so float32 and
 float64 networks built with the same seed start from the same weights.
+``Dense(bias_init=...)`` takes the same initialisers for the biases, called
+with ``n_in = 1``.
 """
 import numpy as np
 
@@ -34,6 +36,24 @@ def uniform(rng, n_in, n_out, limit=0.05):
 
 def zeros(rng, n_in, n_out):
     return np.zeros((n_in, n_out))
+
+
+class Uniform:
+    """Uniform in [-limit, limit], whatever the fan-in: ``Uniform(0.1)`` is
+    FANN's ``fann_randomize_weights(ann, -0.1, 0.1)`` (FANN's benchmark), for
+    the weights and, as ``Dense(bias_init=Uniform(0.1))``, the biases."""
+
+    def __init__(self, limit=0.05):
+        if isinstance(limit, bool) or not isinstance(limit, (int, float, np.floating)) \
+                or not np.isfinite(limit) or limit < 0:
+            raise ValueError(f"Uniform: limit must be a finite number >= 0, got {limit!r}")
+        self.limit = float(limit)
+
+    def __call__(self, rng, n_in, n_out):
+        return rng.uniform(-self.limit, self.limit, size=(n_in, n_out))
+
+    def __repr__(self):
+        return f"Uniform({self.limit!r})"
 
 
 INITIALIZERS = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform,

@@ -19,7 +19,13 @@ class Dense:
         "softmax" is only allowed on the last layer.
     use_bias : bool, default True
     init : str or callable, default "glorot_uniform"
-        Weight initialiser (see fastnn.initializers); biases start at zero.
+        Weight initialiser (see fastnn.initializers).
+    bias_init : str or callable, default "zeros"
+        Bias initialiser, called as ``bias_init(rng, 1, n_out)`` (a fan-in
+        of 1) right after the weights are drawn.  FANN draws its biases with
+        the weights (``fann_randomize_weights``): ``init=Uniform(0.1),
+        bias_init=Uniform(0.1)`` is its benchmark's ±0.1.  The default draws
+        nothing, so the weights of a seed do not change.
     alpha : float, optional
         Negative slope of leaky_relu (default 0.01) or alpha of elu (default 1).
     dropout : float in [0, 1), default 0.0
@@ -41,7 +47,7 @@ class Dense:
     """
 
     def __init__(self, n_in, n_out, activation="linear", use_bias=True,
-                 init="glorot_uniform", alpha=None, dropout=0.0):
+                 init="glorot_uniform", alpha=None, dropout=0.0, bias_init="zeros"):
         for value, name in ((n_in, "n_in"), (n_out, "n_out")):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
@@ -50,6 +56,8 @@ class Dense:
         self.use_bias = bool(use_bias)
         self.init = init
         self._init = initializers.get(init)
+        self.bias_init = bias_init
+        self._bias_init = initializers.get(bias_init)
         if alpha is None:
             alpha = activations.DEFAULT_ALPHA.get(self.activation, 0.0)
         if not isinstance(alpha, numbers.Real) or not np.isfinite(alpha):
@@ -69,7 +77,13 @@ class Dense:
             raise ValueError(f"Dense: init returned shape {W.shape}, expected "
                              f"{(self.n_in, self.n_out)}")
         self._W = np.array(W, dtype=dtype, order="C")   # its own writable buffer
-        self._b = np.zeros(self.n_out, dtype=dtype) if self.use_bias else None
+        self._b = None
+        if self.use_bias:
+            b = np.asarray(self._bias_init(rng, 1, self.n_out))
+            if b.shape not in ((1, self.n_out), (self.n_out,)):
+                raise ValueError(f"Dense: bias_init returned shape {b.shape}, expected "
+                                 f"{(1, self.n_out)}")
+            self._b = np.array(b.reshape(self.n_out), dtype=dtype, order="C")
 
     def _assign(self, name, value):
         """Copy ``value`` into the layer's own array ``name``, in place.

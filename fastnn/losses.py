@@ -21,6 +21,11 @@ binary_cross_entropy   E = mean over samples of -sum_k [t_k log o_k + (1 - t_k) 
 poisson                E = mean over samples of sum_k [exp(z_k) - t_k z_k + t_k log t_k - t_k]
                        (linear output z, log link: the prediction is exp(z); half
                        the Poisson deviance, scikit-learn's MLPRegressor(loss="poisson"))
+fann_tanh              FANN's "tanh" error function (FANN_ERRORFUNC_TANH, FANN's default):
+                       E = mean over samples of sum_k L(u_k), u = o - t (halved for
+                       tanh outputs, as FANN halves its symmetric ones), whose
+                       gradient dL/du = log((1 + u) / (1 - u)) is FANN's transformed
+                       error, 17 beyond |u| > 0.9999999 (any output but softmax)
 =====================  =============================================================
 
 Adding a loss: a subclass here (registered in ``LOSSES``) and its code and
@@ -62,8 +67,9 @@ class Loss:
                          f"{classification_losses()}; this network's loss is {self.name!r}")
 
     # -- maths ---------------------------------------------------------------
-    def loss(self, O, T):
-        """Per-sample losses (n_samples,) from the output layer's values ``O``."""
+    def loss(self, O, T, act=None):
+        """Per-sample losses (n_samples,) from the output layer's values ``O``
+        (``act``: the output activation; only fann_tanh's value depends on it)."""
         raise NotImplementedError
 
     def gradient(self, act, alpha, O, T):
@@ -89,14 +95,14 @@ class Loss:
 
             def weigh(G):      # scaled in float64, kept in O's dtype (float32 stays float32)
                 return (G * scale).astype(O.dtype)
-        return self.loss(O, T), self._delta(act, alpha, O, T, weigh)
+        return self.loss(O, T, act), self._delta(act, alpha, O, T, weigh)
 
     def _delta(self, act, alpha, O, T, weigh):
         return weigh(self.gradient(act, alpha, O, T)).astype(O.dtype, copy=False)
 
-    def mean_loss(self, O, T):
+    def mean_loss(self, O, T, act=None):
         """The batch-mean loss (``evaluate``)."""
-        return float(np.mean(self.loss(O, T)))
+        return float(np.mean(self.loss(O, T, act)))
 
     def predict(self, O):
         """The prediction from the output layer's values (in place when it changes them)."""
@@ -114,7 +120,7 @@ class SquaredError(Loss):
     name = "mse"
     aliases = ("squared_error",)
 
-    def loss(self, O, T):
+    def loss(self, O, T, act=None):
         return 0.5 * np.sum((O - T) ** 2, axis=1)
 
     def gradient(self, act, alpha, O, T):
@@ -140,7 +146,7 @@ class CrossEntropy(_Classification):
     output = "softmax"
     takes_labels = True
 
-    def loss(self, O, T):
+    def loss(self, O, T, act=None):
         # O = 0 only where the engine's log-softmax is below the dtype's range
         return -np.sum(T * np.log(np.maximum(O, np.finfo(O.dtype).tiny)), axis=1)
 
@@ -175,7 +181,7 @@ class BinaryCrossEntropy(_Classification):
     aliases = ("binary_crossentropy",)
     output = "sigmoid"
 
-    def loss(self, O, T):
+    def loss(self, O, T, act=None):
         # clipped as the engine clips (the log of 0 or 1 - 1)
         eps = 1e-7 if O.dtype == np.float32 else 1e-15
         Oc = np.clip(O, eps, 1 - eps)
@@ -217,7 +223,7 @@ class Poisson(Loss):
         P[P > np.finfo(O.dtype).max] = np.inf
         return P
 
-    def loss(self, O, T):
+    def loss(self, O, T, act=None):
         with np.errstate(divide="ignore", invalid="ignore"):
             t_log_t = np.where(T > 0, T * np.log(T), 0.0)    # scipy's xlogy(T, T)
         return np.sum(self._mean(O) - T + t_log_t - T * O.astype(np.float64), axis=1)
@@ -235,8 +241,63 @@ class Poisson(Loss):
             return np.exp(O, out=O)
 
 
+# FANN halves the difference t - o of its symmetric outputs (fann_update_MSE)
+# before its error function and bit-fail count; fastnn's outputs in [-1, 1].
+FANN_SYMMETRIC = ("tanh", "sign")
+
+
+def fann_difference(act, O, T):
+    """(o - t, scaled as FANN scales it for the output ``act``, and the scale)."""
+    s = 0.5 if act in FANN_SYMMETRIC else 1.0
+    return s * (O - T), s
+
+
+class FannTanh(Loss):
+    """FANN's "tanh" error function (FANN_ERRORFUNC_TANH, FANN's default for
+    training), as ``fann_compute_MSE`` applies it: the output error u = o - t
+    (halved for symmetric outputs, s = 1/2) becomes log((1 + u) / (1 - u))
+    (17 in magnitude beyond |u| > 0.9999999), which multiplies the output's
+    derivative.  That transformed error is the gradient dL/du of
+
+        L(u) = (1 + u) log(1 + u) + (1 - u) log(1 - u)    (~ u^2 near 0, 2 log 2 at |u| = 1)
+
+    continued by lines of slope 17 beyond the clip; the per-sample loss is
+    sum_k L(s u_k) / s.  Big errors weigh much more than under mse, small ones
+    about twice (mse is u^2 / 2).  FANN itself reports the MSE while training
+    with it; fastnn reports this loss (use ``evaluate`` or
+    ``fastnn.metrics`` for others)."""
+
+    name = "fann_tanh"
+    aliases = ("fann_errorfunc_tanh",)
+    CLIP = 0.9999999
+    LAMBDA_CLIP = (1 + CLIP) * np.log1p(CLIP) + (1 - CLIP) * np.log1p(-CLIP)
+
+    def loss(self, O, T, act=None):
+        U, s = fann_difference(act, O.astype(np.float64), T)
+        a = np.abs(U)
+        inside = np.minimum(a, self.CLIP)
+        L = np.where(a > self.CLIP, self.LAMBDA_CLIP + 17.0 * (a - self.CLIP),
+                     (1 + inside) * np.log1p(inside) + (1 - inside) * np.log1p(-inside))
+        return np.sum(L, axis=1) / s
+
+    def error(self, U):
+        """FANN's transformed error of the (scaled) differences ``U = o - t``."""
+        inside = np.clip(U, -self.CLIP, self.CLIP)
+        return np.where(U > self.CLIP, 17.0, np.where(U < -self.CLIP, -17.0,
+                                                      np.log1p(inside) - np.log1p(-inside)))
+
+    def gradient(self, act, alpha, O, T):
+        return self._delta(act, alpha, O, T, lambda G: G)
+
+    def _delta(self, act, alpha, O, T, weigh):
+        G = weigh(self.error(fann_difference(act, O.astype(np.float64), T)[0]))
+        if act == "softmax":                  # through the softmax Jacobian
+            return (O * (G - np.sum(G * O, axis=1, keepdims=True))).astype(O.dtype, copy=False)
+        return (G * activation_derivative(act, O, alpha)).astype(O.dtype, copy=False)
+
+
 LOSSES = {loss.name: loss for loss in (SquaredError(), CrossEntropy(), BinaryCrossEntropy(),
-                                       Poisson())}
+                                       Poisson(), FannTanh())}
 ALIASES = {alias: loss.name for loss in LOSSES.values() for alias in loss.aliases}
 
 

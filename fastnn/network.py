@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import _config, _engine, activations, losses
+from . import _config, _engine, activations, losses, metrics as metrics_
 from ._validation import (check_array, check_dtype, check_finite,
                           check_positive_float, check_positive_int, check_real, check_targets,
                           plan_finite_check, raise_not_finite)
@@ -46,9 +46,11 @@ class History:
     Attributes
     ----------
     history : dict of lists
-        ``"loss"`` (mean training loss of the epoch), ``"accuracy"`` (with
-        ``fit(metrics=["accuracy"])``), ``"val_loss"`` and ``"val_accuracy"``
-        (with validation data; accuracy for classification networks) and
+        ``"loss"`` (mean training loss of the epoch), each metric of
+        ``fit(metrics=[...])`` on the training data (``"accuracy"``,
+        ``"bit_fail"``), ``"val_loss"`` and ``"val_accuracy"`` (with
+        validation data; accuracy for classification networks), ``"val_"``
+        and the name of each asked metric on the validation data, and
         ``"lr"`` (the learning rate the epoch used).
     epoch : list of int
         The 0-based epoch numbers of this fit.
@@ -56,7 +58,7 @@ class History:
         True when Ctrl-C stopped the training (the model keeps the weights
         of the last finished minibatch).
     stop_reason : str
-        Why training ended: "epochs" (all done), "target_loss",
+        Why training ended: "epochs" (all done), "target_loss", "max_time",
         "stop_training" (a callback), or "interrupted".
     """
 
@@ -131,10 +133,12 @@ class Network:
     ----------
     layers : list of Dense
         Consecutive layers must agree: ``layers[i].n_out == layers[i + 1].n_in``.
-    loss : {"mse", "cross_entropy", "binary_cross_entropy", "poisson"}
+    loss : {"mse", "cross_entropy", "binary_cross_entropy", "poisson", "fann_tanh"}
         cross_entropy needs a softmax output layer, binary_cross_entropy a
         sigmoid one, poisson a linear one (log link: the layer computes z and
         ``predict`` returns the mean prediction exp(z); y must be >= 0).
+        fann_tanh is FANN's default "tanh" error function (any output but
+        softmax makes sense; for FANN's configuration a sigmoid one).
         See ``fastnn.losses``.
     dtype : {"float32", "float64"}
         The dtype of every parameter and computation; it never changes.
@@ -270,19 +274,26 @@ class Network:
             raise_not_finite(X, X_given, "X")
 
     @shared_use
-    def evaluate(self, X, y, n_threads=None):
+    def evaluate(self, X, y, n_threads=None, metrics=None):
         """{"loss": ..., "accuracy": ...} on (X, y); accuracy for classification losses.
 
         The loss is the mean of the loss's per-sample values (computed in
-        float64 from the output layer's values)."""
+        float64 from the output layer's values).  ``metrics`` (names or
+        ``fastnn.metrics`` objects, e.g. ``["bit_fail"]`` or
+        ``[fastnn.metrics.BitFail(limit=0.2)]``) adds one entry per metric,
+        under its name."""
+        loss = self.loss_function
+        metrics = metrics_.get_list(metrics, loss)
         X_given, X = X, self._check_X(X, finite=False)
         T = self._check_y(y, X.shape[0])
-        loss = self.loss_function
         out = self._predict(X_given, X, n_threads).astype(np.float64)
         T = T.astype(np.float64)
-        result = {"loss": loss.mean_loss(out, T)}
+        act = self.layers[-1].activation
+        result = {"loss": loss.mean_loss(out, T, act)}
         if loss.metric == "accuracy":
-            result["accuracy"] = loss.accuracy(out, T)
+            metrics = [metrics_.get("accuracy")] + [m for m in metrics if m.name != "accuracy"]
+        for metric in metrics:
+            result[metric.name] = metric(loss, act, out, T)
         return result
 
     # -- training ----------------------------------------------------------
@@ -352,7 +363,8 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
-            sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0):
+            sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
+            max_time=None):
         """Train with minibatch gradient descent.
 
         Parameters
@@ -378,6 +390,13 @@ class Network:
         n_threads : int, optional
         target_loss : float, optional
             Stop once the training loss of an epoch is at or below this.
+        max_time : float > 0, optional
+            Stop once this many seconds of wall-clock time have passed since
+            training began (as FANN's benchmark trains for a time budget):
+            checked after each epoch, which always finishes (its validation
+            and callbacks included), so the fit may run over by up to one
+            epoch; ``History.stop_reason`` is then "max_time".  ``epochs``
+            still bounds the number of epochs (pass a large one).
         validation_split : float in (0, 1), optional
             Hold out the *last* fraction of the rows of (X, y) - taken before
             any shuffling, as Keras does, and without copying X - as
@@ -392,10 +411,13 @@ class Network:
             ``fastnn.CosineAnnealing(epochs)``; a function ``epoch -> lr``
             is also accepted.  At most one schedule per fit (this one or
             one in ``callbacks``).
-        metrics : list of str, optional
-            ``["accuracy"]`` also records the training accuracy of each
-            epoch (classification only; costs one forward pass over X per
-            epoch, about a third of an epoch's time).
+        metrics : list of str or fastnn.metrics.Metric, optional
+            Also record these metrics of each epoch on the training data
+            (costs one forward pass over X per epoch, about a third of an
+            epoch's time), and with validation data on it (``"val_"`` and the
+            name): ``"accuracy"`` (classification only), ``"bit_fail"``
+            (FANN's bit-fail count; ``fastnn.metrics.BitFail(limit=...)``
+            sets its limit).  See ``fastnn.metrics``.
         sample_weight : array (n_samples,), optional
             Non-negative weight of each sample.  Each batch minimises its
             weighted mean loss ``sum(w_i * loss_i) / sum(w_i)`` (its gradient
@@ -445,14 +467,15 @@ class Network:
                          n_threads=n_threads, target_loss=target_loss,
                          validation_split=validation_split, callbacks=callbacks,
                          lr_schedule=lr_schedule, metrics=metrics, sample_weight=sample_weight,
-                         class_weight=class_weight, l2=l2, l1=l1, input_noise=input_noise)
+                         class_weight=class_weight, l2=l2, l1=l1, input_noise=input_noise,
+                         max_time=max_time)
 
     @exclusive_use
     def _fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
              validation_data=None, verbose=0, n_threads=None, target_loss=None,
              validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
-             sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0, *,
-             order=None, epoch_loss=None, on_not_finite="raise", X_is_finite=False):
+             sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
+             max_time=None, *, order=None, epoch_loss=None, on_not_finite="raise", X_is_finite=False):
         """``fit``, with what scikit-learn's semantics need (the estimators' fit
         runs here too: one training loop, one guard, one step count):
 
@@ -511,9 +534,11 @@ class Network:
         batch_size = min(batch_size, X.shape[0])
         if optimizer.full_batch:
             batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
-        train_accuracy = self._check_metrics(metrics)
+        metrics = metrics_.get_list(metrics, self.loss_function)
         if target_loss is not None:
             target_loss = check_real(target_loss, "target_loss")
+        if max_time is not None:
+            max_time = check_positive_float(max_time, "max_time")
         callbacks = check_callbacks(callbacks)
         schedule = as_schedule(lr_schedule)
         if schedule is not None:
@@ -524,9 +549,10 @@ class Network:
                              f"(lr_schedule and callbacks together)")
         n_threads = _config.get_num_threads(n_threads)
 
-        logged = ["loss"] + (["accuracy"] if train_accuracy else [])
+        logged = ["loss"] + [m.name for m in metrics]
         if validation is not None:
             logged += ["val_loss"] + (["val_accuracy"] if self.loss_function.metric else [])
+            logged += ["val_" + m.name for m in metrics if m.name != "accuracy"]
         if hasattr(optimizer, "lr"):
             logged.append("lr")
         n_batches = -(-X.shape[0] // batch_size)
@@ -577,9 +603,9 @@ class Network:
             if order is None:
                 order = (lambda: self._rng.permutation(X.shape[0])) if shuffle else (lambda: None)
             loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, order,
-                            batches_per_call, callbacks, progress, validation, train_accuracy,
+                            batches_per_call, callbacks, progress, validation, metrics,
                             target_loss, n_threads, engine_checks_X, epoch_loss,
-                            on_not_finite == "continue")
+                            on_not_finite == "continue", max_time)
             try:
                 return loop.run(epochs)
             except _BadInput:
@@ -611,22 +637,6 @@ class Network:
             raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), "
                             f"got {type(optimizer).__name__}")
         return optimizer
-
-    def _check_metrics(self, metrics):
-        """True when the training accuracy is asked for."""
-        if metrics is None:
-            return False
-        if isinstance(metrics, str):
-            metrics = [metrics]
-        metrics = list(metrics)
-        for m in metrics:
-            if m != "accuracy":
-                raise ValueError(f"metrics may only hold 'accuracy', got {m!r}")
-        if metrics and self.loss_function.metric != "accuracy":
-            raise ValueError(f"metrics=['accuracy'] needs a classification loss "
-                             f"({', '.join(losses.classification_losses())}), got "
-                             f"loss={self.loss!r}")
-        return bool(metrics)
 
     def _snapshot(self, optimizer):
         """Copies of the parameters and optimizer state, to undo a diverged epoch."""
@@ -701,8 +711,8 @@ class _FitLoop:
     """The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output."""
 
     def __init__(self, net, trainer, optimizer, X, T, batch_size, order, batches_per_call,
-                 callbacks, progress, validation, train_accuracy, target_loss, n_threads,
-                 check_inputs, epoch_loss=None, continue_not_finite=False):
+                 callbacks, progress, validation, metrics, target_loss, n_threads,
+                 check_inputs, epoch_loss=None, continue_not_finite=False, max_time=None):
         self.net, self.trainer, self.optimizer = net, trainer, optimizer
         self.X, self.T, self.batch_size, self.order = X, T, batch_size, order
         self.epoch_loss = epoch_loss or (lambda loss_sum, penalty_sum, n_done: loss_sum / n_done)
@@ -710,8 +720,8 @@ class _FitLoop:
         self.rows_per_call = batches_per_call * batch_size
         self.per_batch = batches_per_call == 1 and any(cb.wants_batches for cb in callbacks)
         self.callbacks, self.progress = callbacks, progress
-        self.validation, self.train_accuracy = validation, train_accuracy
-        self.target_loss, self.n_threads = target_loss, n_threads
+        self.validation, self.metrics = validation, metrics
+        self.target_loss, self.max_time, self.n_threads = target_loss, max_time, n_threads
         self.check_inputs = check_inputs   # the engine checks X for NaN and infinity
         # Where training is, for the Ctrl-C message (updated as batches finish).
         self.epoch, self.n_done = 0, 0
@@ -728,6 +738,7 @@ class _FitLoop:
         """Train up to ``epochs`` epochs; returns the History."""
         history = History()
         logs = {}
+        t_start = time.perf_counter()
         try:
             history.stop_reason = "epochs"
             for epoch in range(epochs):
@@ -745,6 +756,10 @@ class _FitLoop:
                     break
                 if self.net.stop_training and epoch + 1 < epochs:
                     history.stop_reason = "stop_training"
+                    break
+                if (self.max_time is not None and epoch + 1 < epochs
+                        and time.perf_counter() - t_start >= self.max_time):
+                    history.stop_reason = "max_time"
                     break
         except KeyboardInterrupt:
             # Ctrl-C outside the engine (between its calls, in a callback): the
@@ -881,10 +896,12 @@ class _FitLoop:
         if not self.continue_not_finite:
             self._check_weights(snapshot, epoch)
         logs = {"loss": self.epoch_loss(loss_sum, penalty_sum, self.n_done)}
-        if self.train_accuracy:
-            logs["accuracy"] = net.evaluate(X, T, self.n_threads)["accuracy"]
+        if self.metrics:
+            train = net.evaluate(X, T, self.n_threads, metrics=self.metrics)
+            logs.update((m.name, train[m.name]) for m in self.metrics)
         if self.validation is not None:
-            for name, value in net.evaluate(*self.validation, self.n_threads).items():
+            for name, value in net.evaluate(*self.validation, self.n_threads,
+                                            metrics=self.metrics).items():
                 logs["val_" + name] = value
         if lr is not None:
             logs["lr"] = lr

@@ -144,6 +144,8 @@ def random_targets(rng, loss, n, n_out):
         return rng.integers(0, 2, (n, n_out)).astype(np.float64)
     if loss == "poisson":
         return rng.poisson(1.5, (n, n_out)).astype(np.float64)
+    if loss == "fann_tanh":           # the error of a tanh output stays in (-1, 1)
+        return rng.uniform(-1.0, 1.0, (n, n_out))
     return rng.normal(size=(n, n_out))
 
 
@@ -199,6 +201,15 @@ def gradient_bound(W, b, acts, loss, X, T, dtype):
         P = np.exp(O)
         D = (P - T) / n
         ED = P * EO / n + FUNC_ULPS * e * np.abs(D)
+    elif loss == "fann_tanh":         # FANN's error g(s (o - t)), g' = 2 s / (1 - u^2)
+        from fastnn import losses
+        d = _dact(act, O, alpha)
+        U, s = losses.fann_difference(act, O, T)
+        fann = losses.get("fann_tanh")
+        g = fann.error(U)
+        dg = np.where(np.abs(U) > fann.CLIP, 0.0, 2 * s / (1 - np.minimum(U * U, fann.CLIP)))
+        D = g * d / n
+        ED = (EO * np.abs(d) * dg + np.abs(g) * DLIP[act] * EO) / n + FUNC_ULPS * e * np.abs(D)
     elif act == "softmax":
         G = (O - T) / n
         s = np.sum(G * O, axis=1, keepdims=True)

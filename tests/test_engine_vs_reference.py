@@ -39,6 +39,7 @@ ARCHS = {
                    (True, False, True)),
     "softplus-mse-softmax": ((6, 131, 5), ("softplus", "softmax"), "mse", True),
     "poisson": ((5, 23, 2), ("tanh", "linear"), "poisson", True),
+    "fann-tanh": ((7, 19, 3), ("sigmoid", "tanh"), "fann_tanh", True),
 }
 
 
