@@ -1,22 +1,92 @@
-/* fnn_activations.h - scalar activations and their derivatives.
+/* fnn_activations.h - every activation of the engine, one entry each.
  *
- * The one definition of every activation in C; fastnn/_reference.py mirrors
- * it in NumPy.  Derivatives are taken from the layer OUTPUT y = f(x), so the
- * engine keeps only the outputs of each layer (no pre-activations).
+ * An activation is, in this file only:
+ *  1. one line of FNN_ACTIVATIONS: its name (as fastnn/activations.py names
+ *     it) and its properties.  The order of the lines gives the codes
+ *     (FNN_ACT_*): Python reads them from the engine
+ *     (fastnn._engine.ACTIVATION_CODES), nothing numbers them twice;
+ *  2. one case in fnn_act (f(x)) and one in fnn_dact (f'(x) from u, which is
+ *     the layer OUTPUT y = f(x), or x itself for the FNN_ACT_FROM_INPUT
+ *     activations, whose derivative the output does not determine: the
+ *     engine then keeps x for training);
+ *  3. optionally its vector forms (FNN_VACT_CASES, FNN_VDACT_CASES), which
+ *     the kernels use when the properties say FNN_ACT_VEC / FNN_ACT_VEC_D.
+ *     Without them the kernels store acc + bias and run fnn_act / fnn_dact
+ *     over the tile while it is hot in L1 (the "scalar pass"): right for
+ *     exp-based functions, whose cost is the exp.
+ * fastnn/activations.py holds the same maths in NumPy (the tests' reference).
+ *
+ * x here is the activation's input: s * (acc + bias) for a layer of
+ * steepness s (the kernels scale in the scalar pass; s == 1 costs nothing).
  */
 #ifndef FNN_ACTIVATIONS_H
 #define FNN_ACTIVATIONS_H
 
 #include <math.h>
-#include "fnn_gemm.h"
+
+/* Properties. */
+enum {
+    FNN_ACT_VEC = 1,        /* forward has a vector form (FNN_VACT_CASES, or none needed) */
+    FNN_ACT_VEC_D = 2,      /* derivative has a vector form (FNN_VDACT_CASES)              */
+    FNN_ACT_IDENTITY = 4,   /* the epilogue leaves acc + bias (linear; softmax, which the
+                             * engine normalises per row)                                   */
+    FNN_ACT_FROM_INPUT = 8  /* f' is taken from the input x, not from the output          */
+};
+
+/* X(NAME, "name", properties), in code order.  Append new activations at
+ * the end: the codes of the others stay. */
+#define FNN_ACTIVATIONS(X)                                                        \
+    X(LINEAR, "linear", FNN_ACT_VEC | FNN_ACT_VEC_D | FNN_ACT_IDENTITY)           \
+    X(SIGMOID, "sigmoid", FNN_ACT_VEC_D)                                          \
+    X(TANH, "tanh", FNN_ACT_VEC_D)                                                \
+    X(RELU, "relu", FNN_ACT_VEC | FNN_ACT_VEC_D)                                  \
+    X(LEAKY_RELU, "leaky_relu", FNN_ACT_VEC | FNN_ACT_VEC_D) /* slope = act_param */ \
+    X(ELU, "elu", FNN_ACT_VEC_D)                             /* alpha = act_param */ \
+    X(SOFTPLUS, "softplus", 0)                                                    \
+    X(STEP, "step", FNN_ACT_VEC | FNN_ACT_VEC_D)                                  \
+    X(SIGN, "sign", FNN_ACT_VEC | FNN_ACT_VEC_D)                                  \
+    X(SOFTMAX, "softmax", FNN_ACT_VEC | FNN_ACT_VEC_D | FNN_ACT_IDENTITY)         \
+    X(SILU, "silu", FNN_ACT_FROM_INPUT)                                           \
+    X(GELU, "gelu", FNN_ACT_FROM_INPUT)
+
+#define FNN_ACT_ENUM_(NAME, name, props) FNN_ACT_##NAME,
+#define FNN_ACT_NAME_(NAME, name, props) name,
+#define FNN_ACT_PROPS_(NAME, name, props) (props),
+enum { FNN_ACTIVATIONS(FNN_ACT_ENUM_) FNN_ACT_COUNT };
+
+static inline const char *fnn_act_name(int act)
+{
+    static const char *const names[] = {FNN_ACTIVATIONS(FNN_ACT_NAME_)};
+    return act >= 0 && act < FNN_ACT_COUNT ? names[act] : "";
+}
+
+static inline int fnn_act_props(int act)
+{
+    static const int props[] = {FNN_ACTIVATIONS(FNN_ACT_PROPS_)};
+    return act >= 0 && act < FNN_ACT_COUNT ? props[act] : 0;
+}
+#undef FNN_ACT_ENUM_
+#undef FNN_ACT_NAME_
+#undef FNN_ACT_PROPS_
+
+#define FNN_ACT_HAS(act, prop) ((fnn_act_props(act) & (prop)) != 0)
+
+/* GELU's tanh form, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3),
+ * is computed as x * sigmoid(2u) (the same function, 1 + tanh(u) = 2
+ * sigmoid(2u)), which loses nothing to cancellation for negative x. */
+#define FNN_GELU_C 0.7978845608028654   /* sqrt(2 / pi) */
+#define FNN_GELU_A 0.044715
 
 #define FNN_DEFINE_ACT(T, SUF, EXP, EXPM1, LOG1P, TANH)                          \
+static inline T fnn_sigm_##SUF(T x) /* the logistic, without overflow */          \
+{                                                                                 \
+    if (x >= 0) return (T)1 / ((T)1 + EXP(-x));                                   \
+    else { T e = EXP(x); return e / ((T)1 + e); }                                 \
+}                                                                                 \
 static inline T fnn_act_##SUF(int act, T x, T p)                                  \
 {                                                                                 \
     switch (act) {                                                                \
-    case FNN_ACT_SIGMOID:                                                         \
-        if (x >= 0) return (T)1 / ((T)1 + EXP(-x));                               \
-        else { T e = EXP(x); return e / ((T)1 + e); }                             \
+    case FNN_ACT_SIGMOID: return fnn_sigm_##SUF(x);                               \
     case FNN_ACT_TANH: return TANH(x);                                            \
     case FNN_ACT_RELU: return x > 0 ? x : (T)0;                                   \
     case FNN_ACT_LEAKY_RELU: return x > 0 ? x : p * x;                            \
@@ -24,20 +94,33 @@ static inline T fnn_act_##SUF(int act, T x, T p)                                
     case FNN_ACT_SOFTPLUS: return LOG1P(EXP(-(x > 0 ? x : -x))) + (x > 0 ? x : (T)0); \
     case FNN_ACT_STEP: return x >= 0 ? (T)1 : (T)0;                               \
     case FNN_ACT_SIGN: return x >= 0 ? (T)1 : (T)-1;                              \
+    case FNN_ACT_SILU: return x * fnn_sigm_##SUF(x);                              \
+    case FNN_ACT_GELU:                                                            \
+        return x * fnn_sigm_##SUF((T)(2 * FNN_GELU_C) * (x + (T)FNN_GELU_A * x * x * x)); \
     default: return x; /* linear; softmax is normalised per row elsewhere */      \
     }                                                                             \
 }                                                                                 \
-/* f'(x) written in terms of y = f(x). */                                         \
-static inline T fnn_dact_##SUF(int act, T y, T p)                                 \
+/* f'(x) from u: y = f(x), or x for FNN_ACT_FROM_INPUT. */                        \
+static inline T fnn_dact_##SUF(int act, T u, T p)                                 \
 {                                                                                 \
     switch (act) {                                                                \
-    case FNN_ACT_SIGMOID: return y * ((T)1 - y);                                  \
-    case FNN_ACT_TANH: return (T)1 - y * y;                                       \
-    case FNN_ACT_RELU: return y > 0 ? (T)1 : (T)0;                                \
-    case FNN_ACT_LEAKY_RELU: return y > 0 ? (T)1 : p;                             \
-    case FNN_ACT_ELU: return y > 0 ? (T)1 : y + p;                                \
-    case FNN_ACT_SOFTPLUS: return -EXPM1(-y);                                     \
+    case FNN_ACT_SIGMOID: return u * ((T)1 - u);                                  \
+    case FNN_ACT_TANH: return (T)1 - u * u;                                       \
+    case FNN_ACT_RELU: return u > 0 ? (T)1 : (T)0;                                \
+    case FNN_ACT_LEAKY_RELU: return u > 0 ? (T)1 : p;                             \
+    case FNN_ACT_ELU: return u > 0 ? (T)1 : u + p;                                \
+    case FNN_ACT_SOFTPLUS: return -EXPM1(-u);                                     \
     case FNN_ACT_STEP: case FNN_ACT_SIGN: return (T)0;                            \
+    case FNN_ACT_SILU: {                                                          \
+        T sg = fnn_sigm_##SUF(u);                                                 \
+        return sg * ((T)1 + u * ((T)1 - sg));                                     \
+    }                                                                             \
+    case FNN_ACT_GELU: {                                                          \
+        T u2 = u * u;                                                             \
+        T sg = fnn_sigm_##SUF((T)(2 * FNN_GELU_C) * (u + (T)FNN_GELU_A * u2 * u)); \
+        return sg + u * (T)(2 * FNN_GELU_C) * sg * ((T)1 - sg) *                  \
+                    ((T)1 + (T)(3 * FNN_GELU_A) * u2);                            \
+    }                                                                             \
     default: return (T)1;                                                         \
     }                                                                             \
 }
@@ -46,4 +129,26 @@ FNN_DEFINE_ACT(float, s, expf, expm1f, log1pf, tanhf)
 FNN_DEFINE_ACT(double, d, exp, expm1, log1p, tanh)
 
 #undef FNN_DEFINE_ACT
+
+/* Vector forms, written in the SIMD vocabulary of fnn_kernels_tmpl.h (VSELGT,
+ * VSELGE, VMUL, VADD, VSUB, VSET1) and expanded there, inside its switch on
+ * the activation: x the vector of inputs (acc + bias) it overwrites with
+ * f(x); d the vector it sets to f'(u) from y, the outputs.  p, one, zero:
+ * the parameter and the constants, as vectors.  The activations flagged
+ * FNN_ACT_VEC / FNN_ACT_VEC_D have a case (or need none: identity,
+ * f' = 1). */
+#define FNN_VACT_CASES(x, p, one, zero)                                           \
+    case FNN_ACT_RELU: x = VSELGT(x, x, zero); break;                             \
+    case FNN_ACT_LEAKY_RELU: x = VSELGT(x, x, VMUL(p, x)); break;                 \
+    case FNN_ACT_STEP: x = VSELGE(x, one, zero); break;                           \
+    case FNN_ACT_SIGN: x = VSELGE(x, one, VSUB(zero, one)); break;
+
+#define FNN_VDACT_CASES(d, y, p, one, zero)                                       \
+    case FNN_ACT_SIGMOID: d = VMUL(y, VSUB(one, y)); break;                       \
+    case FNN_ACT_TANH: d = VSUB(one, VMUL(y, y)); break;                          \
+    case FNN_ACT_RELU: d = VSELGT(y, one, zero); break;                           \
+    case FNN_ACT_LEAKY_RELU: d = VSELGT(y, one, p); break;                        \
+    case FNN_ACT_ELU: d = VSELGT(y, one, VADD(y, p)); break;                      \
+    case FNN_ACT_STEP: case FNN_ACT_SIGN: d = zero; break;
+
 #endif

@@ -49,12 +49,19 @@ void fnn_epilogue_apply_##SUF(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N, 
 {                                                                                    \
     const T p = (T)ep->act_param;                                                    \
     const int act = ep->act;                                                         \
+    const T s = ep->steepness != 0 ? (T)ep->steepness : (T)1;                        \
     if (ep->kind == FNN_EPI_BIAS_ACT) {                                              \
         const T *bias = (const T *)ep->bias;                                         \
+        T *Z = (T *)ep->Z;                                                           \
         for (ptrdiff_t i = 0; i < M; i++) {                                          \
             T *restrict c = C + i * ldc;                                             \
             if (bias) FNN_EACH(c[j] += bias[j])                                      \
-            switch (act) {                                                           \
+            if (s != 1 || Z) { /* steepness, kept inputs: see fnn_gemm.h */          \
+                T *z = Z ? Z + i * ep->ldz : NULL;                                   \
+                FNN_EACH(T x = s * c[j]; if (z) z[j] = x; c[j] = fnn_act_##SUF(act, x, p)) \
+                continue;                                                            \
+            }                                                                        \
+            switch (act) { /* the common ones as loops the compiler vectorises */     \
             case FNN_ACT_LINEAR: case FNN_ACT_SOFTMAX: break;                        \
             case FNN_ACT_RELU: FNN_EACH(c[j] = c[j] > 0 ? c[j] : (T)0) break;        \
             case FNN_ACT_LEAKY_RELU: FNN_EACH(c[j] = c[j] > 0 ? c[j] : p * c[j]) break; \
@@ -63,10 +70,17 @@ void fnn_epilogue_apply_##SUF(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N, 
         }                                                                            \
     } else if (ep->kind == FNN_EPI_DERIV) {                                          \
         const T *Y = (const T *)ep->Y;                                               \
+        const int clip = ep->flat_lo < ep->flat_hi;                                  \
+        const T lo = (T)ep->flat_lo, hi = (T)ep->flat_hi;                            \
         for (ptrdiff_t i = 0; i < M; i++) {                                          \
             T *restrict c = C + i * ldc;                                             \
             const T *restrict y = Y + i * ep->ldy;                                   \
-            switch (act) {                                                           \
+            if (s != 1 || clip) { /* steepness, flat spot: see fnn_gemm.h */          \
+                FNN_EACH(T u = y[j]; if (clip) u = u < lo ? lo : (u > hi ? hi : u);  \
+                         c[j] = c[j] * (s * fnn_dact_##SUF(act, u, p)))               \
+                continue;                                                            \
+            }                                                                        \
+            switch (act) { /* the common ones as loops the compiler vectorises */     \
             case FNN_ACT_LINEAR: case FNN_ACT_SOFTMAX: break;                        \
             case FNN_ACT_RELU: FNN_EACH(c[j] = y[j] > 0 ? c[j] : (T)0) break;        \
             case FNN_ACT_LEAKY_RELU: FNN_EACH(c[j] = y[j] > 0 ? c[j] : p * c[j]) break; \

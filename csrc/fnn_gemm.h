@@ -34,35 +34,31 @@ enum {
     FNN_KERNEL_AVX512 = 3
 };
 
-/* Activation codes, shared with fastnn/activations.py. */
-enum {
-    FNN_ACT_LINEAR = 0,
-    FNN_ACT_SIGMOID = 1,
-    FNN_ACT_TANH = 2,
-    FNN_ACT_RELU = 3,
-    FNN_ACT_LEAKY_RELU = 4, /* slope = act_param */
-    FNN_ACT_ELU = 5,        /* alpha = act_param */
-    FNN_ACT_SOFTPLUS = 6,
-    FNN_ACT_STEP = 7,
-    FNN_ACT_SIGN = 8,
-    FNN_ACT_SOFTMAX = 9     /* epilogue adds the bias only; rows are normalised by the engine */
-};
-
 /* Epilogue kinds. */
 enum {
-    FNN_EPI_STORE = 0,    /* C = alpha * acc + beta * C   (beta == 0: C is not read) */
-    FNN_EPI_BIAS_ACT = 1, /* C = f(acc + bias[j])         (bias may be NULL)          */
-    FNN_EPI_DERIV = 2     /* C = acc * f'(Y[i][j])        (f' from the layer output Y) */
+    FNN_EPI_STORE = 0,    /* C = alpha * acc + beta * C   (beta == 0: C is not read)   */
+    FNN_EPI_BIAS_ACT = 1, /* C = f(s * (acc + bias[j]))   (bias may be NULL)            */
+    FNN_EPI_DERIV = 2     /* C = acc * s * f'(Y[i][j])    (f' from Y, see fnn_activations.h) */
 };
 
+/* act: an FNN_ACT_* code of fnn_activations.h.  The fields after it are
+ * optional (zero, as memset leaves them, turns each one off), and with all of
+ * them off the kernels run exactly their code without them. */
 typedef struct fnn_epilogue {
     int kind;
     int act;
     double act_param;
     double alpha, beta;   /* FNN_EPI_STORE only */
     const void *bias;     /* FNN_EPI_BIAS_ACT: N values of the GEMM's type, or NULL */
-    const void *Y;        /* FNN_EPI_DERIV: M x N values, leading dimension ldy */
+    const void *Y;        /* FNN_EPI_DERIV: M x N values, leading dimension ldy: the
+                           * layer's outputs, or its activation inputs s * (acc + bias)
+                           * for FNN_ACT_FROM_INPUT activations */
     ptrdiff_t ldy;
+    double steepness;     /* BIAS_ACT and DERIV: s (FANN's steepness); 0 or 1: none */
+    double flat_lo, flat_hi; /* DERIV: Y clipped into [flat_lo, flat_hi] before f' (FANN's
+                              * flat-spot elimination) when flat_lo < flat_hi */
+    void *Z;              /* BIAS_ACT: also receives the activation inputs s * (acc + bias), */
+    ptrdiff_t ldz;        /* M x N, leading dimension ldz; or NULL                          */
 } fnn_epilogue;
 
 /* op(A) is M x K: trans_a == 0 -> A[i*lda + k], else A[k*lda + i].

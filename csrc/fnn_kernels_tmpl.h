@@ -41,11 +41,13 @@
  * even change the result.
 
  * Epilogue: applied to the accumulators in registers on the last K block
- * (vector code for bias, STORE alpha/beta, relu, leaky relu, step, sign and
- * every derivative but softplus'; full tiles with the common ones take a
- * branch-free path decided once per tile).  exp-based activations (sigmoid, tanh,
- * elu, softplus, softplus') first store acc (+ bias) and then run the scalar
- * fnn_act / fnn_dact over the tile while it is hot in L1.
+ * (vector code for bias, STORE alpha/beta, and the activations and
+ * derivatives that fnn_activations.h gives a vector form: FNN_VACT_CASES,
+ * FNN_VDACT_CASES; full tiles with the common ones take a branch-free path
+ * decided once per tile).  The others (exp-based ones), and any activation
+ * with a steepness, a flat spot or kept inputs (fnn_epilogue's optional
+ * fields), first store acc (+ bias) and then run the scalar fnn_act /
+ * fnn_dact over the tile while it is hot in L1 (the scalar pass).
  * STORE with beta != 0 and K > KC needs C's old values once at the end, so
  * that case accumulates MCS x NC blocks of raw sums in the work buffer and
  * applies the same vector epilogue from there.
@@ -116,11 +118,16 @@ enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 typedef struct {
     int mode;          /* FNN_EM_* */
     int act;
+    int vact;          /* what the vector code applies: act, or linear (scalar pass) */
+    int identity;      /* vact leaves acc + bias (FNN_ACT_IDENTITY) */
     int scalar_pass;   /* run FACT / FDACT over the stored tile */
-    T p, alpha, beta;
+    int clip;          /* flat-spot elimination: Y clipped into [flo, fhi] */
+    T p, alpha, beta, s, flo, fhi;
     const T *bias;
     const T *Y;
     ptrdiff_t ldy;
+    T *Z;              /* BIAS: receives the activation inputs (scalar pass) */
+    ptrdiff_t ldz;
 } KP(ectx);
 
 /* Epilogue of one vector x = acc[i][j .. j+n-1], written to c = &C[i][j]. */
@@ -137,24 +144,16 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
         break;
     case FNN_EM_BIAS:
         if (e->bias) x = VADD(x, LDN(e->bias + j, n));
-        switch (e->act) {
-        case FNN_ACT_RELU: x = VSELGT(x, x, zero); break;
-        case FNN_ACT_LEAKY_RELU: x = VSELGT(x, x, VMUL(VSET1(e->p), x)); break;
-        case FNN_ACT_STEP: x = VSELGE(x, one, zero); break;
-        case FNN_ACT_SIGN: x = VSELGE(x, one, VSET1((T)-1)); break;
-        default: break;  /* linear, softmax (bias only), or the scalar pass */
+        switch (e->vact) {
+        FNN_VACT_CASES(x, VSET1(e->p), one, zero)
+        default: break;  /* identity (linear, softmax), or the scalar pass */
         }
         break;
     case FNN_EM_DERIV: {
         V y = LDN(e->Y + i * e->ldy + j, n), d;
-        switch (e->act) {
-        case FNN_ACT_SIGMOID: d = VMUL(y, VSUB(one, y)); break;
-        case FNN_ACT_TANH: d = VSUB(one, VMUL(y, y)); break;
-        case FNN_ACT_RELU: d = VSELGT(y, one, zero); break;
-        case FNN_ACT_LEAKY_RELU: d = VSELGT(y, one, VSET1(e->p)); break;
-        case FNN_ACT_ELU: d = VSELGT(y, one, VADD(y, VSET1(e->p))); break;
-        case FNN_ACT_STEP: case FNN_ACT_SIGN: d = zero; break;
-        default: d = one; break;  /* linear, softmax; softplus: scalar pass */
+        switch (e->vact) {
+        FNN_VDACT_CASES(d, y, VSET1(e->p), one, zero)
+        default: d = one; break;  /* linear, softmax, or the scalar pass */
         }
         x = VMUL(x, d);
         break;
@@ -164,20 +163,31 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
     STN(c, x, n);
 }
 
-/* exp-based activations: scalar fnn_act/fnn_dact over an mr x nr block of C
- * that already holds acc + bias (BIAS) or acc (DERIV). */
+/* The scalar pass (activations without a vector form, a steepness, a flat
+ * spot or kept inputs): fnn_act/fnn_dact over an mr x nr block of C that
+ * already holds acc + bias (BIAS) or acc (DERIV).  Multiplying by s == 1 is
+ * exact, so it needs no branch of its own. */
 static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
                                      ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t mr, ptrdiff_t nr)
 {
     const int act = e->act;
-    const T p = e->p;
+    const T p = e->p, s = e->s, flo = e->flo, fhi = e->fhi;
     for (ptrdiff_t r = 0; r < mr; r++) {
         T *cr = c + r * ldc;
         if (e->mode == FNN_EM_BIAS) {
-            for (ptrdiff_t q = 0; q < nr; q++) cr[q] = FACT(act, cr[q], p);
+            T *z = e->Z ? e->Z + (i0 + r) * e->ldz + j0 : NULL;
+            for (ptrdiff_t q = 0; q < nr; q++) {
+                T x = s * cr[q];
+                if (z) z[q] = x;
+                cr[q] = FACT(act, x, p);
+            }
         } else {
             const T *y = e->Y + (i0 + r) * e->ldy + j0;
-            for (ptrdiff_t q = 0; q < nr; q++) cr[q] = cr[q] * FDACT(act, y[q], p);
+            for (ptrdiff_t q = 0; q < nr; q++) {
+                T u = y[q];
+                if (e->clip) u = u < flo ? flo : (u > fhi ? fhi : u);
+                cr[q] = cr[q] * (s * FDACT(act, u, p));
+            }
         }
     }
 }
@@ -273,7 +283,7 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
     int fast = full && !(e && e->scalar_pass);
     if (fast && e) {
         switch (e->mode) {
-        case FNN_EM_BIAS: fast = relu || e->act == FNN_ACT_LINEAR || e->act == FNN_ACT_SOFTMAX; break;
+        case FNN_EM_BIAS: fast = relu || e->identity; break;
         case FNN_EM_DERIV: fast = relu; break;
         case FNN_EM_SCALE: break;
 #ifdef VFMA_FUSED
@@ -522,6 +532,8 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     /* Decide the epilogue once. */
     e.mode = FNN_EM_RAW;
     e.act = ep ? ep->act : FNN_ACT_LINEAR;
+    e.vact = e.act;
+    e.identity = 0;
     e.scalar_pass = 0;
     e.p = ep ? (T)ep->act_param : (T)0;
     e.alpha = ep ? (T)ep->alpha : (T)1;
@@ -529,17 +541,29 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     e.bias = ep ? (const T *)ep->bias : NULL;
     e.Y = ep ? (const T *)ep->Y : NULL;
     e.ldy = ep ? ep->ldy : 0;
+    e.s = ep && ep->steepness != 0 ? (T)ep->steepness : (T)1;
+    e.clip = ep && ep->kind == FNN_EPI_DERIV && ep->flat_lo < ep->flat_hi;
+    e.flo = ep ? (T)ep->flat_lo : (T)0;
+    e.fhi = ep ? (T)ep->flat_hi : (T)0;
+    e.Z = ep && ep->kind == FNN_EPI_BIAS_ACT ? (T *)ep->Z : NULL;
+    e.ldz = ep ? ep->ldz : 0;
     if (!ep || ep->kind == FNN_EPI_STORE) {
         if (e.beta != 0) e.mode = FNN_EM_AXPBY;
         else if (e.alpha != 1) e.mode = FNN_EM_SCALE;
-    } else if (ep->kind == FNN_EPI_BIAS_ACT) {
-        int cheap = e.act == FNN_ACT_LINEAR || e.act == FNN_ACT_SOFTMAX || e.act == FNN_ACT_RELU ||
-                    e.act == FNN_ACT_LEAKY_RELU || e.act == FNN_ACT_STEP || e.act == FNN_ACT_SIGN;
-        if (!cheap) e.scalar_pass = 1; /* vector part adds the bias only */
-        if (e.bias || !(e.act == FNN_ACT_LINEAR || e.act == FNN_ACT_SOFTMAX)) e.mode = FNN_EM_BIAS;
-    } else if (ep->kind == FNN_EPI_DERIV) {
-        if (e.act == FNN_ACT_SOFTPLUS) e.scalar_pass = 1;
-        if (e.act != FNN_ACT_LINEAR && e.act != FNN_ACT_SOFTMAX) e.mode = FNN_EM_DERIV;
+    } else {
+        /* The activation's vector form when it has one and nothing else is
+         * asked; else the vector part adds the bias (or keeps acc) only and
+         * the scalar pass does the rest. */
+        const int plain = e.s == 1 && !e.clip && !e.Z;
+        const int deriv = ep->kind == FNN_EPI_DERIV;
+        e.scalar_pass = !(plain && FNN_ACT_HAS(e.act, deriv ? FNN_ACT_VEC_D : FNN_ACT_VEC));
+        if (e.scalar_pass) e.vact = FNN_ACT_LINEAR;
+        e.identity = FNN_ACT_HAS(e.vact, FNN_ACT_IDENTITY);
+        if (deriv) {
+            if (e.scalar_pass || !e.identity) e.mode = FNN_EM_DERIV;
+        } else if (e.bias || e.scalar_pass || !e.identity) {
+            e.mode = FNN_EM_BIAS;
+        }
     }
 
     if (!ta && !tb && !prepacked && M <= GEMV_MAX_M) {

@@ -23,8 +23,6 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_KERNEL_GENERIC
         FNN_KERNEL_AVX2
         FNN_KERNEL_AVX512
-        FNN_ACT_LINEAR
-        FNN_ACT_SOFTMAX
         FNN_EPI_STORE
         FNN_EPI_BIAS_ACT
         FNN_EPI_DERIV
@@ -37,6 +35,10 @@ cdef extern from "fnn_gemm.h" nogil:
         const void *bias
         const void *Y
         Py_ssize_t ldy
+        double steepness
+        double flat_lo, flat_hi
+        void *Z
+        Py_ssize_t ldz
     ctypedef void (*fnn_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
                                   float *, int *, float *, float *, int *)
     ctypedef void (*fnn_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
@@ -66,7 +68,16 @@ cdef extern from "fnn_gemm.h" nogil:
                        double *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
 
 cdef extern from "fnn_activations.h" nogil:
-    double fnn_dact_d(int act, double y, double p)
+    enum:
+        FNN_ACT_LINEAR
+        FNN_ACT_SOFTMAX
+        FNN_ACT_TANH
+        FNN_ACT_SIGN
+        FNN_ACT_COUNT
+        FNN_ACT_FROM_INPUT
+    const char *fnn_act_name(int act)
+    int fnn_act_props(int act)
+    double fnn_dact_d(int act, double u, double p)
 
 cdef extern from "fnn_finite.h" nogil:
     int fnn_finite_s(const float *x, Py_ssize_t n)
@@ -128,6 +139,11 @@ cdef enum:
 LOSS_CODES = {"mse": LOSS_MSE, "cross_entropy": LOSS_CROSS_ENTROPY,
               "binary_cross_entropy": LOSS_BINARY_CROSS_ENTROPY, "poisson": LOSS_POISSON,
               "fann_tanh": LOSS_FANN_TANH}
+# fnn_activations.h is the one list of activations: their codes, and those
+# whose derivative is taken from the activation's input (kept while training).
+ACTIVATION_CODES = {fnn_act_name(a).decode(): a for a in range(FNN_ACT_COUNT)}
+ACTIVATIONS_FROM_INPUT = frozenset(fnn_act_name(a).decode() for a in range(FNN_ACT_COUNT)
+                                   if fnn_act_props(a) & FNN_ACT_FROM_INPUT)
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
            "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
 
@@ -142,9 +158,13 @@ cdef struct Layer:
     Py_ssize_t n_in, n_out
     int act
     double act_param
+    double steepness         # f(s * (X @ W + b)); 1: none
+    double flat_lo, flat_hi  # training: f' from Y clipped into [lo, hi] when lo < hi
     void *W         # (n_in, n_out) parameters
     void *b         # (n_out,) or NULL without bias
     void *A         # (max_rows, n_out) output of the layer, f(X @ W + b)
+    void *Z         # (max_rows, n_out) its activation inputs while training, or NULL:
+                    # kept only for the FNN_ACT_FROM_INPUT activations
     void *Aout      # what the next layer reads: A, or A after dropout (own buffer)
     bint dropout    # inverted dropout on the output while training
     u64 keep_below  # a unit is kept when its 53 random bits are below this

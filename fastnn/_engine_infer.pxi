@@ -30,6 +30,7 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
         else:
             out, ld_out = scratch + (l % 2) * PREDICT_CHUNK * ld_scratch, ld_scratch
         ep.act, ep.act_param, ep.bias = L.act, L.act_param, L.b
+        ep.steepness = L.steepness
         if packed[l] != NULL:
             if floating is float:
                 fnn_gemm_pb_s(kernel, 0, rows, L.n_out, L.n_in, inp, ld_in,

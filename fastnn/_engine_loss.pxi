@@ -7,11 +7,6 @@
 
 from libc.math cimport log1p
 
-cdef extern from "fnn_gemm.h" nogil:
-    enum:
-        FNN_ACT_TANH        # FANN halves a symmetric output's error (LOSS_FANN_TANH)
-        FNN_ACT_SIGN
-
 # FANN's tanh error function (fann_compute_MSE) clips its transformed error
 # to +-17 where |u| > 0.9999999; LAMBDA_CLIP is the loss at that point.
 cdef double FANN_TANH_CLIP = 0.9999999
@@ -46,6 +41,16 @@ cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
     for j in range(k):
         s += exp(z[j] - mx)
     return mx + log(s)
+
+
+cdef inline double output_dact(const Layer *L, const floating *o, Py_ssize_t j) noexcept nogil:
+    """f' of the output layer's unit j of the row ``o`` (of L.A): from the
+    output, or from the same row of the kept inputs L.Z; clipped into the
+    flat spot.  The steepness is output_stage's."""
+    cdef double u = o[j] if L.Z == NULL else (<const floating *>L.Z)[(o - <const floating *>L.A) + j]
+    if L.flat_lo < L.flat_hi:
+        u = min(max(u, L.flat_lo), L.flat_hi)
+    return fnn_dact_d(L.act, u, L.act_param)
 
 
 cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
@@ -108,7 +113,7 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
         else:
             for j in range(k):
                 d[j] = <floating>(fann_tanh_error(s * (<double>o[j] - t[j]))
-                                  * fnn_dact_d(L.act, o[j], L.act_param) * inv_rows)
+                                  * output_dact(L, o, j) * inv_rows)
         return loss
     # mean squared error: E = 1/2 sum_k (o_k - t_k)^2
     for j in range(k):
@@ -122,15 +127,16 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
             d[j] = <floating>(o[j] * ((o[j] - t[j]) - dot) * inv_rows)
     else:
         for j in range(k):
-            d[j] = <floating>((o[j] - t[j]) * fnn_dact_d(L.act, o[j], L.act_param) * inv_rows)
+            d[j] = <floating>((o[j] - t[j]) * output_dact(L, o, j) * inv_rows)
     return loss
 
 
 cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int nt) noexcept nogil:
     """Per-sample losses (times the sample's weight) and output deltas."""
     cdef Layer *L = &c.layers[c.n_layers - 1]
-    cdef Py_ssize_t r, k = L.n_out, rows = b.rows
+    cdef Py_ssize_t r, j, k = L.n_out, rows = b.rows
     cdef double inv_rows = 1.0 / rows, w, loss
+    cdef floating *d
     r = tid
     while r < rows:
         if c.sample_weight == NULL:
@@ -142,5 +148,9 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
             loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
                               T + r * k, k, w * b.inv_weight)
             c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
+        if L.steepness != 1.0:   # output_row's deltas are d loss / d (s z)
+            d = <floating *>L.D + r * k
+            for j in range(k):
+                d[j] = <floating>(d[j] * L.steepness)
         r += nt
 

@@ -52,7 +52,9 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) 
         L = &c.layers[l]
         ep.act = L.act
         ep.act_param = L.act_param
+        ep.steepness = L.steepness
         ep.bias = L.b
+        ep.Z, ep.ldz = L.Z, L.n_out
         count = n_tiles(c.kernel, rows, L.n_out)
         k = begin_stage(team)
         t = claim(team, k)
@@ -167,7 +169,9 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) 
             if t < t_delta:
                 ep.act = P.act
                 ep.act_param = P.act_param
-                ep.Y = P.A
+                ep.steepness = P.steepness
+                ep.flat_lo, ep.flat_hi = P.flat_lo, P.flat_hi
+                ep.Y = P.Z if P.Z != NULL else P.A   # see fnn_gemm.h: FNN_EPI_DERIV
                 ep.ldy = P.n_out
                 gemm_tile(<floating *>NULL, c.kernel, t, 0, 1, rows, L.n_in, L.n_out,
                           <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,

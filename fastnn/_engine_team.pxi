@@ -154,6 +154,8 @@ cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
         e.bias = (<const floating *>e.bias) + j0
     if e.Y != NULL:
         e.Y = (<const floating *>e.Y) + i0 * e.ldy + j0
+    if e.Z != NULL:
+        e.Z = (<floating *>e.Z) + i0 * e.ldz + j0
     gemm(proto, kernel, ta, tb, mb, nb, K,
          A + (i0 if ta else i0 * lda), lda,
          B + (j0 * ldb if tb else j0), ldb,
@@ -228,9 +230,14 @@ cdef void *data_or_null(object arr):
 
 
 cdef void set_params(Layer *L, object W, object b, object activation):
-    """A layer's shape, activation and parameter pointers (W, b stay owned by the caller)."""
+    """A layer's shape, activation and parameter pointers (W, b stay owned by the caller).
+
+    ``activation``: (code, param), optionally followed by the steepness and
+    the flat spot's (lo, hi) bounds (Dense.activation_code)."""
     L.n_in, L.n_out = W.shape[0], W.shape[1]
-    L.act, L.act_param = activation
+    L.act, L.act_param = activation[0], activation[1]
+    L.steepness = activation[2] if len(activation) > 2 else 1.0
+    L.flat_lo, L.flat_hi = activation[3:5] if len(activation) > 4 else (0.0, 0.0)
     L.W = cnp.PyArray_DATA(W)
     L.b = data_or_null(b)
 

@@ -6,8 +6,11 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
                bint trans_a=False, bint trans_b=False, int kind=0, int act=0,
                double act_param=0.0, double alpha=1.0, double beta=0.0,
                floating[::1] bias=None, floating[:, ::1] Y=None,
-               int n_threads=1, int kernel=0):
-    """C = epilogue(op(A) @ op(B)) with the engine's tiling and threads."""
+               int n_threads=1, int kernel=0, double steepness=0.0,
+               double flat_lo=0.0, double flat_hi=0.0, floating[:, ::1] Z=None):
+    """C = epilogue(op(A) @ op(B)) with the engine's tiling and threads
+    (the epilogue's fields: see csrc/fnn_gemm.h; ``Z``, M x N, receives the
+    activation inputs of a BIAS_ACT product)."""
     cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
     cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
     cdef fnn_epilogue ep
@@ -22,6 +25,11 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
         ep.bias = &bias[0]
     if Y is not None:
         ep.Y, ep.ldy = &Y[0, 0], Y.shape[1]
+    ep.steepness, ep.flat_lo, ep.flat_hi = steepness, flat_lo, flat_hi
+    if Z is not None:
+        if Z.shape[0] != M or Z.shape[1] != N:
+            raise ValueError("Z must have C's shape")
+        ep.Z, ep.ldz = &Z[0, 0], Z.shape[1]
     n_threads = start_team(max(1, min(n_threads, MAX_THREADS)))
     works = alloc_work(work, n_threads, kernel, C.itemsize)
     cdef long counters[3]

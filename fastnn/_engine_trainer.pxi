@@ -110,6 +110,11 @@ cdef class Trainer:
             D = np.empty((batch_size, L.n_out), self.dtype)
             self.keep += [W, b, A, D]
             L.A, L.D = cnp.PyArray_DATA(A), cnp.PyArray_DATA(D)
+            if fnn_act_props(L.act) & FNN_ACT_FROM_INPUT:
+                # f' needs the activation's inputs: one more buffer, only here
+                Z = np.empty((batch_size, L.n_out), self.dtype)
+                self.keep.append(Z)
+                L.Z = cnp.PyArray_DATA(Z)
             rate = 0.0 if dropout is None else float(dropout[l])
             if not 0 <= rate < 1:
                 raise ValueError(f"dropout rates must be in [0, 1), got {rate} for layer {l}")

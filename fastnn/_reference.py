@@ -1,12 +1,14 @@
 """NumPy reference of every engine kernel: the oracle the tests compare against.
 
 Plain, readable NumPy with the engine's conventions: samples are rows,
-``W`` is (n_in, n_out), derivatives are taken from layer outputs, losses are
+``W`` is (n_in, n_out), derivatives are taken from layer outputs (or from
+the activation inputs where the activation says so), losses are
 means over samples of per-sample sums, and deltas are d(batch-mean loss) /
 d(pre-activation).  Nothing here is fast, and nothing here may be clever.
 """
 import numpy as np
 
+from . import activations as _activations
 from .activations import CODES
 
 NAMES = {code: name for name, code in CODES.items()}
@@ -18,58 +20,40 @@ def _name(act):
 
 
 def activation(act, x, alpha=0.0):
-    """f(x) for every activation; softmax is taken over each row."""
-    act = _name(act)
-    x = np.asarray(x)
-    one = x.dtype.type(1)
-    if act == "linear":
-        return x.copy()
-    if act == "sigmoid":
-        with np.errstate(over="ignore", invalid="ignore"):   # the branch np.where drops
-            return np.where(x >= 0, one / (one + np.exp(-x)), np.exp(x) / (one + np.exp(x)))
-    if act == "tanh":
-        return np.tanh(x)
-    if act == "relu":
-        return np.where(x > 0, x, 0).astype(x.dtype)
-    if act == "leaky_relu":
-        return np.where(x > 0, x, x.dtype.type(alpha) * x)
-    if act == "elu":
-        return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
-    if act == "softplus":
-        return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
-    if act == "step":
-        return (x >= 0).astype(x.dtype)
-    if act == "sign":
-        return np.where(x >= 0, one, -one)
-    if act == "softmax":
-        z = x - x.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-    raise ValueError(act)
+    """f(x) for every activation (the registry entry's NumPy code); softmax
+    is taken over each row."""
+    return _activations.get(_name(act)).f(np.asarray(x), alpha)
 
 
-def activation_derivative(act, y, alpha=0.0):
-    """f'(x) written in terms of the output y = f(x) (elementwise activations)."""
-    act = _name(act)
-    y = np.asarray(y)
-    one = y.dtype.type(1)
-    if act in ("linear", "softmax"):
-        return np.ones_like(y)
-    if act == "sigmoid":
-        return y * (one - y)
-    if act == "tanh":
-        return one - y * y
-    if act == "relu":
-        return (y > 0).astype(y.dtype)
-    if act == "leaky_relu":
-        return np.where(y > 0, one, y.dtype.type(alpha))
-    if act == "elu":
-        return np.where(y > 0, one, y + y.dtype.type(alpha))
-    if act == "softplus":
-        return -np.expm1(-y)
-    if act in ("step", "sign"):
-        return np.zeros_like(y)
-    raise ValueError(act)
+def activation_derivative(act, u, alpha=0.0):
+    """f'(x) from u (elementwise activations): the output y = f(x), or x
+    itself for the activations whose derivative is taken from their input
+    (``Activation.from_input``: silu, gelu)."""
+    return _activations.get(_name(act)).df(np.asarray(u), alpha)
+
+
+def _spec(act_spec):
+    """(name, alpha, steepness, flat_spot) of a layer's ``(act, alpha[,
+    steepness[, flat_spot]])``: steepness 1 and flat_spot 0 by default."""
+    act, alpha, *rest = act_spec
+    steepness = rest[0] if len(rest) > 0 else 1.0
+    flat_spot = rest[1] if len(rest) > 1 else 0.0
+    return _name(act), alpha, steepness, flat_spot
+
+
+def layer_derivative(act_spec, Y, X_act):
+    """d Y / d Z of a layer, elementwise: s * f'(u), u the output Y (clipped
+    into the flat spot) or the activation's input X_act = s * Z."""
+    act, alpha, s, flat_spot = _spec(act_spec)
+    if _activations.get(act).from_input:
+        u = X_act
+    else:
+        u = Y
+        bounds = _activations.get(act).flat_spot_bounds(flat_spot)
+        if bounds is not None:
+            u = np.clip(Y, *bounds)
+    d = activation_derivative(act, u, alpha)
+    return d if s == 1 else s * d
 
 
 # ---------------------------------------------------------------------------
@@ -134,8 +118,12 @@ def dropout_multipliers(seed, epoch, rates, samples, sizes, dtype=np.float64):
 
 
 def gemm(A, B, C=None, trans_a=False, trans_b=False, kind=EPI_STORE, act=0,
-         act_param=0.0, alpha=1.0, beta=0.0, bias=None, Y=None):
-    """What fnn_gemm_s/d computes: epilogue(op(A) @ op(B)), in the operands' dtype."""
+         act_param=0.0, alpha=1.0, beta=0.0, bias=None, Y=None, steepness=1.0,
+         flat_lo=0.0, flat_hi=0.0):
+    """What fnn_gemm_s/d computes: epilogue(op(A) @ op(B)), in the operands' dtype.
+
+    BIAS_ACT: f(s * (acc + bias)); DERIV: acc * s * f'(Y), Y clipped into
+    [flat_lo, flat_hi] first when flat_lo < flat_hi (see csrc/fnn_gemm.h)."""
     acc = (A.T if trans_a else A) @ (B.T if trans_b else B)
     if kind == EPI_STORE:
         out = alpha * acc
@@ -145,47 +133,76 @@ def gemm(A, B, C=None, trans_a=False, trans_b=False, kind=EPI_STORE, act=0,
     if kind == EPI_BIAS_ACT:
         if bias is not None:
             acc = acc + bias
+        if steepness != 1:
+            acc = steepness * acc
         return acc if _name(act) == "softmax" else activation(act, acc, act_param)
     if kind == EPI_DERIV:
-        return acc * activation_derivative(act, Y, act_param)
+        if flat_lo < flat_hi:
+            Y = np.clip(Y, flat_lo, flat_hi)
+        return acc * (steepness * activation_derivative(act, Y, act_param))
     raise ValueError(kind)
 
 
-def forward(weights, biases, activations, X, dropout=None):
-    """Every layer's output; ``activations`` holds (name or code, alpha) per layer.
+def forward(weights, biases, activations, X, dropout=None, inputs=False):
+    """Every layer's output; ``activations`` holds (name or code, alpha[,
+    steepness[, flat_spot]]) per layer: A = f(s * (A_prev @ W + b)).
 
     ``dropout``: per layer an (n, n_out) factor applied to the output that the
     next layer reads (dropout_multipliers), or None; then returns (outputs,
-    what each next layer reads).
+    what each next layer reads).  ``inputs``: also return (last) every
+    layer's activation inputs s * (A_prev @ W + b).
     """
-    outputs, reads, A = [], [], X
-    for l, (W, b, (act, alpha)) in enumerate(zip(weights, biases, activations)):
+    outputs, reads, act_inputs, A = [], [], [], X
+    for l, (W, b, spec) in enumerate(zip(weights, biases, activations)):
+        act, alpha, s, _ = _spec(spec)
         Z = A @ W + (b if b is not None else 0)
+        if s != 1:
+            Z = s * Z
+        act_inputs.append(Z)
         A = activation(act, Z, alpha)
         outputs.append(A)
         if dropout is not None and dropout[l] is not None:
             A = A * dropout[l]
         reads.append(A)
-    return outputs if dropout is None else (outputs, reads)
+    result = (outputs,) if dropout is None else (outputs, reads)
+    if inputs:
+        result += (act_inputs,)
+    return result[0] if len(result) == 1 else result
 
 
-def loss_and_delta(loss, act, alpha, O, T, sample_weight=None):
+def loss_and_delta(loss, act, alpha, O, T, sample_weight=None, steepness=1.0,
+                   flat_spot=0.0, X_act=None):
     """Per-sample losses and the output delta d(mean loss)/d(pre-activation):
     the loss object's own NumPy maths (``fastnn.losses``, one place per loss),
-    ``loss`` a name or a Loss; see ``Loss.loss_and_delta``."""
+    ``loss`` a name or a Loss; see ``Loss.loss_and_delta``.
+
+    With a steepness, a flat spot or an activation whose f' is taken from its
+    input ``X_act``, a loss that goes through the output activation's
+    derivative (any output, as mse) gives d loss / d output, times
+    ``layer_derivative``; the others' deltas are d loss / d(s z), times s."""
     from . import losses      # (losses imports this module)
-    return losses.get(loss).loss_and_delta(_name(act), alpha, O, T, sample_weight)
+    loss = losses.get(loss)
+    act = _name(act)
+    entry = _activations.get(act)
+    spec = (act, alpha, steepness, flat_spot)
+    if loss.output is None and entry.elementwise and (flat_spot or entry.from_input):
+        values, G = loss.loss_and_delta("linear", alpha, O, T, sample_weight)
+        return values, (G * layer_derivative(spec, O, X_act)).astype(O.dtype, copy=False)
+    values, delta = loss.loss_and_delta(act, alpha, O, T, sample_weight)
+    return values, delta if steepness == 1 else (steepness * delta).astype(O.dtype, copy=False)
 
 
-def backward(weights, activations, outputs, delta_out, dropout=None):
-    """Deltas of every layer, from the output delta: D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]),
-    times layer l-1's dropout factor when it has one."""
+def backward(weights, activations, outputs, delta_out, dropout=None, act_inputs=None):
+    """Deltas of every layer, from the output delta: D[l-1] = (D[l] @ W[l].T) *
+    s f'(A[l-1]) (f' from the activation inputs ``act_inputs`` where the
+    activation needs them, see layer_derivative), times layer l-1's dropout
+    factor when it has one."""
     deltas = [None] * len(weights)
     deltas[-1] = delta_out
     for l in range(len(weights) - 1, 0, -1):
-        act, alpha = activations[l - 1]
-        deltas[l - 1] = (deltas[l] @ weights[l].T) * activation_derivative(
-            act, outputs[l - 1], alpha)
+        deltas[l - 1] = (deltas[l] @ weights[l].T) * layer_derivative(
+            activations[l - 1], outputs[l - 1],
+            None if act_inputs is None else act_inputs[l - 1])
         if dropout is not None and dropout[l - 1] is not None:
             deltas[l - 1] = deltas[l - 1] * dropout[l - 1]
     return deltas
@@ -197,12 +214,13 @@ def gradients(weights, biases, activations, loss, X, T, sample_weight=None, drop
     With ``sample_weight``: of the weighted mean loss (see loss_and_delta);
     with ``dropout`` factors (see forward): of the network with those masks.
     """
-    if dropout is None:
-        outputs = reads = forward(weights, biases, activations, X)
-    else:
-        outputs, reads = forward(weights, biases, activations, X, dropout)
-    losses, delta = loss_and_delta(loss, *activations[-1], outputs[-1], T, sample_weight)
-    deltas = backward(weights, activations, outputs, delta, dropout)
+    outputs, reads, act_inputs = forward(weights, biases, activations, X,
+                                         dropout if dropout is not None else
+                                         [None] * len(weights), inputs=True)
+    act, alpha, s, flat_spot = _spec(activations[-1])
+    losses, delta = loss_and_delta(loss, act, alpha, outputs[-1], T, sample_weight, s,
+                                   flat_spot, act_inputs[-1])
+    deltas = backward(weights, activations, outputs, delta, dropout, act_inputs)
     inputs = [X] + reads[:-1]
     grads = [(A.T @ D, D.sum(axis=0) if b is not None else None)
              for A, D, b in zip(inputs, deltas, biases)]

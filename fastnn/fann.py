@@ -7,13 +7,17 @@ A FANN layered network stores every layer with one extra bias neuron (value
 ``(num_inputs, activation_function, activation_steepness)`` triple per
 neuron, and one ``(source_neuron, weight)`` pair per connection, neuron by
 neuron.  FANN scales a neuron's sum by its steepness s before the
-activation, and its sigmoid is 1/(1 + exp(-2·s·x)) (fann_activation.h), so
-reading folds the steepness into the weights and bias: FANN_SIGMOID becomes
-fastnn's sigmoid with weights 2·s·w, FANN_SIGMOID_SYMMETRIC tanh with s·w,
-and the linear, threshold and rectifier functions (scale-free but for the
-factor s) take s·w.  Exact up to one rounding per weight.  One difference
-remains: FANN clips the scaled sum to ±150/s, which only shows on linear and
-rectifier neurons (sigmoids are saturated there).
+activation, and its sigmoid is 1/(1 + exp(-2·s·x)) (fann_activation.h): that
+is fastnn's layer steepness (``Dense(steepness=...)``), so reading keeps the
+weights as they are and gives each layer the steepness of its neurons:
+FANN_SIGMOID becomes fastnn's sigmoid with steepness 2·s (FANN's default 0.5
+is fastnn's 1, the plain logistic), FANN_SIGMOID_SYMMETRIC tanh with s, and
+the linear, threshold and rectifier functions keep s.  The products 2·s·sum
+and (2·s)·sum are the same numbers, so outputs are FANN's.  A layer whose
+neurons have different steepnesses (or one that is not > 0) has them folded
+into its weights instead (exact up to one rounding per weight).  One
+difference remains: FANN clips the scaled sum to ±150/s, which only shows on
+linear and rectifier neurons (sigmoids are saturated there).
 
 Reading never allocates much more than the file's size: every count the
 header declares is checked against what the file can hold before arrays are
@@ -202,6 +206,14 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
         b = np.zeros(n)
         kinds = set()
         alpha = 0.0
+        steeps = {FROM_FANN.get(STEPWISE.get(int(c), int(c)) if stepwise == "exact" else int(c),
+                                (None, 0.0, 1.0))[2] * float(st)
+                  for c, st in zip(codes[first:first + n], steepness[first:first + n])}
+        # one steepness for the layer: kept as the layer's; else folded into W and b
+        layer_steepness = steeps.pop() if len(steeps) == 1 else None
+        if layer_steepness is not None and not (math.isfinite(layer_steepness)
+                                                and layer_steepness > 0):
+            layer_steepness = None
         for j in range(n):
             count, code, s = int(n_inputs[first + j]), int(codes[first + j]), steepness[first + j]
             if count == 0:
@@ -219,6 +231,7 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
                 _fail(path, f"neuron {j} of layer {l} has steepness {float(s)}")
             act, alpha, factor = FROM_FANN[code]
             kinds.add(act)
+            scale = 1.0 if layer_steepness is not None else factor * s
             for c in range(k, k + count):
                 src = sources[c] - prev_first
                 if src < 0 or src > n_prev:
@@ -226,9 +239,9 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
                                 f"outside the previous layer (shortcut connections are not "
                                 f"supported)")
                 if src == n_prev:
-                    b[j] += factor * s * weights[c]       # the bias neuron
+                    b[j] += scale * weights[c]       # the bias neuron
                 else:
-                    W[src, j] += factor * s * weights[c]
+                    W[src, j] += scale * weights[c]
             k += count
         if len(kinds) > 1:
             _fail(path, f"the neurons of layer {l} use different activations "
@@ -236,12 +249,12 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
         # The bias neuron of every layer has no inputs.
         if n_inputs[first + n] != 0:
             _fail(path, f"the bias neuron of layer {l} has inputs")
-        layers.append((W, b, kinds.pop(), alpha))
+        layers.append((W, b, kinds.pop(), alpha, layer_steepness or 1.0))
         prev_first, first = first, first + n + 1
     net = Network([Dense(W.shape[0], W.shape[1], activation=act,
-                         alpha=alpha if act == "leaky_relu" else None)
-                   for W, b, act, alpha in layers], loss="mse", dtype=dtype)
-    for layer, (W, b, _, _) in zip(net.layers, layers):
+                         alpha=alpha if act == "leaky_relu" else None, steepness=steep)
+                   for W, b, act, alpha, steep in layers], loss="mse", dtype=dtype)
+    for layer, (W, b, _, _, _) in zip(net.layers, layers):
         with np.errstate(over="ignore"):
             layer.W, layer.b = W.astype(net.dtype), b.astype(net.dtype)
     return net
@@ -250,10 +263,11 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
 def write_fann(net, path):
     """Write ``net`` as a FANN float network file (``FANN_FLO_2.1``) that FANN loads.
 
-    sigmoid is written as FANN_SIGMOID with steepness 0.5 (FANN's default,
-    the plain logistic), tanh as FANN_SIGMOID_SYMMETRIC with 1, linear,
-    step and sign as FANN_LINEAR, FANN_THRESHOLD and
-    FANN_THRESHOLD_SYMMETRIC with 1, relu as FANN_LINEAR_PIECE_RECT and
+    sigmoid is written as FANN_SIGMOID with steepness 0.5 times the layer's
+    (FANN's default 0.5 is the plain logistic), tanh as
+    FANN_SIGMOID_SYMMETRIC with the layer's steepness, linear, step and sign
+    as FANN_LINEAR, FANN_THRESHOLD and FANN_THRESHOLD_SYMMETRIC with it
+    (the weights as they are), relu as FANN_LINEAR_PIECE_RECT and
     leaky_relu with alpha 0.01 as FANN_LINEAR_PIECE_RECT_LEAKY (those two
     need FANN 2.3; FANN 2.2 has no rectifier).  Weights are written with
     17 significant digits.  FANN clips a neuron's scaled sum to ±150/s, so
@@ -270,9 +284,10 @@ def write_fann(net, path):
     codes = []
     for i, layer in enumerate(net.layers):
         if layer.activation == "leaky_relu" and layer.alpha == 0.01:
-            codes.append((19, 1.0))
+            codes.append((19, layer.steepness))
         elif layer.activation in TO_FANN:
-            codes.append(TO_FANN[layer.activation])
+            code, s = TO_FANN[layer.activation]
+            codes.append((code, s * layer.steepness))
         else:
             extra = f" with alpha={layer.alpha}" if layer.activation == "leaky_relu" else ""
             raise ValueError(f"layers[{i}] uses {layer.activation}{extra}, which FANN has not; "
@@ -288,7 +303,7 @@ def write_fann(net, path):
     connections = []
     first = 0                                # index of the previous layer's first neuron
     for layer, (code, s) in zip(net.layers, codes):
-        factor = FROM_FANN[code][2] * s
+        factor = FROM_FANN[code][2] * s / layer.steepness       # 1: the weights as they are
         W = np.asarray(layer.W, np.float64) / factor
         b = (np.asarray(layer.b, np.float64) if layer.b is not None
              else np.zeros(layer.n_out)) / factor

@@ -465,7 +465,8 @@ def _read(archive):
     try:
         layers = [Dense(c["n_in"], c["n_out"], activation=c["activation"],
                         use_bias=c["use_bias"], init=_unset, alpha=c["alpha"],
-                        dropout=c.get("dropout", 0.0))
+                        dropout=c.get("dropout", 0.0), steepness=c.get("steepness", 1.0),
+                        flat_spot=c.get("flat_spot", 0.0))
                   for c in header["layers"]]
         net = Network(layers, loss=header["loss"], dtype=dtype)
     except (KeyError, TypeError, ValueError, OverflowError) as exc:

@@ -36,6 +36,20 @@ class Dense:
         ``gradients`` never drop).  The masks are drawn from the network's
         seed, the epoch and the sample, whatever the threads or batches.
         Not allowed on a network's output layer.
+    steepness : float > 0, default 1.0
+        FANN's activation steepness s: the layer computes ``f(s * (X @ W +
+        b))`` (and trains with f' times s).  FANN's sigmoid with steepness s
+        is ``activation="sigmoid", steepness=2 * s`` (FANN's default 0.5 is
+        the plain logistic, fastnn's 1); FANN's symmetric sigmoid is
+        ``activation="tanh"`` (alias "sigmoid_symmetric") with the same s.
+        1 costs nothing.
+    flat_spot : float in [0, 0.5), default 0.0
+        Flat-spot elimination while training a saturating activation (sigmoid,
+        tanh): f' is taken from the output clipped to ``flat_spot`` of its
+        range from either end, so a saturated unit still learns.  FANN's
+        training always does it with 0.01: ``y`` in [0.01, 0.99] for the
+        sigmoid, [-0.98, 0.98] for tanh.  Only the gradients change (not
+        ``predict``); 0 (off) costs nothing.
 
     Attributes
     ----------
@@ -47,7 +61,8 @@ class Dense:
     """
 
     def __init__(self, n_in, n_out, activation="linear", use_bias=True,
-                 init="glorot_uniform", alpha=None, dropout=0.0, bias_init="zeros"):
+                 init="glorot_uniform", alpha=None, dropout=0.0, bias_init="zeros",
+                 steepness=1.0, flat_spot=0.0):
         for value, name in ((n_in, "n_in"), (n_out, "n_out")):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
@@ -67,6 +82,18 @@ class Dense:
                 or not 0 <= dropout < 1):
             raise ValueError(f"Dense: dropout must be a number in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
+        if (isinstance(steepness, (bool, np.bool_)) or not isinstance(steepness, numbers.Real)
+                or not (np.isfinite(steepness) and steepness > 0)):
+            raise ValueError(f"Dense: steepness must be a finite number > 0, got {steepness!r}")
+        self.steepness = float(steepness)
+        if (isinstance(flat_spot, (bool, np.bool_)) or not isinstance(flat_spot, numbers.Real)
+                or not 0 <= flat_spot < 0.5):
+            raise ValueError(f"Dense: flat_spot must be a number in [0, 0.5), got {flat_spot!r}")
+        if flat_spot and activations.get(self.activation).output_range is None:
+            saturating = sorted(n for n, a in activations.REGISTRY.items() if a.output_range)
+            raise ValueError(f"Dense: flat_spot applies to the saturating activations "
+                             f"{saturating}, got activation={self.activation!r}")
+        self.flat_spot = float(flat_spot)
         self._W = None
         self._b = None
 
@@ -141,14 +168,22 @@ class Dense:
 
     @property
     def activation_code(self):
-        return activations.CODES[self.activation], self.alpha
+        """What the engine reads: (code, alpha, steepness, flat-spot bounds lo, hi)."""
+        entry = activations.get(self.activation)
+        lo, hi = entry.flat_spot_bounds(self.flat_spot) or (0.0, 0.0)
+        return entry.code, self.alpha, self.steepness, lo, hi
 
     def get_config(self):
         return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,
-                "use_bias": self.use_bias, "alpha": self.alpha, "dropout": self.dropout}
+                "use_bias": self.use_bias, "alpha": self.alpha, "dropout": self.dropout,
+                "steepness": self.steepness, "flat_spot": self.flat_spot}
 
     def __repr__(self):
         extra = "" if self.use_bias else ", use_bias=False"
         if self.dropout:
             extra += f", dropout={self.dropout}"
+        if self.steepness != 1:
+            extra += f", steepness={self.steepness}"
+        if self.flat_spot:
+            extra += f", flat_spot={self.flat_spot}"
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}{extra})"

@@ -40,7 +40,7 @@ import pytest
 import fastnn
 from fastnn import _config
 from fastnn import _reference as ref
-from fastnn.activations import CODES
+from fastnn.activations import CODES, REGISTRY
 
 KERNEL_NAMES = _config.available_kernels()
 # fastnn's own kernels keep fnn_gemm.h's position-independence contract; the
@@ -49,16 +49,20 @@ KERNEL_NAMES = _config.available_kernels()
 OWN_KERNELS = [k for k in KERNEL_NAMES if k != "blas"]
 DTYPES = [np.float32, np.float64]
 ACTS = sorted(CODES, key=CODES.get)          # every activation, by engine code
-DIFFERENTIABLE = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus"]
+# The elementwise activations backpropagation trains, from the registry.
+DIFFERENTIABLE = [a for a in ACTS if REGISTRY[a].differentiable and REGISTRY[a].elementwise]
+FROM_INPUT = [a for a in ACTS if REGISTRY[a].from_input]
 FUNC_ULPS = 8
 # Non-default parameters, so a kernel that ignored act_param would be caught.
 ACT_PARAM = {"leaky_relu": 0.1, "elu": 0.8}
 
-# Lipschitz constants of f (w.r.t. x) and of f'(y) (w.r.t. y), see the docstring.
+# Lipschitz constants of f (w.r.t. x) and of f'(u) (w.r.t. u: the output y, or
+# x for the FROM_INPUT activations), see the docstring.  silu: max |f'| =
+# 1.0998, max |f''| = 0.5; gelu (tanh form): 1.1290 and 0.7979.
 LIP = {"linear": 1.0, "sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0,
-       "elu": 1.0, "softplus": 1.0, "softmax": 1.0}
+       "elu": 1.0, "softplus": 1.0, "softmax": 1.0, "silu": 1.1, "gelu": 1.13}
 DLIP = {"linear": 0.0, "sigmoid": 1.0, "tanh": 2.0, "relu": 0.0, "leaky_relu": 0.0,
-        "elu": 1.0, "softplus": 1.0, "softmax": 0.0}
+        "elu": 1.0, "softplus": 1.0, "softmax": 0.0, "silu": 0.5, "gelu": 0.8}
 
 
 def eps(dtype):
@@ -105,11 +109,14 @@ def dtype(request):
 
 
 def make_net(sizes, acts, loss="mse", dtype=np.float32, seed=0, use_bias=True,
-             bias_scale=0.3):
-    """A Network with random (seeded) weights and non-zero biases."""
+             bias_scale=0.3, steepness=None, flat_spot=None):
+    """A Network with random (seeded) weights and non-zero biases;
+    ``steepness`` and ``flat_spot``: None or one value per layer."""
     layers = [fastnn.Dense(a, b, activation=act, alpha=ACT_PARAM.get(act),
                            use_bias=use_bias if not isinstance(use_bias, (list, tuple))
-                           else use_bias[i])
+                           else use_bias[i],
+                           steepness=1.0 if steepness is None else steepness[i],
+                           flat_spot=0.0 if flat_spot is None else flat_spot[i])
               for i, (a, b, act) in enumerate(zip(sizes[:-1], sizes[1:], acts))]
     net = fastnn.Network(layers, loss=loss, dtype=dtype, seed=seed)
     rng = np.random.default_rng(seed + 1000)
@@ -123,7 +130,8 @@ def params64(net):
     """The network's parameters as float64 copies, for the reference."""
     W = [l.W.astype(np.float64) for l in net.layers]
     b = [None if l.b is None else l.b.astype(np.float64) for l in net.layers]
-    acts = [(l.activation, l.alpha) for l in net.layers]
+    acts = [(l.activation, l.alpha) if l.steepness == 1 and not l.flat_spot
+            else (l.activation, l.alpha, l.steepness, l.flat_spot) for l in net.layers]
     return W, b, acts
 
 
@@ -155,52 +163,73 @@ def _lip(act, alpha):
     return LIP[act]
 
 
-def forward_bound(W, b, acts, X, dtype):
+def _spec(act):
+    """(name, alpha, steepness, flat_spot) of params64's per-layer tuple."""
+    name, alpha, *rest = act
+    return name, alpha, (rest[0] if rest else 1.0), (rest[1] if len(rest) > 1 else 0.0)
+
+
+def forward_bound(W, b, acts, X, dtype, inputs=False):
     """(reference outputs, per-element error bounds) of a forward pass in ``dtype``.
 
-    Bound of layer l: E_l = Lip * (E_{l-1} @ |W| + rtol(K) * (|A_{l-1}| @ |W| + |b|))
-    + FUNC_ULPS * eps * |A_l|; a softmax row moves by at most
-    p_i * (e_i + max_j e_j) <= 2 * p_i * max_j e_j.
+    Bound of layer l: its activation inputs s * Z have the error
+    Ex_l = s * (E_{l-1} @ |W| + rtol(K) * (|A_{l-1}| @ |W| + |b|)), its outputs
+    E_l = Lip * Ex_l + FUNC_ULPS * eps * |A_l|; a softmax row moves by at most
+    p_i * (e_i + max_j e_j) <= 2 * p_i * max_j e_j.  ``inputs``: also return
+    the activation inputs and their bounds.
     """
     e = eps(dtype)
-    outs = ref.forward(W, b, acts, X)
-    bounds, A, E = [], X, np.zeros_like(X)
-    for Wl, bl, (act, alpha), O in zip(W, b, acts, outs):
+    outs, xs = ref.forward(W, b, acts, X, [None] * len(W), inputs=True)[::2]
+    bounds, xbounds, A, E = [], [], X, np.zeros_like(X)
+    for Wl, bl, act, O in zip(W, b, acts, outs):
+        act, alpha, s, _ = _spec(act)
         mag = np.abs(A) @ np.abs(Wl) + (0 if bl is None else np.abs(bl))
-        Ez = E @ np.abs(Wl) + rtol(dtype, Wl.shape[0]) * mag
+        Ez = s * (E @ np.abs(Wl) + rtol(dtype, Wl.shape[0]) * mag)
         if act == "softmax":
             E = 2 * O * Ez.max(axis=1, keepdims=True) + FUNC_ULPS * e * O
         else:
             E = _lip(act, alpha) * Ez + FUNC_ULPS * e * np.abs(O)
         bounds.append(E)
+        xbounds.append(Ez)
         A = O
-    return outs, bounds
+    return (outs, bounds, xs, xbounds) if inputs else (outs, bounds)
 
 
 def _dact(act, y, alpha):
     return ref.activation_derivative(act, y, alpha)
 
 
+def _derivative_and_bound(act_spec, O, EO, Xa, EXa, dtype):
+    """A layer's s * f'(u) (ref.layer_derivative) and the bound on its error
+    from the error of u: the output O (EO), or the activation input Xa (EXa),
+    whose f' is a sum of terms that may cancel (a few ulp of max |f'|)."""
+    act, alpha, s, _ = _spec(act_spec)
+    d = ref.layer_derivative(act_spec, O, Xa)
+    if REGISTRY[act].from_input:
+        return d, s * (DLIP[act] * EXa + FUNC_ULPS * eps(dtype) * LIP[act])
+    return d, s * DLIP[act] * EO
+
+
 def gradient_bound(W, b, acts, loss, X, T, dtype):
     """(reference loss, reference grads, bounds on (dW, db) per layer) in ``dtype``.
 
     First-order propagation of the forward bounds through the output delta,
-    the hidden deltas D[l-1] = (D[l] @ W[l].T) * f'(A[l-1]) and the products
+    the hidden deltas D[l-1] = (D[l] @ W[l].T) * s f'(u[l-1]) and the products
     dW = A.T @ D, db = sum(D) (see the module docstring).
     """
     e = eps(dtype)
     n = X.shape[0]
     loss_value, grads = ref.gradients(W, b, acts, loss, X, T)
-    outs, Eouts = forward_bound(W, b, acts, X, dtype)
+    outs, Eouts, xs, Exs = forward_bound(W, b, acts, X, dtype, inputs=True)
     O, EO = outs[-1], Eouts[-1]
-    act, alpha = acts[-1]
+    act, alpha, s, _ = _spec(acts[-1])
     if loss in ("cross_entropy", "binary_cross_entropy"):
-        D = (O - T) / n
-        ED = EO / n + FUNC_ULPS * e * np.abs(D)
-    elif loss == "poisson":           # linear output z: delta exp(z) - t, exp in double
+        D = s * (O - T) / n
+        ED = s * EO / n + FUNC_ULPS * e * np.abs(D)
+    elif loss == "poisson":           # linear output z, delta exp(z) - t, exp in double
         P = np.exp(O)
-        D = (P - T) / n
-        ED = P * EO / n + FUNC_ULPS * e * np.abs(D)
+        D = s * (P - T) / n
+        ED = s * P * EO / n + FUNC_ULPS * e * np.abs(D)
     elif loss == "fann_tanh":         # FANN's error g(s (o - t)), g' = 2 s / (1 - u^2)
         from fastnn import losses
         d = _dact(act, O, alpha)
@@ -212,25 +241,24 @@ def gradient_bound(W, b, acts, loss, X, T, dtype):
         ED = (EO * np.abs(d) * dg + np.abs(g) * DLIP[act] * EO) / n + FUNC_ULPS * e * np.abs(D)
     elif act == "softmax":
         G = (O - T) / n
-        s = np.sum(G * O, axis=1, keepdims=True)
+        sm = np.sum(G * O, axis=1, keepdims=True)
         Es = np.sum(EO / n * O + np.abs(G) * EO, axis=1, keepdims=True)
-        D = O * (G - s)
-        ED = (EO * np.abs(G - s) + O * (EO / n + Es)
-              + FUNC_ULPS * e * (np.abs(O) * (np.abs(G) + np.abs(s))))
+        D = s * O * (G - sm)
+        ED = s * (EO * np.abs(G - sm) + O * (EO / n + Es)
+                  + FUNC_ULPS * e * (np.abs(O) * (np.abs(G) + np.abs(sm))))
     else:
-        d = _dact(act, O, alpha)
+        d, Ed = _derivative_and_bound(acts[-1], O, EO, xs[-1], Exs[-1], dtype)
         D = (O - T) * d / n
-        ED = (EO * np.abs(d) + np.abs(O - T) * DLIP[act] * EO) / n \
-            + FUNC_ULPS * e * np.abs(D)
+        ED = (EO * np.abs(d) + np.abs(O - T) * Ed) / n + FUNC_ULPS * e * np.abs(D)
     Ds, EDs = [None] * len(W), [None] * len(W)
     Ds[-1], EDs[-1] = D, ED
     for l in range(len(W) - 1, 0, -1):
-        pact, palpha = acts[l - 1]
-        d = _dact(pact, outs[l - 1], palpha)
+        d, Ed = _derivative_and_bound(acts[l - 1], outs[l - 1], Eouts[l - 1], xs[l - 1],
+                                      Exs[l - 1], dtype)
         P = Ds[l] @ W[l].T
         EP = EDs[l] @ np.abs(W[l]).T + rtol(dtype, W[l].shape[1]) * (np.abs(Ds[l]) @ np.abs(W[l]).T)
         Ds[l - 1] = P * d
-        EDs[l - 1] = (EP * np.abs(d) + np.abs(P) * DLIP[pact] * Eouts[l - 1]
+        EDs[l - 1] = (EP * np.abs(d) + np.abs(P) * Ed
                       + FUNC_ULPS * e * np.abs(P * d))
     inputs, Einputs = [X] + outs[:-1], [np.zeros_like(X)] + Eouts[:-1]
     bounds = []

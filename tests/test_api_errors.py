@@ -49,8 +49,8 @@ LABELS = np.array([0, 1, 2, 0, 1, 2, 0, 1])
 # -- construction -------------------------------------------------------------
 
 def test_unknown_activation_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown activation 'swish'; expected one of .*'relu'.*'tanh'"):
-        fn.Dense(2, 3, activation="swish")
+    with pytest.raises(ValueError, match=r"unknown activation 'mish'; expected one of .*'relu'.*'tanh'"):
+        fn.Dense(2, 3, activation="mish")
     with pytest.raises(TypeError, match="activation must be a string"):
         fn.Dense(2, 3, activation=3)
 

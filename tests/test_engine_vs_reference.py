@@ -40,12 +40,26 @@ ARCHS = {
     "softplus-mse-softmax": ((6, 131, 5), ("softplus", "softmax"), "mse", True),
     "poisson": ((5, 23, 2), ("tanh", "linear"), "poisson", True),
     "fann-tanh": ((7, 19, 3), ("sigmoid", "tanh"), "fann_tanh", True),
+    # derivatives from the kept activation inputs, also on the output layer
+    "silu-gelu-mse": ((7, 40, 19, 3), ("silu", "gelu", "gelu"), "mse", True),
 }
+# FANN's steepness and flat spot: name: (sizes, activations, loss, steepness, flat_spot)
+STEEP_ARCHS = {
+    "fann-tanh-sigmoid": ((6, 30, 4), ("tanh", "sigmoid"), "mse", (3.0, 1.7), (0.01, 0.01)),
+    "steep-silu-softmax": ((5, 20, 4), ("silu", "softmax"), "cross_entropy", (0.6, 1.3),
+                           (0.0, 0.0)),
+    "steep-relu-bce": ((5, 18, 3), ("relu", "sigmoid"), "binary_cross_entropy", (2.0, 0.5),
+                       (0.0, 0.0)),
+}
+ARCHS.update({k: (sizes, acts, loss, True) for k, (sizes, acts, loss, _, _)
+              in STEEP_ARCHS.items()})
 
 
 def _net(arch, dtype, seed=0):
     sizes, acts, loss, use_bias = ARCHS[arch]
-    return make_net(sizes, acts, loss=loss, dtype=dtype, seed=seed, use_bias=use_bias)
+    steepness, flat_spot = STEEP_ARCHS.get(arch, (None,) * 5)[3:]
+    return make_net(sizes, acts, loss=loss, dtype=dtype, seed=seed, use_bias=use_bias,
+                    steepness=steepness, flat_spot=flat_spot)
 
 
 def _data(arch, n, seed=1):

@@ -102,6 +102,17 @@ def test_network_every_activation(act, dtype, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "silu", "gelu", "linear", "softmax"])
+def test_network_steepness(act, dtype, tmp_path):
+    """A layer's steepness s: the header computes f(s * (x @ W + b))."""
+    net = fn.Network([fn.Dense(5, 9, activation="tanh", steepness=0.5),
+                      fn.Dense(9, 3, activation=act, steepness=1.7)], dtype=dtype, seed=2)
+    X = rows(5, dtype)
+    for got in compile_and_run(net, X, tmp_path, name="steep_" + act):
+        check(got, net.predict(X), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_network_poisson_writes_the_mean(dtype, tmp_path):
     """loss="poisson": the header computes predict's exp(z), as the network."""
     net = fn.Network([fn.Dense(5, 4, activation="tanh"), fn.Dense(4, 2, activation="linear")],

@@ -50,6 +50,17 @@ def test_network_every_activation(act, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "silu", "gelu", "linear", "softmax"])
+def test_network_steepness(act, dtype):
+    """A layer's steepness s: a Mul before the activation, f(s * (x @ W + b))."""
+    net = fn.Network([fn.Dense(5, 8, activation="tanh", steepness=0.5),
+                      fn.Dense(8, 3, activation=act, steepness=1.7)], dtype=dtype, seed=3)
+    X = data(5, dtype)
+    np.testing.assert_allclose(run(fn.export.to_onnx(net), X)["output"], net.predict(X),
+                               **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss,act", [("mse", "linear"), ("cross_entropy", "softmax"),
                                       ("binary_cross_entropy", "sigmoid"),
                                       ("poisson", "linear")])

@@ -108,6 +108,28 @@ def test_read_networks_saved_by_fann(kind, hidden, output, steep_h, steep_o, tmp
 
 
 @needs_fann
+def test_steepness_becomes_the_layers_and_back(tmp_path):
+    """FANN's steepness s is the layer's (2 s for the sigmoid), the weights are
+    FANN's own; written back, FANN computes what fastnn computes."""
+    lib = FANN["doublefann"] or FANN["floatfann"]
+    path = tmp_path / "fann.net"
+    fann_network(lib, path, [4, 6, 2], 5, 3, 0.7, 0.25, seed=1)     # symmetric, sigmoid
+    net = read_fann(path, dtype=lib.dtype)
+    assert [(l.activation, l.steepness) for l in net.layers] == [("tanh", pytest.approx(0.7)),
+                                                                 ("sigmoid", pytest.approx(0.5))]
+    assert np.abs(net.layers[0].W).max() <= 1.5        # FANN's draws, not scaled
+    X = inputs(4)
+    rtol = 1e-5 if lib.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(net.predict(X.astype(lib.dtype)), fann_run(lib, path, X),
+                               rtol=rtol, atol=rtol)
+    write_fann(net, tmp_path / "again.net")
+    assert "(5, 5, 6.99999" in (tmp_path / "again.net").read_text() or \
+        "(5, 5, 7.00000" in (tmp_path / "again.net").read_text()
+    np.testing.assert_allclose(fann_run(lib, tmp_path / "again.net", X),
+                               net.predict(X.astype(lib.dtype)), rtol=rtol, atol=rtol)
+
+
+@needs_fann
 def test_read_sparse_network_saved_by_fann(tmp_path):
     """fann_create_sparse: the missing connections are zeros of the dense layers."""
     lib = FANN["floatfann"]

@@ -3,8 +3,9 @@
 Covers: every kernel in fastnn._config.available_kernels(), float32 and
 float64, the 4 transpose combinations, the 3 epilogue kinds (STORE with
 alpha/beta including beta=0 over a NaN-filled C, BIAS_ACT with and without a
-bias for every activation code 0..9, DERIV for every activation's derivative
-from Y = activation outputs), odd shapes (1x1x1, one row, one column, K=1,
+bias for every activation code, DERIV for every activation's derivative
+from Y = activation outputs, or activation inputs for the FROM_INPUT ones;
+the optional fields: steepness, flat spot, kept activation inputs), odd shapes (1x1x1, one row, one column, K=1,
 sizes that are not multiples of 8/16, several 128-tiles), n_threads 1 and 2,
 and bit-identical output for 1 and 2 threads.
 
@@ -26,7 +27,10 @@ import pytest
 from fastnn import _engine
 from fastnn import _reference as ref
 
-from conftest import run_python, OWN_KERNELS, ACT_PARAM, ACTS, DTYPES, FUNC_ULPS, KERNEL_NAMES, LIP, assert_within, eps, rtol
+from fastnn.activations import REGISTRY
+
+from conftest import (run_python, OWN_KERNELS, ACT_PARAM, ACTS, DIFFERENTIABLE, DLIP, DTYPES,
+                      FUNC_ULPS, KERNEL_NAMES, LIP, assert_within, eps, rtol)
 
 SHAPES = [  # (M, N, K)
     (1, 1, 1),
@@ -128,12 +132,13 @@ def test_gemm_every_epilogue_vs_reference(kernel, dtype, trans, shape):
             bound = lip * zerr + FUNC_ULPS * e * np.abs(expected.astype(np.float64))
             assert_within(out, expected, bound, what)
 
-    # -- kind 2: DERIV, C = acc * f'(Y) with Y = f(Z) -----------------------
+    # -- kind 2: DERIV, C = acc * f'(Y) with Y = f(Z), or Z (FROM_INPUT) -----
     Z = rng.standard_normal((M, N)).astype(dtype)
     for act_name in ACTS:
         code = ACTS.index(act_name)
         p = ACT_PARAM.get(act_name, 0.0)
-        Y = np.ascontiguousarray(ref.activation(act_name, Z, p).astype(dtype))
+        Y = Z if REGISTRY[act_name].from_input else np.ascontiguousarray(
+            ref.activation(act_name, Z, p).astype(dtype))
         what = f"DERIV {act_name}"
         out = check(what, kind=2, act=code, act_param=p, Y=Y)
         expected = ref.gemm(A, B, trans_a=ta, trans_b=tb, kind=2, act=code, act_param=p, Y=Y)
@@ -142,6 +147,8 @@ def test_gemm_every_epilogue_vs_reference(kernel, dtype, trans, shape):
             continue
         d = np.abs(ref.activation_derivative(act_name, Y.astype(np.float64), p))
         bound = r * mag * d + FUNC_ULPS * e * np.abs(expected.astype(np.float64))
+        if REGISTRY[act_name].from_input:     # f'(x) is a sum of terms that may cancel
+            bound = bound + FUNC_ULPS * e * LIP[act_name] * np.abs(acc64)
         assert_within(out, expected, bound, what)
 
 
@@ -221,3 +228,73 @@ def test_a_row_alone_gives_the_bits_it_gives_in_a_block(kernel, dtype, act):
         alone = _run(np.ascontiguousarray(A[rows]), B, rows.stop - rows.start, N, dtype,
                      kernel, 1, **kw)
         np.testing.assert_array_equal(alone.view(np.uint8), block[rows].view(np.uint8))
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("trans", TRANS[:3:2], ids=["NN", "TN"])
+@pytest.mark.parametrize("shape", [(1, 37, 19), (17, 33, 65), (129, 130, 131), (2, 300, 600),
+                                   (1, 130, 257)], ids=lambda s: "x".join(map(str, s)))
+def test_gemm_steepness_flat_spot_and_kept_inputs(kernel, dtype, trans, shape):
+    """The epilogue's optional fields (fnn_gemm.h) for every differentiable
+    activation: BIAS_ACT f(s * (acc + b)) writing s * (acc + b) to Z; DERIV
+    acc * s * f'(Y), with Y clipped into the flat spot's bounds for the
+    saturating activations.  1 and 2 threads bit-identical."""
+    M, N, K = shape
+    ta, tb = trans
+    A, B = _operands(M, N, K, ta, tb, dtype, seed=M + N + K)
+    opA, opB = (A.T if ta else A).astype(np.float64), (B.T if tb else B).astype(np.float64)
+    r, e = rtol(dtype, K), eps(dtype)
+    rng = np.random.default_rng(K)
+    bias = (0.5 * rng.standard_normal(N)).astype(dtype)
+    zmag = np.abs(opA) @ np.abs(opB) + np.abs(bias.astype(np.float64))
+    mag = np.abs(opA) @ np.abs(opB)
+    s_fwd, s_back = 1.7, 0.6
+
+    def run(**kw):
+        outs = []
+        for nt in THREADS:
+            Zk = np.full((M, N), np.nan, dtype) if kw.get("kind") == 1 else None
+            C = _run(A, B, M, N, dtype, kernel, nt, trans_a=ta, trans_b=tb, Z=Zk, **kw)
+            outs.append((C, Zk))
+        for C, Zk in outs[1:]:
+            np.testing.assert_array_equal(C.view(np.uint8), outs[0][0].view(np.uint8))
+            if Zk is not None:
+                np.testing.assert_array_equal(Zk.view(np.uint8), outs[0][1].view(np.uint8))
+        return outs[0]
+
+    for act_name in DIFFERENTIABLE:
+        code = ACTS.index(act_name)
+        p = ACT_PARAM.get(act_name, 0.0)
+        what = f"BIAS_ACT {act_name} s={s_fwd} with Z"
+        out, Zk = run(kind=1, act=code, act_param=p, bias=bias, steepness=s_fwd)
+        expected = ref.gemm(A, B, trans_a=ta, trans_b=tb, kind=1, act=code, act_param=p,
+                            bias=bias, steepness=s_fwd)
+        x64 = s_fwd * ((opA @ opB) + bias.astype(np.float64))
+        assert_within(Zk, x64, s_fwd * r * zmag + e * np.abs(x64), what + ": Z")
+        lip = max(1.0, p) if act_name in ("leaky_relu", "elu") else LIP[act_name]
+        assert_within(out, expected, lip * s_fwd * r * zmag
+                      + FUNC_ULPS * e * np.abs(expected.astype(np.float64)), what)
+
+        X = rng.standard_normal((M, N)).astype(dtype)
+        Y = X if REGISTRY[act_name].from_input else np.ascontiguousarray(
+            ref.activation(act_name, 3 * X, p).astype(dtype))     # saturated ones too
+        flats = [0.0, 0.01] if REGISTRY[act_name].output_range else [0.0]
+        for flat in flats:
+            lo, hi = REGISTRY[act_name].flat_spot_bounds(flat) or (0.0, 0.0)
+            what = f"DERIV {act_name} s={s_back} flat_spot={flat}"
+            out, _ = run(kind=2, act=code, act_param=p, Y=Y, steepness=s_back,
+                         flat_lo=lo, flat_hi=hi)
+            expected = ref.gemm(A, B, trans_a=ta, trans_b=tb, kind=2, act=code, act_param=p,
+                                Y=Y.astype(np.float64), steepness=s_back, flat_lo=lo,
+                                flat_hi=hi)
+            d = s_back * np.abs(ref.activation_derivative(
+                act_name, np.clip(Y, lo, hi) if flat else Y.astype(np.float64), p))
+            # the bounds are rounded to the dtype: f' moves by at most DLIP * eps
+            bound = r * mag * d + (FUNC_ULPS * e * np.abs(expected)
+                                   + s_back * DLIP[act_name] * e * mag)
+            if REGISTRY[act_name].from_input:     # f'(x): terms that may cancel
+                bound = bound + FUNC_ULPS * e * s_back * LIP[act_name] * mag
+            assert_within(out, expected, bound, what)
+            if flat:
+                assert (np.clip(Y, lo, hi) != Y).any(), "the flat spot never bit"

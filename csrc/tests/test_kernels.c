@@ -3,7 +3,7 @@
  * Every available variant (generic, avx2, avx512), float and double, is run
  * against a naive triple loop in long double over: all 4 transpose combos,
  * shapes from 1x1x1 (and K = 0) to 257x129x785 with padded leading
- * dimensions, every epilogue kind and every activation code 0..9.  Each C
+ * dimensions, every epilogue kind and every activation code.  Each C
  * has a guard band that must stay untouched, and C starts as NaN where the
  * epilogue must not read it.  The determinism contract is checked by
  * recomputing sub-blocks (offset pointers, smaller M/N, single rows/columns)
@@ -290,7 +290,7 @@ int main(int argc, char **argv)
     ec[n_ec++] = (epi_case){FNN_EPI_STORE, 0, 0, -0.5, 0.0, 0};
     ec[n_ec++] = (epi_case){FNN_EPI_STORE, 0, 0, 0.7, 1.3, 0};
     ec[n_ec++] = (epi_case){FNN_EPI_STORE, 0, 0, -0.01, 1.0, 0};
-    for (int act = 0; act <= 9; act++) {
+    for (int act = 0; act < FNN_ACT_COUNT; act++) {
         double p = act == FNN_ACT_LEAKY_RELU ? 0.01 : (act == FNN_ACT_ELU ? 1.3 : 0.0);
         ec[n_ec++] = (epi_case){FNN_EPI_BIAS_ACT, act, 1, 0, 0, p};
         if (act == 0 || act == 1 || act == 3 || act == 9)

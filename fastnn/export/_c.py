@@ -45,18 +45,21 @@ def _activation(layer, n, ctype, indent):
     """Statements applying ``layer``'s activation to a[0..n) in place."""
     entry = activations.get(layer.activation)
     pad = " " * indent
+    steep = []
+    if layer.steepness != 1:      # f(s * (x @ W + b))
+        steep = [f"{pad}for (j = 0; j < {n}; ++j) a[j] *= {_literal(layer.steepness, ctype)};"]
     if entry.name == "linear":
-        return []
+        return steep
     if not entry.elementwise:      # softmax: shift by the maximum, normalise
         one = "1.0f" if ctype == "float" else "1.0"
         exp = _MATH[ctype]["exp"]
-        return [f"{pad}{{", f"{pad}    {ctype} m = a[0], sum = 0;",
+        return steep + [f"{pad}{{", f"{pad}    {ctype} m = a[0], sum = 0;",
                 f"{pad}    for (j = 1; j < {n}; ++j) if (a[j] > m) m = a[j];",
                 f"{pad}    for (j = 0; j < {n}; ++j) {{ a[j] = {exp}(a[j] - m); sum += a[j]; }}",
                 f"{pad}    for (j = 0; j < {n}; ++j) a[j] *= {one} / sum;",
                 f"{pad}}}"]
     expr = entry.c.format(x="s", alpha=_literal(layer.alpha, ctype), **_MATH[ctype])
-    return [f"{pad}for (j = 0; j < {n}; ++j) {{",
+    return steep + [f"{pad}for (j = 0; j < {n}; ++j) {{",
             f"{pad}    const {ctype} s = a[j];",
             f"{pad}    a[j] = ({ctype}){expr};",
             f"{pad}}}"]

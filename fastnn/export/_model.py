@@ -28,6 +28,7 @@ class Layer:
     b: np.ndarray          # (n_out,), zeros for a layer without bias
     activation: str
     alpha: float = 0.0
+    steepness: float = 1.0   # f(s * (x @ W + b))
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Model:
 
 def _network_layers(net):
     return [Layer(np.array(l.W), np.array(l.b) if l.b is not None
-                  else np.zeros(l.n_out, net.dtype), l.activation, l.alpha)
+                  else np.zeros(l.n_out, net.dtype), l.activation, l.alpha, l.steepness)
             for l in net.layers]
 
 

@@ -103,6 +103,8 @@ def build(model, opset=None):
         W = g.tensor(np.ascontiguousarray(layer.W, model.dtype), f"W{i}")
         b = g.tensor(np.ascontiguousarray(layer.b, model.dtype), f"b{i}")
         x = g.op("Gemm", [x, W, b])
+        if layer.steepness != 1:
+            x = g.op("Mul", [x, g.const(layer.steepness)])
         x = activations.get(layer.activation).onnx(g, x, layer.alpha, dtype_name)
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
