@@ -1,0 +1,81 @@
+"""Run by tests/test_mpi.py under mpiexec: one data-parallel fit, whose
+results every rank writes to OUT/rank<r>.npz.  Not a test module itself.
+
+argv: OUT CASE.  Each rank takes its own rows of one data set, shards of
+unequal sizes (SHARDS), rank r the r-th block of rows."""
+import json
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+import fastnn as fn
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+out, case = sys.argv[1], sys.argv[2]
+SHARDS = {2: [23, 10], 3: [37, 20, 5]}[size]
+
+
+def data():
+    rng = np.random.default_rng(42)
+    n = sum(SHARDS)
+    X = rng.normal(size=(n, 5))
+    y = rng.integers(0, 3, n)
+    w = rng.uniform(0.2, 2.0, n)
+    lo = sum(SHARDS[:rank])
+    return X, y, w, slice(lo, lo + SHARDS[rank])
+
+
+def network(dropout=0.0):
+    return fn.Network([fn.Dense(5, 7, activation="tanh", dropout=dropout),
+                       fn.Dense(7, 3, activation="softmax")],
+                      loss="cross_entropy", dtype="float64", seed=3)
+
+
+CASES = {
+    "sgd": dict(optimizer=lambda: fn.SGD(lr=0.1), fit=dict()),
+    "adam_l2": dict(optimizer=lambda: fn.Adam(lr=0.01), fit=dict(l2=0.01)),
+    "momentum_weights_l1": dict(optimizer=lambda: fn.SGD(lr=0.05, momentum=0.9),
+                                fit=dict(l1=0.001), weights=True),
+}
+
+X, y, w, mine = data()
+if case in CASES:
+    spec = CASES[case]
+    net = network()
+    if rank != 0:   # rank 0's weights are the ones broadcast
+        for layer in net.layers:
+            layer.W = layer.W + 1.0
+    kw = dict(spec["fit"])
+    if spec.get("weights"):
+        kw["sample_weight"] = w[mine]
+    h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
+                optimizer=spec["optimizer"](), comm=comm, metrics=["accuracy"], **kw)
+elif case == "shuffle_dropout":
+    net = network(dropout=0.3)
+    Xv, yv = X[mine][:3], y[mine][:3]
+    h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, optimizer=fn.Adam(lr=0.01),
+                input_noise=0.1, validation_data=(Xv, yv), comm=comm, verbose=2)
+elif case == "stop_one_rank":
+    class Stop(fn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if rank == size - 1 and epoch == 1:
+                self.model.stop_training = True
+    net = network()
+    h = net.fit(X[mine], y[mine], epochs=5, batch_size=4, optimizer=fn.SGD(lr=0.1),
+                callbacks=[Stop()], comm=comm)
+elif case == "fail_one_rank":
+    class Fail(fn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if rank == 1 and epoch == 1:
+                raise RuntimeError("boom on rank 1")
+    net = network()
+    h = net.fit(X[mine], y[mine], epochs=1000, batch_size=4, optimizer=fn.SGD(lr=0.1),
+                callbacks=[Fail()], comm=comm)
+else:
+    raise SystemExit(f"unknown case {case}")
+
+arrays = {f"p{i}": a for i, a in enumerate(a for l in net.layers for a in (l.W, l.b))}
+np.savez(f"{out}/rank{rank}.npz", history=json.dumps(h.history),
+         stop_reason=h.stop_reason, step=net.optimizer.step, **arrays)
