@@ -14,7 +14,7 @@ import fastnn as fn
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 out, case = sys.argv[1], sys.argv[2]
-SHARDS = {2: [23, 10], 3: [37, 20, 5]}[size]
+SHARDS = {1: [33], 2: [23, 10], 3: [37, 20, 5]}[size]
 
 
 def data():
@@ -73,6 +73,24 @@ elif case == "fail_one_rank":
     net = network()
     h = net.fit(X[mine], y[mine], epochs=1000, batch_size=4, optimizer=fn.SGD(lr=0.1),
                 callbacks=[Fail()], comm=comm)
+elif case == "interrupt":
+    class Ready(fn.callbacks.Callback):   # the pid once fit's Ctrl-C handler is in place
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 0:
+                with open(f"{out}/pid{rank}", "w") as f:
+                    f.write(str(__import__("os").getpid()))
+    net = network()
+    h = net.fit(X[mine], y[mine], epochs=10 ** 6, batch_size=1, optimizer=fn.SGD(lr=0.01),
+                callbacks=[Ready()], comm=comm)
+    assert h.interrupted and h.stop_reason == "interrupted", h
+elif case == "one_process":   # size 1: the ordinary fit, bit for bit
+    runs = []
+    for c in (None, comm):
+        net = network()
+        h = net.fit(X, y, epochs=2, batch_size=4, optimizer=fn.Adam(lr=0.01), comm=c)
+        runs.append((h.history, [l.W.copy() for l in net.layers]))
+    assert runs[0][0] == runs[1][0]
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
 else:
     raise SystemExit(f"unknown case {case}")
 

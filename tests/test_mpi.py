@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ def _mpiexec():
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
-pytestmark = pytest.mark.skipif(
+needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
     reason="needs mpi4py and an mpiexec: pip install 'fastnn[mpi]'")
 
@@ -110,6 +111,7 @@ def replay(n, case, epochs=3, b=4):
     return net, losses, opt.step, net.evaluate(X, y)["accuracy"]
 
 
+@needs_mpi
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
@@ -126,6 +128,7 @@ def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
     assert int(res[0]["step"]) == step
 
 
+@needs_mpi
 def test_shuffle_dropout_noise_validation_identical_on_every_rank(tmp_path):
     proc = launch(3, "shuffle_dropout", tmp_path)
     res = results(3, tmp_path)
@@ -144,6 +147,7 @@ def test_shuffle_dropout_noise_validation_identical_on_every_rank(tmp_path):
             assert np.array_equal(results(3, again)[0][key], res[0][key])
 
 
+@needs_mpi
 def test_stop_on_one_rank_stops_every_rank(tmp_path):
     launch(2, "stop_one_rank", tmp_path)
     res = results(2, tmp_path)
@@ -153,6 +157,7 @@ def test_stop_on_one_rank_stops_every_rank(tmp_path):
         assert len(json.loads(str(r["history"]))["loss"]) == 2
 
 
+@needs_mpi
 def test_failing_rank_ends_the_job_without_a_hang(tmp_path):
     # rank 1 raises in epoch 2 of 1000; rank 0 would wait forever in the
     # next allreduce without comm.Abort (the subprocess timeout catches that)
@@ -161,3 +166,38 @@ def test_failing_rank_ends_the_job_without_a_hang(tmp_path):
     assert "boom on rank 1" in proc.stderr
     assert "rank 1 of 2 failed in fit" in proc.stderr
     assert not (tmp_path / "rank0.npz").exists()
+
+
+@needs_mpi
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), "interrupt"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, stdin=subprocess.DEVNULL)
+    try:
+        pid_file = tmp_path / "pid1"
+        deadline = time.monotonic() + TIMEOUT
+        while not pid_file.exists() or not pid_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.kill(int(pid_file.read_text()), signal.SIGINT)   # rank 1 only
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "Ctrl-C: every rank stops after this step" in err
+    res = results(2, tmp_path)
+    assert_identical_ranks(res)
+    assert all(str(r["stop_reason"]) == "interrupted" for r in res)
+
+
+def test_comm_must_be_a_communicator():
+    net = worker_network()
+    with pytest.raises(TypeError, match="mpi4py communicator"):
+        net.fit(np.zeros((4, 5)), [0, 1, 2, 0], comm="COMM_WORLD")
+
+
+@needs_mpi
+def test_a_communicator_of_one_process_is_the_ordinary_fit(tmp_path):
+    launch(1, "one_process", tmp_path)   # the worker compares comm=None and size 1
