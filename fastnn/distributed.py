@@ -6,9 +6,10 @@ weights and its own shard of the rows.  Step k of an epoch:
 1. each rank computes the gradient of its k-th local batch with the engine
    (optimizer "none": no update), as the *sum* over its rows weighted by
    rows or sample weights - the mean times the batch's weight sum;
-2. one ``comm.Allreduce`` (SUM) of one flat float64 buffer: every gradient,
-   then the weight sum, the weighted loss sum, the row count and two flags
-   (Ctrl-C, a callback's stop);
+2. one ``comm.Allreduce`` (SUM) of one flat buffer of the network's dtype:
+   every gradient,
+   then the weight sum, the weighted loss sum, the row count and two
+   flags (Ctrl-C, a callback's stop);
 3. every rank divides by the global weight sum and applies the update with
    ``_engine.optimizer_update`` per parameter array (the penalty once, with
    the global weight sum).  All ranks apply the same update to the same
@@ -111,16 +112,17 @@ def rank_noise_key(key, rank):
     return (key + rank * _RANK_KEY_STEP) % 2 ** 64
 
 
-def shard_order(comm, net, n_rows, shuffle):
-    """The per-epoch order of this rank's rows: a generator seeded by a value
-    that every rank draws alike from the (broadcast) network generator, and
-    the rank - so every rank permutes its own shard, and ``net._rng`` stays
-    the same on every rank."""
+def shard_order(comm, net, X, batch_size, shuffle):
+    """The per-epoch order of this rank's rows (as ``shuffle`` asks): drawn
+    from a generator seeded by a value that every rank draws alike from the
+    (broadcast) network generator, and the rank - so every rank permutes its
+    own shard, and ``net._rng`` stays the same on every rank."""
+    from .network import _shuffler
     if not shuffle:
         return lambda: None
     shared = int(net._rng.integers(0, 2 ** 63))
     rng = np.random.default_rng([shared, comm.Get_rank()])
-    return lambda: rng.permutation(n_rows)
+    return _shuffler(rng, X, batch_size, shuffle)
 
 
 def global_rows(comm, n_rows):
@@ -187,7 +189,9 @@ class StepReducer:
                                     is_weight, s[0], s[1]))
         sizes = [p.size for p, *_ in self.params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.buf = np.zeros(self.offsets[-1] + _N_EXTRA, np.float64)
+        # The network's dtype: a float32 network sends half the bytes (the
+        # sums at its end are then float32 too: exact counts up to 2**24).
+        self.buf = np.zeros(self.offsets[-1] + _N_EXTRA, net.dtype)
         self.extra = self.buf[self.offsets[-1]:]
         self.grads = [np.empty_like(p) for p, *_ in self.params]
         self.code = _engine.OPTIMIZER_CODES[optimizer.code]

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import _config, _engine, activations, losses, metrics as metrics_
+from . import _chunks, _config, _engine, activations, losses, metrics as metrics_
 from ._validation import (check_array, check_dtype, check_finite,
                           check_positive_float, check_positive_int, check_real, check_targets,
                           plan_finite_check, raise_not_finite)
@@ -366,7 +366,7 @@ class Network:
             return loss_sum / n_done, list(zip(trainer.grad_W, trainer.grad_b))
         return lambda: gradients(self)
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
             sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
@@ -375,13 +375,28 @@ class Network:
 
         Parameters
         ----------
-        X : array (n_samples, n_features)
+        X : array (n_samples, n_features), or an iterable of (X, y) chunks
+            An array is used without a copy when it is C-contiguous and of
+            the network's dtype, also a memory-mapped one
+            (``np.load(path, mmap_mode="r")``; see ``shuffle="blocks"``).
+            For data that NumPy cannot map, leave out ``y`` and give chunks:
+            a sequence of ``(X, y)`` or ``(X, y, sample_weight)`` tuples (a
+            list, a Keras-like ``PyDataset``), a function returning an
+            iterable of them (a generator function), or an iterable read
+            afresh each epoch; one chunk is in memory at a time, batches
+            never span two chunks.  Not with ``comm``, ``validation_split``,
+            ``sample_weight``, ``class_weight`` or a full-batch optimizer.
+            See ``fastnn._chunks``.
         y : targets; integer labels or one-hot rows for cross_entropy,
-            (n_samples, n_outputs) values otherwise.
+            (n_samples, n_outputs) values otherwise.  None for chunks.
         epochs, batch_size : int
             A full-batch optimizer (RProp) always uses batch_size = n_samples.
-        shuffle : bool
+        shuffle : bool or "blocks"
             Visit the samples in a new random order each epoch (seeded).
+            "blocks": for X on disk (``np.load(path, mmap_mode="r")``),
+            shuffle the order of blocks of consecutive rows (8 MiB of X
+            each, at least ``batch_size`` rows), then the rows inside each
+            block, so that X is read mostly sequentially.
         optimizer : Optimizer, optional
             SGD, Adam, AdamW, RMSprop or RProp.  Default: the optimizer of
             this network's last ``fit`` (also after ``fastnn.load``), else
@@ -549,13 +564,31 @@ class Network:
                 f"{self.layers[flat[0]].activation!r}, whose gradient is zero everywhere; "
                 f"train with e.g. 'sigmoid' or 'tanh' and predict with step/sign, or use "
                 f"fastnn.Perceptron for the perceptron learning rule")
-        X_given = X
-        X = self._check_X(X, finite=False)   # NaN and infinity: see engine_checks_X below
-        T = self._check_y(y, X.shape[0])
+        if isinstance(shuffle, str) and shuffle != "blocks":
+            raise ValueError(f"shuffle must be True, False or 'blocks', got {shuffle!r}")
         epochs = check_positive_int(epochs, "epochs")
+        chunks = None
+        if _chunks.is_chunked(X, y):
+            unsupported = [name for name, value in (
+                ("comm", comm), ("validation_split", validation_split),
+                ("sample_weight", sample_weight), ("class_weight", class_weight),
+                ("order", order)) if value is not None]
+            if unsupported:
+                raise ValueError(f"fit on (X, y) chunks does not take {unsupported[0]} (give "
+                                 f"each chunk's sample weights as (X, y, sample_weight))")
+            chunks = _chunks.Chunks(X, self, shuffle, epochs, self._rng)
+            X, T = chunks.first()
+            X_given, X_is_finite = X, True    # each chunk is checked as it is read
+        else:
+            X_given = X
+            X = self._check_X(X, finite=False)   # NaN and infinity: see engine_checks_X below
+            T = self._check_y(y, X.shape[0])
         check_positive_int(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         optimizer = self._resolve_optimizer(optimizer)
+        if chunks is not None and optimizer.full_batch:
+            raise ValueError(f"{type(optimizer).__name__} trains on the whole data set per "
+                             f"step; it cannot train on (X, y) chunks")
         if validation_data is not None and validation_split is not None:
             raise ValueError("pass validation_data or validation_split, not both")
         if sample_weight is not None:
@@ -578,7 +611,8 @@ class Network:
             sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss_function,
                                                           sample_weight)
         batch_size_given = batch_size
-        batch_size = min(batch_size, X.shape[0])
+        if chunks is None:
+            batch_size = min(batch_size, X.shape[0])
         if optimizer.full_batch:
             batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
         metrics = metrics_.get_list(metrics, self.loss_function)
@@ -604,10 +638,12 @@ class Network:
             logged.append("lr")
         n_batches = -(-X.shape[0] // batch_size)
         n_samples = X.shape[0]
+        if chunks is not None:
+            n_batches = n_samples = None    # not known before an epoch has read them
         if comm is not None:
             distributed.agree_config(comm, (
                 repr(self), epochs, batch_size_given,
-                bool(shuffle), type(optimizer).__name__, optimizer.engine_args(),
+                str(shuffle), type(optimizer).__name__, optimizer.engine_args(),
                 validation is not None, logged, sample_weight is not None, l2, l1,
                 input_noise, target_loss, max_time, on_not_finite,
                 [type(cb).__name__ for cb in callbacks]))
@@ -618,7 +654,9 @@ class Network:
         params = {"epochs": epochs, "batch_size": batch_size, "n_samples": n_samples,
                   "steps": n_batches, "verbose": verbose,
                   "do_validation": validation is not None, "metrics": logged}
-        progress = ProgressPrinter(verbose, epochs, n_samples)
+        progress = ProgressPrinter(verbose, epochs, n_samples or 0)
+        if chunks is not None:
+            progress.live = False    # one line per epoch: the epoch's size is unknown
         # NaN and infinity in X (see plan_finite_check): the engine may check
         # the samples as it forms batches when a bad one can be undone without
         # a trace: nothing runs in between (no callbacks, no live progress line).
@@ -637,6 +675,8 @@ class Network:
         # batches: one at a time for batch callbacks, chunks for a live line.
         if any(cb.wants_batches for cb in callbacks):
             batches_per_call = 1
+        elif chunks is not None:
+            batches_per_call = (1 << 40) // batch_size    # a whole chunk per call
         elif progress.live:
             batches_per_call = -(-n_batches // UPDATES)
         else:
@@ -664,10 +704,15 @@ class Network:
                                     input_noise=input_noise,
                                     rank=None if comm is None else comm.Get_rank())
             if order is None and comm is not None:
-                order = distributed.shard_order(comm, self, X.shape[0], shuffle)
+                order = distributed.shard_order(comm, self, X, batch_size, shuffle)
             elif order is None:
-                order = (lambda: self._rng.permutation(X.shape[0])) if shuffle else (lambda: None)
-            if comm is None:
+                order = _shuffler(self._rng, X, batch_size, shuffle)
+            if chunks is not None:
+                loop = _chunks.make_fit_loop(chunks, (
+                    self, trainer, optimizer, chunks, None, batch_size, lambda: None,
+                    batches_per_call, callbacks, progress, validation, metrics, target_loss,
+                    n_threads, False, epoch_loss, on_not_finite == "continue", max_time))
+            elif comm is None:
                 loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, order,
                                 batches_per_call, callbacks, progress, validation, metrics,
                                 target_loss, n_threads, engine_checks_X, epoch_loss,
@@ -758,6 +803,32 @@ def _check_verbose(verbose):
     if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     return int(verbose)
+
+
+SHUFFLE_BLOCK_BYTES = 8 << 20   # shuffle="blocks": rows per block, in bytes of X
+
+
+def _shuffler(rng, X, batch_size, shuffle):
+    """The per-epoch order of the rows of X that ``shuffle`` asks for, drawn
+    from ``rng``: a function of no argument (None: X's own order)."""
+    n = X.shape[0]
+    if not shuffle:
+        return lambda: None
+    if shuffle != "blocks":
+        return lambda: rng.permutation(n)
+    block = max(batch_size, SHUFFLE_BLOCK_BYTES // max(1, X.strides[0]))
+    starts = np.arange(0, n, block)
+
+    def blocks():
+        # blocks in a random order, then the rows inside each block
+        order = np.empty(n, np.int64)
+        at = 0
+        for start in starts[rng.permutation(len(starts))]:
+            rows = start + rng.permutation(min(block, n - start))
+            order[at:at + len(rows)] = rows
+            at += len(rows)
+        return order
+    return blocks
 
 
 def _split_validation(X, T, validation_split):
@@ -905,7 +976,7 @@ class _FitLoop:
 
     def _train_epoch(self, epoch, history):
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
-        X, T, n = self.X, self.T, self.X.shape[0]
+        X, T = self.X, self.T
         perm = self.order()
         trainer.set_epoch(net._epochs_trained)
         net._epochs_trained += 1
@@ -949,9 +1020,15 @@ class _FitLoop:
     def _batches(self, epoch, perm, snapshot):
         """Train the epoch's minibatches in the order ``perm``; returns (loss
         sum, penalty sum, status) and counts the rows in ``self.n_done``."""
+        self.batch = 0
+        return self._train_rows(epoch, self.X, self.T, perm, snapshot, 0.0, 0.0)
+
+    def _train_rows(self, epoch, X, T, perm, snapshot, loss_sum, penalty_sum):
+        """``_batches`` on (X, T) (all of an epoch, or one chunk of it),
+        adding to the sums; ``self.batch`` counts the epoch's batches."""
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
-        X, T, n = self.X, self.T, self.X.shape[0]
-        loss_sum, penalty_sum, batch, status = 0.0, 0.0, 0, "ok"
+        n = X.shape[0] if perm is None else len(perm)
+        status = "ok"
         start = 0
         while start < n:
             stop = min(n, start + self.rows_per_call)
@@ -993,11 +1070,12 @@ class _FitLoop:
             if status == "interrupted":
                 return loss_sum, penalty_sum, status
             if self.per_batch:
-                batch_logs = {"batch": batch, "size": part_done, "loss": part_loss / part_done}
-                batch += 1
+                batch_logs = {"batch": self.batch, "size": part_done,
+                              "loss": part_loss / part_done}
+                self.batch += 1
                 for cb in self.callbacks:
                     if cb.wants_batches:
-                        cb.on_batch_end(batch - 1, batch_logs)
+                        cb.on_batch_end(self.batch - 1, batch_logs)
                 if net.stop_training:
                     break   # the epoch ends early; it is recorded as it is
             self.progress.update(self.n_done, loss_sum / self.n_done)

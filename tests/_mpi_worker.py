@@ -27,10 +27,10 @@ def data():
     return X, y, w, slice(lo, lo + SHARDS[rank])
 
 
-def network(dropout=0.0):
+def network(dropout=0.0, dtype="float64"):
     return fn.Network([fn.Dense(5, 7, activation="tanh", dropout=dropout),
                        fn.Dense(7, 3, activation="softmax")],
-                      loss="cross_entropy", dtype="float64", seed=3)
+                      loss="cross_entropy", dtype=dtype, seed=3)
 
 
 CASES = {
@@ -38,12 +38,14 @@ CASES = {
     "adam_l2": dict(optimizer=lambda: fn.Adam(lr=0.01), fit=dict(l2=0.01)),
     "momentum_weights_l1": dict(optimizer=lambda: fn.SGD(lr=0.05, momentum=0.9),
                                 fit=dict(l1=0.001), weights=True),
+    "adam_float32": dict(optimizer=lambda: fn.Adam(lr=0.01), fit=dict(l2=0.01),
+                         dtype="float32"),
 }
 
 X, y, w, mine = data()
 if case in CASES:
     spec = CASES[case]
-    net = network()
+    net = network(dtype=spec.get("dtype", "float64"))
     if rank != 0:   # rank 0's weights are the ones broadcast
         for layer in net.layers:
             layer.W = layer.W + 1.0
@@ -91,6 +93,19 @@ elif case == "one_process":   # size 1: the ordinary fit, bit for bit
         runs.append((h.history, [l.W.copy() for l in net.layers]))
     assert runs[0][0] == runs[1][0]
     assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+elif case == "estimator":   # MLPClassifier.fit(comm=...); rank 1 sees no class 2
+    Xe, ye = X[mine][:8], y[mine][:8].copy()   # equal shards: a replay in one order
+    if rank == 1:
+        ye[ye == 2] = 0
+    clf = fn.MLPClassifier(hidden_layer_sizes=(7,), solver="adam", batch_size=4,
+                           max_iter=3, shuffle=False, random_state=0, tol=0)
+    clf.fit(Xe, ye, comm=comm)
+    net = clf._network
+    h = fn.network.History()
+    h.history = {"loss": clf.loss_curve_, "classes": clf.classes_.tolist(),
+                 "t_": clf.t_, "n_iter_": clf.n_iter_}
+    h.stop_reason = "epochs"
+    net.optimizer.step = clf.n_iter_
 else:
     raise SystemExit(f"unknown case {case}")
 

@@ -76,17 +76,24 @@ def worker_data(n):
     return X, y, w, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def worker_network():
+def worker_network(dtype="float64"):
     return fn.Network([fn.Dense(5, 7, activation="tanh"),
                        fn.Dense(7, 3, activation="softmax")],
-                      loss="cross_entropy", dtype="float64", seed=3)
+                      loss="cross_entropy", dtype=dtype, seed=3)
 
 
 CASES = {
     "sgd": (lambda: fn.SGD(lr=0.1), {}, False),
     "adam_l2": (lambda: fn.Adam(lr=0.01), {"l2": 0.01}, False),
     "momentum_weights_l1": (lambda: fn.SGD(lr=0.05, momentum=0.9), {"l1": 0.001}, True),
+    # a float32 network: the step's buffer is float32 too
+    "adam_float32": (lambda: fn.Adam(lr=0.01), {"l2": 0.01}, False),
 }
+TOLERANCE = {"float64": dict(rtol=1e-11, atol=1e-13), "float32": dict(rtol=2e-5, atol=2e-6)}
+
+
+def dtype_of(case):
+    return "float32" if case.endswith("float32") else "float64"
 
 
 def replay(n, case, epochs=3, b=4):
@@ -95,7 +102,7 @@ def replay(n, case, epochs=3, b=4):
     batch, with one optimizer throughout; returns (network, epoch losses)."""
     make_opt, kw, weighted = CASES[case]
     X, y, w, shards = worker_data(n)
-    net, opt = worker_network(), make_opt()
+    net, opt = worker_network(dtype_of(case)), make_opt()
     n_steps = max(-(-(s.stop - s.start) // b) for s in shards)
     losses = []
     for _ in range(epochs):
@@ -121,9 +128,10 @@ def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
     net, losses, step, accuracy = replay(n, case)
     history = json.loads(str(res[0]["history"]))
     params = [a for l in net.layers for a in (l.W, l.b)]
+    tol = TOLERANCE[dtype_of(case)]
     for i, p in enumerate(params):
-        np.testing.assert_allclose(res[0][f"p{i}"], p, rtol=1e-11, atol=1e-13)
-    np.testing.assert_allclose(history["loss"], losses, rtol=1e-11)
+        np.testing.assert_allclose(res[0][f"p{i}"], p, **tol)
+    np.testing.assert_allclose(history["loss"], losses, rtol=tol["rtol"])
     assert history["accuracy"][-1] == pytest.approx(accuracy, abs=1e-12)
     assert int(res[0]["step"]) == step
 
@@ -190,6 +198,34 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     res = results(2, tmp_path)
     assert_identical_ranks(res)
     assert all(str(r["stop_reason"]) == "interrupted" for r in res)
+
+
+@needs_mpi
+def test_estimator_fit_with_comm_matches_one_process(tmp_path):
+    # 2 ranks with 8 rows each, local batches of 4: step k trains on rank 0's
+    # k-th 4 rows and rank 1's, which one process sees as its k-th batch of
+    # 8 when the rows are interleaved that way (shuffle=False)
+    launch(2, "estimator", tmp_path)
+    res = results(2, tmp_path)
+    assert_identical_ranks(res)
+    X, y, _, shards = worker_data(2)
+    parts = [(X[s][:8], y[s][:8].copy()) for s in shards]
+    parts[1][1][parts[1][1] == 2] = 0            # as the worker: rank 1 has no class 2
+    order = [parts[r][i][4 * k:4 * k + 4] for k in range(2) for r in range(2)
+             for i in (0, 1)]
+    Xs = np.concatenate(order[0::2])
+    ys = np.concatenate(order[1::2])
+    clf = fn.MLPClassifier(hidden_layer_sizes=(7,), solver="adam", batch_size=8, max_iter=3,
+                           shuffle=False, random_state=0, tol=0)
+    with pytest.warns(Warning):
+        clf.fit(Xs, ys)
+    history = json.loads(str(res[0]["history"]))
+    assert history["classes"] == [0, 1, 2]
+    assert history["t_"] == clf.t_ and history["n_iter_"] == clf.n_iter_
+    np.testing.assert_allclose(history["loss"], clf.loss_curve_, rtol=1e-12)
+    params = [a for W, b in zip(clf.coefs_, clf.intercepts_) for a in (W, b)]
+    for i, p in enumerate(params):
+        np.testing.assert_allclose(res[0][f"p{i}"], p, rtol=1e-11, atol=1e-13)
 
 
 def test_comm_must_be_a_communicator():
