@@ -7,9 +7,8 @@ weights and its own shard of the rows.  Step k of an epoch:
    (optimizer "none": no update), as the *sum* over its rows weighted by
    rows or sample weights - the mean times the batch's weight sum;
 2. one ``comm.Allreduce`` (SUM) of one flat buffer of the network's dtype:
-   every gradient,
-   then the weight sum, the weighted loss sum, the row count and two
-   flags (Ctrl-C, a callback's stop);
+   every gradient, then the weight sum, the weighted loss sum, the row count
+   and two flags (Ctrl-C, a callback's stop);
 3. every rank divides by the global weight sum and applies the update with
    ``_engine.optimizer_update`` per parameter array (the penalty once, with
    the global weight sum).  All ranks apply the same update to the same
@@ -177,7 +176,7 @@ class StepReducer:
     def __init__(self, comm, net, optimizer, l2, l1, per_weight_sum):
         self.comm, self.net, self.optimizer = comm, net, optimizer
         self.l2, self.l1, self.per_weight_sum = l2, l1, per_weight_sum
-        self.params = []   # (P 2-d view, is_weight, layer index, "W"/"b")
+        self.params = []   # (P as a 2-d view, is_weight, its state S1, S2 or None)
         state = optimizer.state_for(net.layers)
         for i, layer in enumerate(net.layers):
             for j, (arr, is_weight) in enumerate(((layer.W, True), (layer.b, False))):
@@ -200,14 +199,16 @@ class StepReducer:
     def fill(self, grad_W, grad_b, weight_sum, loss_mean, rows):
         """This rank's part: gradient sums (the engine's weighted means times
         the batch's weight sum), weight sum, weighted loss sum, rows."""
-        self.buf[:] = 0.0
-        if rows:
-            grads = [g for pair in zip(grad_W, grad_b) for g in pair if g is not None]
-            for (lo, hi), g in zip(zip(self.offsets[:-1], self.offsets[1:]), grads):
-                np.multiply(g.reshape(-1), weight_sum, out=self.buf[lo:hi])
-            self.extra[_WEIGHT] = weight_sum
-            self.extra[_LOSS] = loss_mean * weight_sum
-            self.extra[_ROWS] = rows
+        self.extra[:] = 0.0
+        if not rows:
+            self.buf[:] = 0.0    # a rank whose shard has run out adds nothing
+            return
+        grads = [g for pair in zip(grad_W, grad_b) for g in pair if g is not None]
+        for (lo, hi), g in zip(zip(self.offsets[:-1], self.offsets[1:]), grads):
+            np.multiply(g.reshape(-1), weight_sum, out=self.buf[lo:hi])
+        self.extra[_WEIGHT] = weight_sum
+        self.extra[_LOSS] = loss_mean * weight_sum
+        self.extra[_ROWS] = rows
 
     def reduce(self, interrupt, stop):
         self.extra[_INTERRUPT] = float(interrupt)

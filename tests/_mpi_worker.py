@@ -54,11 +54,12 @@ if case in CASES:
         kw["sample_weight"] = w[mine]
     h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
                 optimizer=spec["optimizer"](), comm=comm, metrics=["accuracy"], **kw)
-elif case == "shuffle_dropout":
+elif case in ("shuffle_dropout", "shuffle_blocks"):
     net = network(dropout=0.3)
     Xv, yv = X[mine][:3], y[mine][:3]
     h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, optimizer=fn.Adam(lr=0.01),
-                input_noise=0.1, validation_data=(Xv, yv), comm=comm, verbose=2)
+                input_noise=0.1, validation_data=(Xv, yv), comm=comm, verbose=2,
+                shuffle="blocks" if case == "shuffle_blocks" else True)
 elif case == "stop_one_rank":
     class Stop(fn.callbacks.Callback):
         def on_epoch_end(self, epoch, logs):

@@ -137,8 +137,9 @@ def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
 
 
 @needs_mpi
-def test_shuffle_dropout_noise_validation_identical_on_every_rank(tmp_path):
-    proc = launch(3, "shuffle_dropout", tmp_path)
+@pytest.mark.parametrize("case", ["shuffle_dropout", "shuffle_blocks"])
+def test_shuffle_dropout_noise_validation_identical_on_every_rank(case, tmp_path):
+    proc = launch(3, case, tmp_path)
     res = results(3, tmp_path)
     assert_identical_ranks(res)
     history = json.loads(str(res[0]["history"]))
@@ -149,7 +150,7 @@ def test_shuffle_dropout_noise_validation_identical_on_every_rank(tmp_path):
     # deterministic: the same run again gives the same weights
     again = tmp_path / "again"
     again.mkdir()
-    launch(3, "shuffle_dropout", again)
+    launch(3, case, again)
     for key in res[0]:
         if key.startswith("p"):
             assert np.array_equal(results(3, again)[0][key], res[0][key])
