@@ -434,7 +434,23 @@ class BaseMultilayerPerceptron(BaseEstimator):
         intercept_init = self._random_state.uniform(-init_bound, init_bound, fan_out)
         return coef_init.astype(dtype, copy=False), intercept_init.astype(dtype, copy=False)
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, comm=None):
+        from . import distributed
+        comm = distributed.active(comm)
+        if comm is not None and (self.solver not in _STOCHASTIC_SOLVERS or self.early_stopping):
+            raise ValueError(f"fit(comm=...) trains with solver='sgd' or 'adam' without "
+                             f"early_stopping; got solver={self.solver!r}, "
+                             f"early_stopping={self.early_stopping}")
+        self._comm = comm   # for _fit_stochastic and _validate_input, this call only
+        try:
+            if comm is None:
+                return self._fit_local(X, y, sample_weight, incremental)
+            with distributed.abort_on_error(comm):   # no rank left waiting
+                return self._fit_local(X, y, sample_weight, incremental)
+        finally:
+            del self._comm
+
+    def _fit_local(self, X, y, sample_weight, incremental):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -523,7 +539,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
             sw_train = np.ascontiguousarray(sw_train, dtype=np.float64)
         n_samples = X_train.shape[0]
         if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
+            # per rank under MPI (Network.fit clips it to each rank's rows)
+            batch_size = 200 if self._comm is not None else min(200, n_samples)
         else:
             if self.batch_size > n_samples:
                 warnings.warn("Got `batch_size` less than 1 or larger than "
@@ -556,7 +573,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 epoch_loss=self._epoch_loss, X_is_finite=True,
                 # with early stopping a non-finite loss does not end training (as
                 # in scikit-learn): the validation score is then nan
-                on_not_finite="continue" if early_stopping else "raise")
+                on_not_finite="continue" if early_stopping else "raise", comm=self._comm)
         except FloatingPointError:
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.") from None
@@ -702,7 +719,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
 
     # -- scikit-learn plumbing ---------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, comm=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -714,13 +731,21 @@ class BaseMultilayerPerceptron(BaseEstimator):
             regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        comm : mpi4py communicator, default=None
+            Data-parallel training over MPI, as ``Network.fit(comm=...)``:
+            every rank calls ``fit`` with the same parameters and its own
+            rows; ``batch_size`` is per rank ("auto": 200), the classes are
+            those of all ranks' ``y``, and ``n_iter_``, ``t_`` and
+            ``loss_curve_`` count all ranks' rows.  Solvers "sgd" and
+            "adam" without ``early_stopping`` only.  See
+            docs/several-machines.md.
 
         Returns
         -------
         self : object
             Returns a trained MLP model.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False, comm=comm)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -894,7 +919,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
+            comm = getattr(self, "_comm", None)
+            if comm is not None and y.ndim == 1:   # the classes of every rank's rows
+                self._label_binarizer.fit(np.concatenate(comm.allgather(unique_labels(y))))
+            else:
+                self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = unique_labels(y)

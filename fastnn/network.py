@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from . import _config, _engine, activations, losses, metrics as metrics_
+from . import _chunks, _config, _engine, activations, losses, metrics as metrics_
 from ._validation import (check_array, check_dtype, check_finite,
                           check_positive_float, check_positive_int, check_real, check_targets,
                           plan_finite_check, raise_not_finite)
@@ -311,7 +311,9 @@ class Network:
 
     def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
                  sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False,
-                 input_noise=0.0):
+                 input_noise=0.0, rank=None):
+        """The engine's Trainer; ``rank`` (a data-parallel fit): gradients
+        only, with this rank's training noise, for ``distributed``'s update."""
         W, b, acts = self._params()
         if optimizer is None:     # gradients(): the network as it predicts, no noise
             code, state, dropout, key = "none", [None, None], None, 0
@@ -319,6 +321,10 @@ class Network:
             code, state = optimizer.code, optimizer.state_for(self.layers)
             dropout = [l.dropout for l in self.layers]
             key = self._training_noise_key() if any(dropout) or input_noise else 0
+            if rank is not None:
+                from .distributed import rank_noise_key
+                code, state, key = "none", [None, None], rank_noise_key(key, rank)
+                keep_gradients = True
         trainer = _engine.Trainer(W, b, acts, self.loss_function.code, batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
@@ -360,22 +366,37 @@ class Network:
             return loss_sum / n_done, list(zip(trainer.grad_W, trainer.grad_b))
         return lambda: gradients(self)
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, shuffle=True, optimizer=None,
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
             sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
-            max_time=None):
+            max_time=None, comm=None):
         """Train with minibatch gradient descent.
 
         Parameters
         ----------
-        X : array (n_samples, n_features)
+        X : array (n_samples, n_features), or an iterable of (X, y) chunks
+            An array is used without a copy when it is C-contiguous and of
+            the network's dtype, also a memory-mapped one
+            (``np.load(path, mmap_mode="r")``; see ``shuffle="blocks"``).
+            For data that NumPy cannot map, leave out ``y`` and give chunks:
+            a sequence of ``(X, y)`` or ``(X, y, sample_weight)`` tuples (a
+            list, a Keras-like ``PyDataset``), a function returning an
+            iterable of them (a generator function), or an iterable read
+            afresh each epoch; one chunk is in memory at a time, batches
+            never span two chunks.  Not with ``comm``, ``validation_split``,
+            ``sample_weight``, ``class_weight`` or a full-batch optimizer.
+            See ``fastnn._chunks``.
         y : targets; integer labels or one-hot rows for cross_entropy,
-            (n_samples, n_outputs) values otherwise.
+            (n_samples, n_outputs) values otherwise.  None for chunks.
         epochs, batch_size : int
             A full-batch optimizer (RProp) always uses batch_size = n_samples.
-        shuffle : bool
+        shuffle : bool or "blocks"
             Visit the samples in a new random order each epoch (seeded).
+            "blocks": for X on disk (``np.load(path, mmap_mode="r")``),
+            shuffle the order of blocks of consecutive rows (8 MiB of X
+            each, at least ``batch_size`` rows), then the rows inside each
+            block, so that X is read mostly sequentially.
         optimizer : Optimizer, optional
             SGD, Adam, AdamW, RMSprop or RProp.  Default: the optimizer of
             this network's last ``fit`` (also after ``fastnn.load``), else
@@ -438,6 +459,23 @@ class Network:
             added to every training input, freshly drawn each epoch (from the
             network's seed, the epoch, the sample and the feature, so it does
             not depend on threads or batches).  X itself is never modified.
+        comm : mpi4py communicator, optional
+            Data-parallel training over MPI (``comm=MPI.COMM_WORLD`` under
+            ``mpiexec -n N``; needs ``pip install 'fastnn[mpi]'``).  Every
+            rank calls ``fit`` with the same network and arguments and its
+            own rows (X, y, sample_weight; shards of any sizes, at least one
+            row each) and, if any, its own validation rows.  Rank 0's
+            weights, optimizer state and generator are broadcast first; step
+            k then averages the gradient over the union of every rank's k-th
+            local batch of ``batch_size`` rows (weighted by rows or sample
+            weights), exactly as one process training on that union batch,
+            and every rank ends each step with bit-identical weights.  The
+            loss, metrics and validation results are reduced over the ranks
+            (every rank gets the same History; progress lines come from rank
+            0 only); a callback's stop on any rank stops all.  An exception
+            on one rank ends the whole job (``comm.Abort``) after reporting
+            it; Ctrl-C stops every rank after the step in progress.  See
+            docs/several-machines.md.
 
         Returns
         -------
@@ -468,14 +506,15 @@ class Network:
                          validation_split=validation_split, callbacks=callbacks,
                          lr_schedule=lr_schedule, metrics=metrics, sample_weight=sample_weight,
                          class_weight=class_weight, l2=l2, l1=l1, input_noise=input_noise,
-                         max_time=max_time)
+                         max_time=max_time, comm=comm)
 
     @exclusive_use
     def _fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
              validation_data=None, verbose=0, n_threads=None, target_loss=None,
              validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
              sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
-             max_time=None, *, order=None, epoch_loss=None, on_not_finite="raise", X_is_finite=False):
+             max_time=None, *, order=None, epoch_loss=None, on_not_finite="raise", X_is_finite=False,
+             comm=None):
         """``fit``, with what scikit-learn's semantics need (the estimators' fit
         runs here too: one training loop, one guard, one step count):
 
@@ -494,7 +533,29 @@ class Network:
         X_is_finite : bool
             The caller has checked X for NaN and infinity (see
             ``_validation.plan_finite_check``).
+        comm : see ``fit``; ``order`` then gives the order of this rank's rows.
         """
+        from . import distributed
+        comm = distributed.active(comm)
+        if comm is None:
+            return self._fit_here(X, y, epochs, batch_size, shuffle, optimizer,
+                                  validation_data, verbose, n_threads, target_loss,
+                                  validation_split, callbacks, lr_schedule, metrics,
+                                  sample_weight, class_weight, l2, l1, input_noise, max_time,
+                                  order, epoch_loss, on_not_finite, X_is_finite, None)
+        with distributed.abort_on_error(comm):
+            return self._fit_here(X, y, epochs, batch_size, shuffle, optimizer,
+                                  validation_data, verbose, n_threads, target_loss,
+                                  validation_split, callbacks, lr_schedule, metrics,
+                                  sample_weight, class_weight, l2, l1, input_noise, max_time,
+                                  order, epoch_loss, on_not_finite, X_is_finite, comm)
+
+    def _fit_here(self, X, y, epochs, batch_size, shuffle, optimizer, validation_data,
+                  verbose, n_threads, target_loss, validation_split, callbacks, lr_schedule,
+                  metrics, sample_weight, class_weight, l2, l1, input_noise, max_time, order,
+                  epoch_loss, on_not_finite, X_is_finite, comm):
+        """``_fit`` once ``comm`` is resolved (None: one process)."""
+        from . import distributed
         flat = [i for i, l in enumerate(self.layers)
                 if l.activation in activations.NOT_DIFFERENTIABLE]
         if flat:
@@ -503,13 +564,31 @@ class Network:
                 f"{self.layers[flat[0]].activation!r}, whose gradient is zero everywhere; "
                 f"train with e.g. 'sigmoid' or 'tanh' and predict with step/sign, or use "
                 f"fastnn.Perceptron for the perceptron learning rule")
-        X_given = X
-        X = self._check_X(X, finite=False)   # NaN and infinity: see engine_checks_X below
-        T = self._check_y(y, X.shape[0])
+        if isinstance(shuffle, str) and shuffle != "blocks":
+            raise ValueError(f"shuffle must be True, False or 'blocks', got {shuffle!r}")
         epochs = check_positive_int(epochs, "epochs")
+        chunks = None
+        if _chunks.is_chunked(X, y):
+            unsupported = [name for name, value in (
+                ("comm", comm), ("validation_split", validation_split),
+                ("sample_weight", sample_weight), ("class_weight", class_weight),
+                ("order", order)) if value is not None]
+            if unsupported:
+                raise ValueError(f"fit on (X, y) chunks does not take {unsupported[0]} (give "
+                                 f"each chunk's sample weights as (X, y, sample_weight))")
+            chunks = _chunks.Chunks(X, self, shuffle, epochs, self._rng)
+            X, T = chunks.first()
+            X_given, X_is_finite = X, True    # each chunk is checked as it is read
+        else:
+            X_given = X
+            X = self._check_X(X, finite=False)   # NaN and infinity: see engine_checks_X below
+            T = self._check_y(y, X.shape[0])
         check_positive_int(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         optimizer = self._resolve_optimizer(optimizer)
+        if chunks is not None and optimizer.full_batch:
+            raise ValueError(f"{type(optimizer).__name__} trains on the whole data set per "
+                             f"step; it cannot train on (X, y) chunks")
         if validation_data is not None and validation_split is not None:
             raise ValueError("pass validation_data or validation_split, not both")
         if sample_weight is not None:
@@ -531,7 +610,9 @@ class Network:
         if class_weight is not None:   # "balanced" counts the training rows only
             sample_weight = class_weight_to_sample_weight(class_weight, T, self.loss_function,
                                                           sample_weight)
-        batch_size = min(batch_size, X.shape[0])
+        batch_size_given = batch_size
+        if chunks is None:
+            batch_size = min(batch_size, X.shape[0])
         if optimizer.full_batch:
             batch_size = X.shape[0]     # RProp: one step per epoch on the whole data set
         metrics = metrics_.get_list(metrics, self.loss_function)
@@ -556,16 +637,33 @@ class Network:
         if hasattr(optimizer, "lr"):
             logged.append("lr")
         n_batches = -(-X.shape[0] // batch_size)
-        params = {"epochs": epochs, "batch_size": batch_size, "n_samples": X.shape[0],
+        n_samples = X.shape[0]
+        if chunks is not None:
+            n_batches = n_samples = None    # not known before an epoch has read them
+        if comm is not None:
+            distributed.agree_config(comm, (
+                repr(self), epochs, batch_size_given,
+                str(shuffle), type(optimizer).__name__, optimizer.engine_args(),
+                validation is not None, logged, sample_weight is not None, l2, l1,
+                input_noise, target_loss, max_time, on_not_finite,
+                [type(cb).__name__ for cb in callbacks]))
+            n_samples = distributed.global_rows(comm, n_samples)
+            n_batches = int(comm.allreduce(n_batches, op=distributed._mpi().MAX))
+            if comm.Get_rank() != 0:
+                verbose = 0    # progress lines from rank 0 only
+        params = {"epochs": epochs, "batch_size": batch_size, "n_samples": n_samples,
                   "steps": n_batches, "verbose": verbose,
                   "do_validation": validation is not None, "metrics": logged}
-        progress = ProgressPrinter(verbose, epochs, X.shape[0])
+        progress = ProgressPrinter(verbose, epochs, n_samples or 0)
+        if chunks is not None:
+            progress.live = False    # one line per epoch: the epoch's size is unknown
         # NaN and infinity in X (see plan_finite_check): the engine may check
         # the samples as it forms batches when a bad one can be undone without
         # a trace: nothing runs in between (no callbacks, no live progress line).
         X_given = np.asarray(X_given)   # no copy for an array (a list is converted again)
         engine_checks_X = plan_finite_check(
-            X, X_given[:X.shape[0]], "X", engine_can_check=not callbacks and not progress.live,
+            X, X_given[:X.shape[0]], "X",
+            engine_can_check=not callbacks and not progress.live and comm is None,
             known_finite=X_is_finite)
         if validation_split is not None:
             plan_finite_check(validation[0], X_given[X.shape[0]:], "X", engine_can_check=False,
@@ -577,6 +675,8 @@ class Network:
         # batches: one at a time for batch callbacks, chunks for a live line.
         if any(cb.wants_batches for cb in callbacks):
             batches_per_call = 1
+        elif chunks is not None:
+            batches_per_call = (1 << 40) // batch_size    # a whole chunk per call
         elif progress.live:
             batches_per_call = -(-n_batches // UPDATES)
         else:
@@ -586,6 +686,8 @@ class Network:
         undo = (previous_optimizer, optimizer._state is None, self._rng.bit_generator.state,
                 self._epochs_trained)
         self.optimizer, self.stop_training = optimizer, False
+        if comm is not None:
+            distributed.broadcast_start(comm, self, optimizer)
         try:
             for cb in callbacks:
                 cb.set_model(self)
@@ -599,13 +701,28 @@ class Network:
             trainer = self._trainer(batch_size, n_threads, optimizer,
                                     sample_weight=sample_weight, l2=l2, l1=l1,
                                     penalty_per_weight_sum=self._penalty_per_weight_sum,
-                                    input_noise=input_noise)
-            if order is None:
-                order = (lambda: self._rng.permutation(X.shape[0])) if shuffle else (lambda: None)
-            loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, order,
-                            batches_per_call, callbacks, progress, validation, metrics,
-                            target_loss, n_threads, engine_checks_X, epoch_loss,
-                            on_not_finite == "continue", max_time)
+                                    input_noise=input_noise,
+                                    rank=None if comm is None else comm.Get_rank())
+            if order is None and comm is not None:
+                order = distributed.shard_order(comm, self, X, batch_size, shuffle)
+            elif order is None:
+                order = _shuffler(self._rng, X, batch_size, shuffle)
+            if chunks is not None:
+                loop = _chunks.make_fit_loop(chunks, (
+                    self, trainer, optimizer, chunks, None, batch_size, lambda: None,
+                    batches_per_call, callbacks, progress, validation, metrics, target_loss,
+                    n_threads, False, epoch_loss, on_not_finite == "continue", max_time))
+            elif comm is None:
+                loop = _FitLoop(self, trainer, optimizer, X, T, batch_size, order,
+                                batches_per_call, callbacks, progress, validation, metrics,
+                                target_loss, n_threads, engine_checks_X, epoch_loss,
+                                on_not_finite == "continue", max_time)
+            else:
+                loop = distributed.make_fit_loop(
+                    comm, self, trainer, optimizer, X, T, batch_size, order, callbacks,
+                    progress, validation, metrics, target_loss, n_threads, epoch_loss,
+                    on_not_finite == "continue", max_time, sample_weight, l2, l1,
+                    self._penalty_per_weight_sum)
             try:
                 return loop.run(epochs)
             except _BadInput:
@@ -688,6 +805,32 @@ def _check_verbose(verbose):
     return int(verbose)
 
 
+SHUFFLE_BLOCK_BYTES = 8 << 20   # shuffle="blocks": rows per block, in bytes of X
+
+
+def _shuffler(rng, X, batch_size, shuffle):
+    """The per-epoch order of the rows of X that ``shuffle`` asks for, drawn
+    from ``rng``: a function of no argument (None: X's own order)."""
+    n = X.shape[0]
+    if not shuffle:
+        return lambda: None
+    if shuffle != "blocks":
+        return lambda: rng.permutation(n)
+    block = max(batch_size, SHUFFLE_BLOCK_BYTES // max(1, X.strides[0]))
+    starts = np.arange(0, n, block)
+
+    def blocks():
+        # blocks in a random order, then the rows inside each block
+        order = np.empty(n, np.int64)
+        at = 0
+        for start in starts[rng.permutation(len(starts))]:
+            rows = start + rng.permutation(min(block, n - start))
+            order[at:at + len(rows)] = rows
+            at += len(rows)
+        return order
+    return blocks
+
+
 def _split_validation(X, T, validation_split):
     """(X_train, T_train, X_val, T_val): the last fraction of the rows, as views."""
     fraction = check_positive_float(validation_split, "validation_split")
@@ -754,11 +897,14 @@ class _FitLoop:
                 if self.target_loss is not None and logs["loss"] <= self.target_loss:
                     history.stop_reason = "target_loss"
                     break
-                if self.net.stop_training and epoch + 1 < epochs:
+                stop, out_of_time = self._agree(
+                    self.net.stop_training,
+                    self.max_time is not None and time.perf_counter() - t_start >= self.max_time)
+                self.net.stop_training = stop
+                if stop and epoch + 1 < epochs:
                     history.stop_reason = "stop_training"
                     break
-                if (self.max_time is not None and epoch + 1 < epochs
-                        and time.perf_counter() - t_start >= self.max_time):
+                if out_of_time and epoch + 1 < epochs:
                     history.stop_reason = "max_time"
                     break
         except KeyboardInterrupt:
@@ -830,7 +976,7 @@ class _FitLoop:
 
     def _train_epoch(self, epoch, history):
         net, optimizer, trainer = self.net, self.optimizer, self.trainer
-        X, T, n = self.X, self.T, self.X.shape[0]
+        X, T = self.X, self.T
         perm = self.order()
         trainer.set_epoch(net._epochs_trained)
         net._epochs_trained += 1
@@ -840,8 +986,49 @@ class _FitLoop:
         snapshot = net._snapshot(optimizer)
         self.progress.epoch_begin(epoch)
         self.n_done = 0
-        loss_sum, penalty_sum, batch, status = 0.0, 0.0, 0, "ok"
         t0 = time.perf_counter()
+        loss_sum, penalty_sum, status = self._batches(epoch, perm, snapshot)
+        if status == "interrupted":
+            self._check_weights(snapshot, epoch)
+            return status, None
+        seconds = time.perf_counter() - t0
+        if not self.continue_not_finite:
+            self._check_weights(snapshot, epoch)
+        logs = {"loss": self.epoch_loss(loss_sum, penalty_sum, self.n_done)}
+        if self.metrics:
+            train = self._evaluate(X, T)
+            logs.update((m.name, train[m.name]) for m in self.metrics)
+        if self.validation is not None:
+            for name, value in self._evaluate(*self.validation).items():
+                logs["val_" + name] = value
+        if lr is not None:
+            logs["lr"] = lr
+        history.append(epoch, **logs)
+        self.progress.epoch_end(epoch, logs, seconds, self.n_done)
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, dict(logs))
+        return status, logs
+
+    def _evaluate(self, X, T):
+        """``evaluate`` with the fit's metrics (the distributed loop reduces it)."""
+        return self.net.evaluate(X, T, self.n_threads, metrics=self.metrics)
+
+    def _agree(self, stop, out_of_time):
+        """(stop, out_of_time) as every process sees them (one process: as given)."""
+        return stop, out_of_time
+
+    def _batches(self, epoch, perm, snapshot):
+        """Train the epoch's minibatches in the order ``perm``; returns (loss
+        sum, penalty sum, status) and counts the rows in ``self.n_done``."""
+        self.batch = 0
+        return self._train_rows(epoch, self.X, self.T, perm, snapshot, 0.0, 0.0)
+
+    def _train_rows(self, epoch, X, T, perm, snapshot, loss_sum, penalty_sum):
+        """``_batches`` on (X, T) (all of an epoch, or one chunk of it),
+        adding to the sums; ``self.batch`` counts the epoch's batches."""
+        net, optimizer, trainer = self.net, self.optimizer, self.trainer
+        n = X.shape[0] if perm is None else len(perm)
+        status = "ok"
         start = 0
         while start < n:
             stop = min(n, start + self.rows_per_call)
@@ -881,32 +1068,15 @@ class _FitLoop:
             if part_done == 0:
                 break            # (nothing left that the engine would train)
             if status == "interrupted":
-                self._check_weights(snapshot, epoch)
-                return status, None
+                return loss_sum, penalty_sum, status
             if self.per_batch:
-                batch_logs = {"batch": batch, "size": part_done, "loss": part_loss / part_done}
-                batch += 1
+                batch_logs = {"batch": self.batch, "size": part_done,
+                              "loss": part_loss / part_done}
+                self.batch += 1
                 for cb in self.callbacks:
                     if cb.wants_batches:
-                        cb.on_batch_end(batch - 1, batch_logs)
+                        cb.on_batch_end(self.batch - 1, batch_logs)
                 if net.stop_training:
                     break   # the epoch ends early; it is recorded as it is
             self.progress.update(self.n_done, loss_sum / self.n_done)
-        seconds = time.perf_counter() - t0
-        if not self.continue_not_finite:
-            self._check_weights(snapshot, epoch)
-        logs = {"loss": self.epoch_loss(loss_sum, penalty_sum, self.n_done)}
-        if self.metrics:
-            train = net.evaluate(X, T, self.n_threads, metrics=self.metrics)
-            logs.update((m.name, train[m.name]) for m in self.metrics)
-        if self.validation is not None:
-            for name, value in net.evaluate(*self.validation, self.n_threads,
-                                            metrics=self.metrics).items():
-                logs["val_" + name] = value
-        if lr is not None:
-            logs["lr"] = lr
-        history.append(epoch, **logs)
-        self.progress.epoch_end(epoch, logs, seconds, self.n_done)
-        for cb in self.callbacks:
-            cb.on_epoch_end(epoch, dict(logs))
-        return status, logs
+        return loss_sum, penalty_sum, status

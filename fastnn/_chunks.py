@@ -1,0 +1,118 @@
+"""``fit`` on data given in chunks: ``net.fit(chunks)`` with no ``y``.
+
+For data that NumPy cannot map (many files, compressed files, a database):
+``chunks`` yields ``(X, y)`` or ``(X, y, sample_weight)`` tuples of arrays,
+one chunk in memory at a time.  Accepted forms, read afresh each epoch:
+
+- a sequence: ``len(chunks)`` and ``chunks[i]`` (a list, or a Keras-like
+  ``PyDataset``); with ``shuffle`` the chunks come in a new order each epoch;
+- a function of no argument returning an iterable of chunks (e.g. a
+  generator function reading files);
+- any other iterable that yields its chunks again on each ``iter()`` (a
+  generator or iterator can be read once: ``epochs=1`` only).
+
+Minibatches never span two chunks (a chunk's last batch may be short), and
+with ``shuffle`` the rows of each chunk are visited in a new random order.
+The training noise (dropout, input_noise) is keyed by epoch, chunk number and
+row of the chunk.  Progress, callbacks, History, Ctrl-C and the
+undo-on-error rules are those of ``fit``: the epochs run in ``_FitLoop``.
+"""
+import collections.abc
+
+import numpy as np
+
+from ._weighting import check_sample_weight
+
+# The noise keys of an epoch: epoch * CHUNK_KEYS + chunk number.
+CHUNK_KEYS = 1 << 24
+
+
+def is_chunked(X, y):
+    """Whether ``fit(X, y)`` is given chunks: no y, and X not an array."""
+    if y is not None or isinstance(X, np.ndarray) or hasattr(X, "__array__"):
+        return False
+    return (callable(X) or isinstance(X, collections.abc.Iterable)
+            or (hasattr(X, "__len__") and hasattr(X, "__getitem__")))
+
+
+class Chunks:
+    """The chunks of one ``fit``, checked one at a time by ``net``."""
+
+    def __init__(self, source, net, shuffle, epochs, rng):
+        self.source, self.net, self.shuffle, self.rng = source, net, bool(shuffle), rng
+        self.sequence = (not callable(source) and hasattr(source, "__len__")
+                         and hasattr(source, "__getitem__"))
+        if (not self.sequence and not callable(source) and epochs > 1
+                and iter(source) is source):
+            raise ValueError(
+                "fit got an iterator of (X, y) chunks (a generator?), which can be read "
+                "only once, for epochs > 1; pass a list or a sequence of chunks, or a "
+                "function that returns a new iterable of chunks (e.g. a generator "
+                "function)")
+
+    def _raw(self):
+        if self.sequence:
+            order = (self.rng.permutation(len(self.source)) if self.shuffle
+                     else range(len(self.source)))
+            return (self.source[int(i)] for i in order)
+        return iter(self.source() if callable(self.source) else self.source)
+
+    def check(self, chunk, i):
+        """(X, T, sample_weight or None) of chunk number ``i``, checked."""
+        if not isinstance(chunk, (tuple, list)) or len(chunk) not in (2, 3):
+            raise ValueError(f"each chunk must be a tuple (X, y) or (X, y, sample_weight); "
+                             f"chunk {i} is {type(chunk).__name__}"
+                             + (f" of length {len(chunk)}" if hasattr(chunk, "__len__") else ""))
+        X = self.net._check_X(chunk[0], f"X of chunk {i}")
+        T = self.net._check_y(chunk[1], X.shape[0])
+        w = None if len(chunk) == 2 else check_sample_weight(chunk[2], X.shape[0])
+        return X, T, w
+
+    def __iter__(self):
+        """(i, X, T, w, order) per chunk of one epoch."""
+        for i, chunk in enumerate(self._raw()):
+            X, T, w = self.check(chunk, i)
+            yield i, X, T, w, (self.rng.permutation(X.shape[0]) if self.shuffle else None)
+
+    def first(self):
+        """The first chunk, checked (fit's checks of shapes and arguments)."""
+        for _, X, T, w, _ in self:
+            return X, T
+        raise ValueError("fit got no chunks: the iterable of (X, y) chunks is empty")
+
+
+def make_fit_loop(chunks, loop_args):
+    """A _FitLoop whose epochs run over ``chunks``."""
+    from .network import _FitLoop
+
+    class ChunkedFitLoop(_FitLoop):
+        def _batches(self, epoch, perm, snapshot):
+            self.batch = 0
+            loss_sum = penalty_sum = 0.0
+            epoch_key = self.net._epochs_trained - 1   # as _train_epoch set it
+            status = "ok"
+            for i, X, T, w, order in chunks:
+                self.trainer.set_sample_weight(w)
+                self.trainer.set_epoch(epoch_key * CHUNK_KEYS + i)
+                loss_sum, penalty_sum, status = self._train_rows(
+                    epoch, X, T, order, snapshot, loss_sum, penalty_sum)
+                if status == "interrupted" or self.net.stop_training:
+                    break
+            return loss_sum, penalty_sum, status
+
+        def _evaluate(self, X, T):
+            if X is not chunks:
+                return super()._evaluate(X, T)
+            # the training data's metrics: over every chunk (means weighted
+            # by rows, counts summed)
+            total, n = {}, 0
+            for _, Xc, Tc, _, _ in chunks:
+                part = super()._evaluate(Xc, Tc)
+                for name, v in part.items():
+                    total[name] = total.get(name, 0) + (v if isinstance(v, (int, np.integer))
+                                                        else v * Xc.shape[0])
+                n += Xc.shape[0]
+            return {name: (v if isinstance(v, (int, np.integer)) else v / n)
+                    for name, v in total.items()}
+
+    return ChunkedFitLoop(*loop_args)
