@@ -193,8 +193,13 @@ class Network:
     # -- shapes and parameters ---------------------------------------------
     @property
     def loss_function(self):
-        """The ``fastnn.losses.Loss`` object of ``loss``."""
-        return losses.get(self.loss)
+        """The ``fastnn.losses.Loss`` object of ``loss`` (looked up again only
+        when ``loss`` changes: predict asks for it on every call)."""
+        cached = self.__dict__.get("_loss_function")
+        if cached is None or cached[0] != self.loss:
+            cached = (self.loss, losses.get(self.loss))
+            self._loss_function = cached
+        return cached[1]
 
     @property
     def n_inputs(self):

@@ -52,7 +52,8 @@ def test_fit_on_a_memory_mapped_X_does_not_copy_it(tmp_path, shuffle):
     X.flush()
     del X
     out = subprocess.run([sys.executable, "-c", MEASURE, str(path), shuffle],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)   # not the source tree: python -c imports from its cwd
     assert out.returncode == 0, out.stderr
     grew_mb = float(out.stdout.split()[-1])
     assert grew_mb < 20, f"anonymous memory grew by {grew_mb:.0f} MB for an 80 MB X"
