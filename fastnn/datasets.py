@@ -16,6 +16,17 @@ def _fail(path, why):
     raise ValueError(f"{path!r} is not a FANN data file: {why}")
 
 
+def _ascii_text(path, fail):
+    """The whole text of a FANN file (``.data`` or ``.net``), which is ASCII;
+    ``fail(path, why)`` raises the reader's own error otherwise."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        fail(path, "it is not a text file")
+
+
 def load_fann_data(path, *, dtype="float64"):
     """Read a FANN ``.data`` file.
 
@@ -39,12 +50,7 @@ def load_fann_data(path, *, dtype="float64"):
     """
     path = os.fspath(path)
     dtype = check_dtype(dtype)
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        _fail(path, "it is not a text file")
+    text = _ascii_text(path, _fail)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         _fail(path, "the file is empty")
@@ -55,9 +61,9 @@ def load_fann_data(path, *, dtype="float64"):
     if n_in < 1 or n_out < 1:
         _fail(path, f"the header declares {n_in} inputs and {n_out} outputs; both must be >= 1")
     # Each number takes at least two bytes (a digit and a separator).
-    if n * (n_in + n_out) > len(raw) // 2:
+    if n * (n_in + n_out) > len(text) // 2:
         _fail(path, f"the header declares {n} samples of {n_in} + {n_out} numbers, more than "
-                    f"the file's {len(raw)} bytes can hold")
+                    f"the file's {len(text)} bytes can hold")
     if len(lines) != 1 + 2 * n:
         _fail(path, f"the header declares {n} samples (one line of inputs and one of outputs "
                     f"each: {1 + 2 * n} lines), the file has {len(lines)} non-empty lines")

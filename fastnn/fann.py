@@ -29,6 +29,7 @@ import re
 
 import numpy as np
 
+from .datasets import _ascii_text
 from .layers import Dense
 from .network import Network
 
@@ -130,12 +131,7 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
     if stepwise not in ("raise", "exact"):
         raise ValueError(f"stepwise must be 'raise' or 'exact', got {stepwise!r}")
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        _fail(path, "it is not a text file")
+    text = _ascii_text(path, _fail)
     lines = text.splitlines()
     if not lines:
         _fail(path, "the file is empty")
