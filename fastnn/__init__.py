@@ -40,7 +40,8 @@ from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import load
 from .importers import from_sklearn, from_torch
 from .layers import Dense
-from .network import History, Network
+from .history import History
+from .network import Network
 from . import optimizers as _optimizers
 from .optimizers import *  # noqa: F401,F403 - every optimizer (optimizers.__all__)
 from .schedules import (AdaptiveLR, ConstantLR, CosineAnnealing, ExponentialDecay,

@@ -83,7 +83,7 @@ class Chunks:
 
 def make_fit_loop(chunks, loop_args):
     """A _FitLoop whose epochs run over ``chunks``."""
-    from .network import _FitLoop
+    from ._fit_loop import _FitLoop
 
     class ChunkedFitLoop(_FitLoop):
         def _batches(self, epoch, perm, snapshot):

@@ -244,7 +244,7 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                   max_time, sample_weight, l2, l1, per_weight_sum):
     """The fit loop of ``Network._fit`` for a data-parallel fit (see the module
     docstring); ``trainer`` computes gradients only (optimizer "none")."""
-    from .network import _FitLoop
+    from ._fit_loop import _FitLoop
 
     class DistributedFitLoop(_FitLoop):
         """_FitLoop whose minibatches are data-parallel steps and whose

@@ -102,7 +102,7 @@ elif case == "estimator":   # MLPClassifier.fit(comm=...); rank 1 sees no class 
                            max_iter=3, shuffle=False, random_state=0, tol=0)
     clf.fit(Xe, ye, comm=comm)
     net = clf._network
-    h = fn.network.History()
+    h = fn.History()
     h.history = {"loss": clf.loss_curve_, "classes": clf.classes_.tolist(),
                  "t_": clf.t_, "n_iter_": clf.n_iter_}
     h.stop_reason = "epochs"

@@ -1,0 +1,251 @@
+"""The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output.
+
+``Network._fit`` checks and converts the inputs, builds the engine's
+Trainer and hands both to a ``_FitLoop``, which runs the epochs: the engine
+calls, the step count, the undo of a failed epoch, the divergence checks,
+metrics, validation, callbacks, progress and the History.  The data-parallel
+(``distributed``) and chunked (``_chunks``) fits subclass it.
+"""
+import sys
+import time
+
+import numpy as np
+
+from . import _engine
+from .history import History
+
+
+class _BadInput(Exception):
+    """The engine found a sample of X that is not finite (fit reports it)."""
+
+
+class _FitLoop:
+    """The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output."""
+
+    def __init__(self, net, trainer, optimizer, X, T, batch_size, order, batches_per_call,
+                 callbacks, progress, validation, metrics, target_loss, n_threads,
+                 check_inputs, epoch_loss=None, continue_not_finite=False, max_time=None):
+        self.net, self.trainer, self.optimizer = net, trainer, optimizer
+        self.X, self.T, self.batch_size, self.order = X, T, batch_size, order
+        self.epoch_loss = epoch_loss or (lambda loss_sum, penalty_sum, n_done: loss_sum / n_done)
+        self.continue_not_finite = continue_not_finite
+        self.rows_per_call = batches_per_call * batch_size
+        self.per_batch = batches_per_call == 1 and any(cb.wants_batches for cb in callbacks)
+        self.callbacks, self.progress = callbacks, progress
+        self.validation, self.metrics = validation, metrics
+        self.target_loss, self.max_time, self.n_threads = target_loss, max_time, n_threads
+        self.check_inputs = check_inputs   # the engine checks X for NaN and infinity
+        # Where training is, for the Ctrl-C message (updated as batches finish).
+        self.epoch, self.n_done = 0, 0
+        # Minibatches whose update the network keeps, in this fit and in the
+        # current epoch (see _epoch and fit's Notes), counted by the engine
+        # itself (the steps run_epoch adds to its counts): no Ctrl-C can land
+        # between a finished batch and its count.  Python never recounts
+        # them: optimizer.step is derived from them here only (_sync), and
+        # the messages quote kept[1].
+        self.kept = np.zeros(2, np.int64)
+        self.step0 = optimizer.step
+
+    def run(self, epochs):
+        """Train up to ``epochs`` epochs; returns the History."""
+        history = History()
+        logs = {}
+        t_start = time.perf_counter()
+        try:
+            history.stop_reason = "epochs"
+            for epoch in range(epochs):
+                if self.net.stop_training:   # asked for by a callback
+                    history.stop_reason = "stop_training"
+                    break
+                self.epoch = epoch
+                status, epoch_logs = self._epoch(epoch, history)
+                if status == "interrupted":
+                    history.interrupted, history.stop_reason = True, "interrupted"
+                    break
+                logs = epoch_logs
+                if self.target_loss is not None and logs["loss"] <= self.target_loss:
+                    history.stop_reason = "target_loss"
+                    break
+                stop, out_of_time = self._agree(
+                    self.net.stop_training,
+                    self.max_time is not None and time.perf_counter() - t_start >= self.max_time)
+                self.net.stop_training = stop
+                if stop and epoch + 1 < epochs:
+                    history.stop_reason = "stop_training"
+                    break
+                if out_of_time and epoch + 1 < epochs:
+                    history.stop_reason = "max_time"
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C outside the engine (between its calls, in a callback): the
+            # weights are as of the last finished minibatch all the same.
+            history.interrupted, history.stop_reason = True, "interrupted"
+        finally:
+            self._sync()
+            self.progress.close()
+        if history.interrupted:
+            n_batches = int(self.kept[1])
+            print(f"fastnn: training interrupted in epoch {self.epoch + 1} after {n_batches} "
+                  f"batches; stopped after the last finished batch", file=sys.stderr,
+                  flush=True)
+        for cb in self.callbacks:
+            cb.on_train_end(dict(logs))
+        return history
+
+    def _check_weights(self, snapshot, epoch):
+        """The engine checks each batch's loss; the weights (and optimizer state)
+        are checked here once per epoch: an update can overflow them while the
+        loss it came from was finite (the last batch of an epoch, or a relu
+        that turns -inf or NaN into 0)."""
+        if not _engine.arrays_finite([live for live, _ in snapshot[0]]):
+            self._diverged(snapshot, f"the weights became NaN or infinite in epoch {epoch + 1} "
+                                     f"(found after its batch "
+                                     f"{int(self.kept[1])}, while the loss "
+                                     f"was still finite)")
+
+    @property
+    def batches_kept(self):
+        return int(self.kept[0])
+
+    def _sync(self):
+        """optimizer.step from the engine's count (idempotent: safe to repeat
+        on every way out)."""
+        self.optimizer.step = self.step0 + int(self.kept[0])
+
+    def _undo_epoch(self, snapshot):
+        """Weights and optimizer state back to the epoch's start."""
+        self.net._restore(snapshot, self.optimizer)
+        self.kept[0] -= self.kept[1]
+        self.kept[1] = 0
+        self._sync()
+
+    def _diverged(self, snapshot, what):
+        self._undo_epoch(snapshot)
+        raise FloatingPointError(
+            f"training diverged: {what}; the weights were restored to their values at the "
+            f"start of that epoch. Try a smaller learning rate "
+            f"(lr={getattr(self.optimizer, 'lr', '?')}) or scaled inputs.")
+
+    def _epoch(self, epoch, history):
+        """Train one epoch; returns (status, logs), logs None when interrupted.
+
+        When an exception escapes with no batch of the epoch kept (raised
+        before the first one finished, or the epoch was undone), the epoch
+        count and the shuffling generator are put back: as if the epoch had
+        never begun."""
+        net = self.net
+        start = (net._rng.bit_generator.state, net._epochs_trained)
+        self.kept[1] = 0
+        try:
+            return self._train_epoch(epoch, history)
+        except BaseException:
+            if self.kept[1] == 0:
+                net._rng.bit_generator.state, net._epochs_trained = start
+            raise
+
+    def _train_epoch(self, epoch, history):
+        net, optimizer, trainer = self.net, self.optimizer, self.trainer
+        X, T = self.X, self.T
+        perm = self.order()
+        trainer.set_epoch(net._epochs_trained)
+        net._epochs_trained += 1
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, {})
+        lr = getattr(optimizer, "lr", None)
+        snapshot = net._snapshot(optimizer)
+        self.progress.epoch_begin(epoch)
+        self.n_done = 0
+        t0 = time.perf_counter()
+        loss_sum, penalty_sum, status = self._batches(epoch, perm, snapshot)
+        if status == "interrupted":
+            self._check_weights(snapshot, epoch)
+            return status, None
+        seconds = time.perf_counter() - t0
+        if not self.continue_not_finite:
+            self._check_weights(snapshot, epoch)
+        logs = {"loss": self.epoch_loss(loss_sum, penalty_sum, self.n_done)}
+        if self.metrics:
+            train = self._evaluate(X, T)
+            logs.update((m.name, train[m.name]) for m in self.metrics)
+        if self.validation is not None:
+            for name, value in self._evaluate(*self.validation).items():
+                logs["val_" + name] = value
+        if lr is not None:
+            logs["lr"] = lr
+        history.append(epoch, **logs)
+        self.progress.epoch_end(epoch, logs, seconds, self.n_done)
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, dict(logs))
+        return status, logs
+
+    def _evaluate(self, X, T):
+        """``evaluate`` with the fit's metrics (the distributed loop reduces it)."""
+        return self.net.evaluate(X, T, self.n_threads, metrics=self.metrics)
+
+    def _agree(self, stop, out_of_time):
+        """(stop, out_of_time) as every process sees them (one process: as given)."""
+        return stop, out_of_time
+
+    def _batches(self, epoch, perm, snapshot):
+        """Train the epoch's minibatches in the order ``perm``; returns (loss
+        sum, penalty sum, status) and counts the rows in ``self.n_done``."""
+        self.batch = 0
+        return self._train_rows(epoch, self.X, self.T, perm, snapshot, 0.0, 0.0)
+
+    def _train_rows(self, epoch, X, T, perm, snapshot, loss_sum, penalty_sum):
+        """``_batches`` on (X, T) (all of an epoch, or one chunk of it),
+        adding to the sums; ``self.batch`` counts the epoch's batches."""
+        net, optimizer, trainer = self.net, self.optimizer, self.trainer
+        n = X.shape[0] if perm is None else len(perm)
+        status = "ok"
+        start = 0
+        while start < n:
+            stop = min(n, start + self.rows_per_call)
+            # lr and the step count (Adam's bias correction) are read per call.
+            trainer.set_optimizer(optimizer.engine_args(), step=optimizer.step)
+            try:
+                if perm is None:
+                    # rows start..stop of X in place: sample weights and the
+                    # dropout and noise keys follow the row, whatever the chunking
+                    part_loss, part_done, _, status = trainer.run_epoch(
+                        X, T, None, start=start, stop=stop, check_inputs=self.check_inputs,
+                        counts=self.kept)
+                else:
+                    part_loss, part_done, _, status = trainer.run_epoch(
+                        X, T, perm[start:stop], check_inputs=self.check_inputs,
+                        counts=self.kept)
+            except BaseException:
+                # A signal handler raised (SystemExit, TimeoutError, ...): the
+                # engine stopped after its last finished batch.
+                self.n_done += trainer.n_done
+                raise
+            finally:
+                self._sync()
+            self.n_done += part_done
+            start += part_done
+            if status == "bad_input":
+                # Only the first epoch can meet one (it visits every sample).
+                self._undo_epoch(snapshot)
+                raise _BadInput()
+            loss_sum += part_loss
+            penalty_sum += trainer.penalty_sum
+            if status == "not_finite":
+                if not self.continue_not_finite:
+                    self._diverged(snapshot, "the loss became NaN or infinite in epoch "
+                                   f"{epoch + 1}, batch {int(self.kept[1])}")
+                status = "ok"    # the engine stopped after that batch: on with the next
+            if part_done == 0:
+                break            # (nothing left that the engine would train)
+            if status == "interrupted":
+                return loss_sum, penalty_sum, status
+            if self.per_batch:
+                batch_logs = {"batch": self.batch, "size": part_done,
+                              "loss": part_loss / part_done}
+                self.batch += 1
+                for cb in self.callbacks:
+                    if cb.wants_batches:
+                        cb.on_batch_end(self.batch - 1, batch_logs)
+                if net.stop_training:
+                    break   # the epoch ends early; it is recorded as it is
+            self.progress.update(self.n_done, loss_sum / self.n_done)
+        return loss_sum, penalty_sum, status
