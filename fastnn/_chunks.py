@@ -18,6 +18,7 @@ row of the chunk.  Progress, callbacks, History, Ctrl-C and the
 undo-on-error rules are those of ``fit``: the epochs run in ``_FitLoop``.
 """
 import collections.abc
+import itertools
 
 import numpy as np
 
@@ -38,21 +39,22 @@ def is_chunked(X, y):
 class Chunks:
     """The chunks of one ``fit``, checked one at a time by ``net``."""
 
-    def __init__(self, source, net, shuffle, epochs, rng):
+    def __init__(self, source, net, shuffle, epochs, rng, metrics=False):
         self.source, self.net, self.shuffle, self.rng = source, net, bool(shuffle), rng
         self.sequence = (not callable(source) and hasattr(source, "__len__")
                          and hasattr(source, "__getitem__"))
-        if (not self.sequence and not callable(source) and epochs > 1
-                and iter(source) is source):
+        self.once = not self.sequence and not callable(source) and iter(source) is source
+        if self.once and (epochs > 1 or metrics):
             raise ValueError(
                 "fit got an iterator of (X, y) chunks (a generator?), which can be read "
-                "only once, for epochs > 1; pass a list or a sequence of chunks, or a "
-                "function that returns a new iterable of chunks (e.g. a generator "
-                "function)")
+                "only once, for " + ("epochs > 1" if epochs > 1 else "training metrics "
+                                     "(computed over the chunks after the epoch)")
+                + "; pass a list or a sequence of chunks, or a function that returns a "
+                "new iterable of chunks (e.g. a generator function)")
 
-    def _raw(self):
+    def _raw(self, shuffle):
         if self.sequence:
-            order = (self.rng.permutation(len(self.source)) if self.shuffle
+            order = (self.rng.permutation(len(self.source)) if shuffle
                      else range(len(self.source)))
             return (self.source[int(i)] for i in order)
         return iter(self.source() if callable(self.source) else self.source)
@@ -69,15 +71,27 @@ class Chunks:
         return X, T, w
 
     def __iter__(self):
-        """(i, X, T, w, order) per chunk of one epoch."""
-        for i, chunk in enumerate(self._raw()):
-            X, T, w = self.check(chunk, i)
+        """(i, X, T, w, order) per chunk of one epoch; with ``shuffle`` the
+        chunks' and rows' orders are drawn here, and only here."""
+        for i, X, T, w in self.checked(self.shuffle):
             yield i, X, T, w, (self.rng.permutation(X.shape[0]) if self.shuffle else None)
 
+    def checked(self, shuffle=False):
+        """(i, X, T, w) per chunk, in the given order (no draw without shuffle)."""
+        for i, chunk in enumerate(self._raw(shuffle)):
+            yield (i, *self.check(chunk, i))
+
     def first(self):
-        """The first chunk, checked (fit's checks of shapes and arguments)."""
-        for _, X, T, w, _ in self:
-            return X, T
+        """The first chunk, checked (fit's checks of shapes and arguments).  A
+        one-shot iterator gets it back in front, for the epoch to train on."""
+        if self.once:
+            first = next(self.source, None)
+            if first is not None:
+                self.source = itertools.chain([first], self.source)
+                return self.check(first, 0)[:2]
+        else:
+            for _, X, T, _ in self.checked():
+                return X, T
         raise ValueError("fit got no chunks: the iterable of (X, y) chunks is empty")
 
 
@@ -106,7 +120,7 @@ def make_fit_loop(chunks, loop_args):
             # the training data's metrics: over every chunk (means weighted
             # by rows, counts summed)
             total, n = {}, 0
-            for _, Xc, Tc, _, _ in chunks:
+            for _, Xc, Tc, _ in chunks.checked():
                 part = super()._evaluate(Xc, Tc)
                 for name, v in part.items():
                     total[name] = total.get(name, 0) + (v if isinstance(v, (int, np.integer))

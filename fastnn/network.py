@@ -500,7 +500,8 @@ class Network:
             if unsupported:
                 raise ValueError(f"fit on (X, y) chunks does not take {unsupported[0]} (give "
                                  f"each chunk's sample weights as (X, y, sample_weight))")
-            chunks = _chunks.Chunks(X, self, shuffle, epochs, self._rng)
+            chunks = _chunks.Chunks(X, self, shuffle, epochs, self._rng,
+                                    metrics=bool(metrics))
             X, T = chunks.first()
             X_given, X_is_finite = X, True    # each chunk is checked as it is read
         else:

@@ -149,6 +149,33 @@ def test_chunks_with_shuffle_dropout_callbacks_and_validation():
     assert np.isfinite(h["loss"]).all()
 
 
+def test_a_one_shot_iterator_trains_on_every_chunk():
+    # fit reads the first chunk to check shapes; an iterator (read once)
+    # must still train on it: the same weights as the list of chunks
+    X, y, _ = _data(40)
+    parts = [(X[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10)]
+    expected, net = _net(), _net()
+    h0 = expected.fit(parts, epochs=1, batch_size=5, shuffle=False, optimizer=fn.SGD(lr=0.1))
+    h = net.fit(iter(parts), epochs=1, batch_size=5, shuffle=False, optimizer=fn.SGD(lr=0.1))
+    for a, b in zip(net.layers, expected.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+    assert h["loss"] == h0["loss"]
+    with pytest.raises(ValueError, match="read only once, for training metrics"):
+        _net().fit(iter(parts), epochs=1, metrics=["accuracy"])
+
+
+def test_training_metrics_of_chunks_draw_no_shuffling():
+    # the shuffled orders come from the network's generator once per epoch:
+    # asking for the training accuracy must not change them
+    X, y, _ = _data(120)
+    nets = [_net(), _net()]
+    for net, metrics in zip(nets, (None, ["accuracy"])):
+        net.fit(_PyDataset(X, y, 40), epochs=3, batch_size=8, optimizer=fn.SGD(lr=0.1),
+                metrics=metrics)
+    for a, b in zip(*(n.layers for n in nets)):
+        np.testing.assert_array_equal(a.W, b.W)
+
+
 def test_chunk_errors():
     X, y, _ = _data(40)
     gen = ((X[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10))
