@@ -8,7 +8,7 @@ d(pre-activation).  Nothing here is fast, and nothing here may be clever.
 """
 import numpy as np
 
-from . import activations as _activations
+from . import activations as _activations, losses as _losses
 from .activations import CODES
 
 NAMES = {code: name for name, code in CODES.items()}
@@ -180,8 +180,7 @@ def loss_and_delta(loss, act, alpha, O, T, sample_weight=None, steepness=1.0,
     input ``X_act``, a loss that goes through the output activation's
     derivative (any output, as mse) gives d loss / d output, times
     ``layer_derivative``; the others' deltas are d loss / d(s z), times s."""
-    from . import losses      # (losses imports this module)
-    loss = losses.get(loss)
+    loss = _losses.get(loss)
     act = _name(act)
     entry = _activations.get(act)
     spec = (act, alpha, steepness, flat_spot)

@@ -33,8 +33,7 @@ Adding a loss: a subclass here (registered in ``LOSSES``) and its code and
 """
 import numpy as np
 
-from . import _engine
-from ._reference import activation_derivative
+from . import _engine, activations
 
 
 class Loss:
@@ -130,7 +129,7 @@ class SquaredError(Loss):
         G = weigh(O - T)
         if act == "softmax":                  # through the softmax Jacobian
             return O * (G - np.sum(G * O, axis=1, keepdims=True))
-        return G * activation_derivative(act, O, alpha)
+        return G * activations.get(act).df(O, alpha)
 
 
 class _Classification(Loss):
@@ -293,7 +292,7 @@ class FannTanh(Loss):
         G = weigh(self.error(fann_difference(act, O.astype(np.float64), T)[0]))
         if act == "softmax":                  # through the softmax Jacobian
             return (O * (G - np.sum(G * O, axis=1, keepdims=True))).astype(O.dtype, copy=False)
-        return (G * activation_derivative(act, O, alpha)).astype(O.dtype, copy=False)
+        return (G * activations.get(act).df(O, alpha)).astype(O.dtype, copy=False)
 
 
 LOSSES = {loss.name: loss for loss in (SquaredError(), CrossEntropy(), BinaryCrossEntropy(),
