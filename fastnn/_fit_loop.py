@@ -35,7 +35,7 @@ class _FitLoop:
         self.validation, self.metrics = validation, metrics
         self.target_loss, self.max_time, self.n_threads = target_loss, max_time, n_threads
         self.check_inputs = check_inputs   # the engine checks X for NaN and infinity
-        # Where training is, for the Ctrl-C message (updated as batches finish).
+        # Where training is: the epoch and its rows done (updated as batches finish).
         self.epoch, self.n_done = 0, 0
         # Minibatches whose update the network keeps, in this fit and in the
         # current epoch (see _epoch and fit's Notes), counted by the engine
@@ -214,12 +214,9 @@ class _FitLoop:
                     part_loss, part_done, _, status = trainer.run_epoch(
                         X, T, perm[start:stop], check_inputs=self.check_inputs,
                         counts=self.kept)
-            except BaseException:
-                # A signal handler raised (SystemExit, TimeoutError, ...): the
-                # engine stopped after its last finished batch.
-                self.n_done += trainer.n_done
-                raise
             finally:
+                # also when a signal handler raised (SystemExit, TimeoutError,
+                # ...): the engine stopped after its last finished batch
                 self._sync()
             self.n_done += part_done
             start += part_done

@@ -120,9 +120,7 @@ class Dense:
         parameters that train, never a detached copy.  Values are converted
         to the network's dtype, which never changes."""
         live = getattr(self, "_" + name)
-        if live is None:
-            if name == "b" and self._W is not None:
-                raise ValueError("Dense.b cannot be set on a layer built with use_bias=False")
+        if live is None:    # (a layer without bias: the b setter says so first)
             raise ValueError(f"Dense.{name} can be set once the layer is part of a Network "
                              f"(which gives it its dtype)")
         arr = np.asarray(value)

@@ -21,7 +21,7 @@ from .schedules import LRSchedule, as_schedule
 _threadpools = None
 
 
-_NO_LIMIT = nullcontext()
+_NO_CONTEXT = nullcontext()
 
 
 def _single_threaded_blas(kernel=None):
@@ -33,7 +33,7 @@ def _single_threaded_blas(kernel=None):
     costs nothing (a one-row predict is a few microseconds)."""
     global _threadpools
     if (kernel or _config.get_kernel()) != "blas":
-        return _NO_LIMIT
+        return _NO_CONTEXT
     if _threadpools is None:
         _threadpools = ThreadpoolController()
     return _threadpools.limit(limits=1, user_api="blas")
@@ -461,13 +461,7 @@ class Network:
         """
         from . import distributed
         comm = distributed.active(comm)
-        if comm is None:
-            return self._fit_here(X, y, epochs, batch_size, shuffle, optimizer,
-                                  validation_data, verbose, n_threads, target_loss,
-                                  validation_split, callbacks, lr_schedule, metrics,
-                                  sample_weight, class_weight, l2, l1, input_noise, max_time,
-                                  order, epoch_loss, on_not_finite, X_is_finite, None)
-        with distributed.abort_on_error(comm):
+        with _NO_CONTEXT if comm is None else distributed.abort_on_error(comm):
             return self._fit_here(X, y, epochs, batch_size, shuffle, optimizer,
                                   validation_data, verbose, n_threads, target_loss,
                                   validation_split, callbacks, lr_schedule, metrics,
