@@ -1011,11 +1011,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         y_prob = self._probabilities(self._forward_pass_fast(X, check_input=False))
-        net = self._inference_network(linear_output=True)
-        tiny = np.finfo(net.dtype).tiny
-        underflow = y_prob < tiny
+        underflow = y_prob < np.finfo(y_prob.dtype).tiny   # y_prob: the model's dtype
         if not underflow.any():
             return np.log(y_prob, out=y_prob)
+        # only then the pre-activations, from a network with a linear output
+        net = self._inference_network(linear_output=True)
         Z = net.predict(_dense_float(X, net.dtype), n_threads=self.n_threads)
         if self.out_activation_ == "softmax":
             log_prob = scipy.special.log_softmax(Z, axis=1)
