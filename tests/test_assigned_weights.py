@@ -128,3 +128,26 @@ def test_assignment_errors_name_expected_and_received():
     with pytest.raises(ValueError, match="once the layer is part of a Network"):
         fn.Dense(3, 2).W = np.zeros((3, 2))
     assert np.isfinite(layer.W).all() and np.isfinite(layer.b).all()   # untouched
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parameters_start_on_a_cache_line_however_the_network_was_made(tmp_path, dtype):
+    """The kernels' vector loads are a cache line wide: every way of making a
+    network (built, copied, unpickled, loaded, assigned to) keeps W and b on
+    a 64-byte boundary, with their values."""
+    import copy
+    import pickle
+    net = fn.Network([fn.Dense(7, 33, "relu"), fn.Dense(33, 3, "softmax")], dtype=dtype,
+                     seed=0)
+    net.layers[0].W = np.arange(7 * 33, dtype=np.float64).reshape(7, 33) / 100
+    net.save(tmp_path / "m.fnn")
+    made = [net, copy.deepcopy(net), pickle.loads(pickle.dumps(net)),
+            fn.load(tmp_path / "m.fnn")]
+    for other in made:
+        for layer, original in zip(other.layers, net.layers):
+            for name in ("W", "b"):
+                arr = getattr(layer, name)
+                assert arr.ctypes.data % 64 == 0
+                assert arr.flags.c_contiguous and arr.flags.writeable
+                assert arr.dtype == dtype
+                np.testing.assert_array_equal(arr, getattr(original, name))
