@@ -63,6 +63,22 @@ static inline double fnn_wtime(void)
 }
 #endif
 
+/* ---- the cores this process may use --------------------------------------- */
+
+/* The CPUs of this process's affinity mask, or 0 when unknown (not Linux, or
+ * more CPUs than a cpu_set_t holds: Python's os.sched_getaffinity answers).
+ * Read on every call, as the mask may change; a syscall, where Python's
+ * answer builds a set (a tenth of a one-row predict's Python side). */
+static inline int fnn_affinity_cores(void)
+{
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+#endif
+    return 0;
+}
+
 /* ---- forked children --------------------------------------------------- */
 
 static inline int *fnn_forked_flag(void)

@@ -16,10 +16,12 @@ KERNEL_PREFERENCE = ("avx512", "avx2", "generic", "blas")
 def _available_cores():
     """The cores this process may run on: its CPU affinity, and a container's
     CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``) when lower."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = _engine.affinity_cores()
+    if not cores:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
     quota = _cgroup_cpu_quota()
     return max(1, min(cores, quota)) if quota is not None else max(1, cores)
 
@@ -76,13 +78,19 @@ def get_num_threads(n_threads=None):
     elif _num_threads is not None:
         n = _num_threads
     else:
-        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-        n = int(env) if env.isdigit() and int(env) > 0 else cores
+        n = _omp_env_threads(_engine.environ_value("OMP_NUM_THREADS")) or cores
         if _engine.openmp_enabled():
             n = min(n, _engine.openmp_max_threads())
     if _engine.forked_child():
         return 1
     return max(1, min(n, cores))
+
+
+@functools.lru_cache(maxsize=8)
+def _omp_env_threads(value):
+    """The thread count OMP_NUM_THREADS asks for (its first level), or None."""
+    first = (value or "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
 
 
 def available_kernels():
@@ -110,11 +118,17 @@ def get_kernel():
     """Name of the kernel in use: set_kernel(), else $FASTNN_KERNEL, else the best."""
     if _kernel is not None:
         return _kernel
-    env = os.environ.get(KERNEL_ENV, "").strip().lower()
-    if env and env != "auto":
-        _check_kernel(env, KERNEL_ENV)
-        return env
-    return _best_kernel()
+    env = _engine.environ_value(KERNEL_ENV)
+    return _kernel_from_env(env) if env else _best_kernel()
+
+
+@functools.lru_cache(maxsize=8)
+def _kernel_from_env(value):
+    name = value.strip().lower()
+    if not name or name == "auto":
+        return _best_kernel()
+    _check_kernel(name, KERNEL_ENV)
+    return name
 
 
 @functools.lru_cache(maxsize=None)

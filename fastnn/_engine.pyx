@@ -36,7 +36,7 @@ from cython cimport floating
 from cython.parallel cimport parallel
 from libc.math cimport exp, log, sqrt, pow, isfinite, fabs, cos, sin, M_PI
 from libc.string cimport memcpy, memset
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, getenv
 
 include "_engine_decl.pxi"
 include "_engine_team.pxi"

@@ -96,6 +96,7 @@ cdef extern from "fnn_omp.h" nogil:
     int fnn_omp_watch_fork()
     int fnn_omp_forked_child()
     int fnn_omp_team_size(int n, int *err)
+    int fnn_affinity_cores()
 
 fnn_omp_watch_fork()
 

@@ -97,7 +97,7 @@ cdef Py_ssize_t scratch_ld(Py_ssize_t width, Py_ssize_t itemsize) noexcept nogil
     return ld
 
 
-def forward(list weights, list biases, list activations, X, list outputs,
+def forward(list weights, list biases, list activations, cnp.ndarray X not None, list outputs,
             int n_threads, int kernel, bint check_inputs=False, bint check_signals=True):
     """Run X through the network.
 
@@ -118,23 +118,25 @@ def forward(list weights, list biases, list activations, X, list outputs,
     again); the products are bit-identical either way.
     """
     cdef int n_layers = len(weights), l, tid
-    cdef Py_ssize_t n = X.shape[0], width = 1, ld_scr
+    cdef Py_ssize_t n = cnp.PyArray_DIM(X, 0), width = 1, ld_scr
+    cdef double flops = 0.0
     cdef Layer layers[MAX_LAYERS]
     cdef void *outs[MAX_LAYERS]
     cdef void *packed[MAX_LAYERS]
     cdef char *work[MAX_THREADS]
     cdef size_t packed_total = 0
     cdef size_t packed_offset[MAX_LAYERS]
-    cdef bint is_double = X.dtype == np.float64
+    cdef bint is_double = cnp.PyArray_TYPE(X) == cnp.NPY_DOUBLE
     if n_layers > MAX_LAYERS:
         raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {n_layers}")
     memset(layers, 0, sizeof(layers))
     memset(packed, 0, sizeof(packed))
-    itemsize = X.dtype.itemsize
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(X)
     for l in range(n_layers):
         set_params(&layers[l], weights[l], biases[l], activations[l])
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
+        flops += 2.0 * n * layers[l].n_in * layers[l].n_out
         # One chunk packs each W once anyway: pre-pack only for several.
         packed_offset[l] = packed_total
         if n > PREDICT_CHUNK:
@@ -142,19 +144,19 @@ def forward(list weights, list biases, list activations, X, list outputs,
                                                       layers[l].n_in) + CACHE_LINE - 1)
                              // CACHE_LINE * CACHE_LINE)
     # One chunk per task, and no thread for less work than waking it costs.
-    flops = 2.0 * n * sum(W.shape[0] * W.shape[1] for W in weights)
     n_threads = int(max(1, min(n_threads, MAX_THREADS, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
                                flops / MIN_FLOPS_PER_PREDICT_THREAD)))
     n_threads = start_team(n_threads)
     ld_scr = scratch_ld(width, itemsize)
     scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * ld_scr * itemsize + CACHE_LINE, np.uint8)
     works = alloc_work(work, n_threads, kernel, itemsize)
-    packed_buf = np.empty(packed_total + CACHE_LINE, np.uint8)
-    cdef char *pk = <char *>aligned(packed_buf)
-    for l in range(n_layers):
-        if n > PREDICT_CHUNK and fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
-                                                         layers[l].n_in) > 0:
-            packed[l] = pk + packed_offset[l]
+    cdef char *pk
+    if packed_total:
+        packed_buf = np.empty(packed_total + CACHE_LINE, np.uint8)
+        pk = <char *>aligned(packed_buf)
+        for l in range(n_layers):
+            if fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out, layers[l].n_in) > 0:
+                packed[l] = pk + packed_offset[l]
     cdef char *scr = <char *>aligned(scratch)
     cdef const void *x = cnp.PyArray_DATA(X)
     cdef long bad_input = 0

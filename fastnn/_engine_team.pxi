@@ -65,6 +65,20 @@ def forked_child():
     return bool(fnn_omp_forked_child())
 
 
+def affinity_cores():
+    """The CPUs this process may run on (its affinity mask), or 0 when unknown."""
+    return fnn_affinity_cores()
+
+
+def environ_value(str name):
+    """``os.environ.get(name)``, read from the C environment (which
+    ``os.environ`` assignments update): os.environ's lookup costs about a
+    microsecond, too much for every one-row predict."""
+    cdef bytes key = name.encode()
+    cdef const char *value = getenv(key)
+    return None if value == NULL else value.decode("utf-8", "surrogateescape")
+
+
 _os_refused_threads = False
 
 

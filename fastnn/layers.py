@@ -192,16 +192,22 @@ class Dense:
     @property
     def activation_code(self):
         """What the engine reads: (code, alpha, steepness, flat-spot bounds lo, hi).
-        Kept until one of the settings it comes from changes (a registry
-        lookup per layer would be a third of a small network's predict)."""
-        key = (self.activation, self.alpha, self.steepness, self.flat_spot)
-        cached = self.__dict__.get("_activation_code")
-        if cached is None or cached[0] != key:
+        Kept until one of the settings it comes from is assigned (see
+        __setattr__): a registry lookup per layer would be a third of a small
+        network's predict."""
+        code = self.__dict__.get("_activation_code")
+        if code is None:
             entry = activations.get(self.activation)
             lo, hi = entry.flat_spot_bounds(self.flat_spot) or (0.0, 0.0)
-            cached = (key, (entry.code, self.alpha, self.steepness, lo, hi))
-            self._activation_code = cached
-        return cached[1]
+            code = self._activation_code = (entry.code, self.alpha, self.steepness, lo, hi)
+        return code
+
+    _CODE_SETTINGS = frozenset(("activation", "alpha", "steepness", "flat_spot"))
+
+    def __setattr__(self, name, value):
+        if name in Dense._CODE_SETTINGS:
+            self.__dict__.pop("_activation_code", None)
+        object.__setattr__(self, name, value)
 
     def get_config(self):
         return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,

@@ -185,10 +185,11 @@ class Network:
         which costs nothing next to a separate pass (about 8% of a predict).
         The layers' arrays need no check here: each layer owns them (an
         assignment copies into them), and inference only reads them."""
-        layers = self.layers
-        W = [l.W for l in layers]
-        b = [l.b for l in layers]
-        acts = [l.activation_code for l in layers]
+        W, b, acts = [], [], []
+        for layer in self.layers:
+            W.append(layer.W)
+            b.append(layer.b)
+            acts.append(layer.activation_code)
         n_threads = _config.get_num_threads(n_threads)
         kernel = _config.get_kernel()
         with _single_threaded_blas(kernel):

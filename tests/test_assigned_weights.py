@@ -151,3 +151,30 @@ def test_parameters_start_on_a_cache_line_however_the_network_was_made(tmp_path,
                 assert arr.flags.c_contiguous and arr.flags.writeable
                 assert arr.dtype == dtype
                 np.testing.assert_array_equal(arr, getattr(original, name))
+
+
+@pytest.mark.parametrize("setting, value", [("activation", "tanh"), ("steepness", 2.0),
+                                            ("alpha", 0.3), ("flat_spot", 0.2)])
+def test_a_setting_assigned_after_building_reaches_the_engine(setting, value):
+    """The engine's view of a layer's activation is cached; assigning any
+    setting it is made from must be seen by the next call (flat_spot changes
+    only the derivative: the gradients)."""
+    from fastnn import _reference
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(9, 4)) * 3, rng.normal(size=(9, 2))
+    net = fn.Network([fn.Dense(4, 6, "leaky_relu" if setting == "alpha" else "sigmoid"),
+                      fn.Dense(6, 2)], dtype=np.float64, seed=0)
+
+    def engine_and_reference():
+        params = ([l.W for l in net.layers], [l.b for l in net.layers],
+                  [(l.activation, l.alpha, l.steepness, l.flat_spot) for l in net.layers])
+        if setting == "flat_spot":
+            return (net.gradients(X, y)[0][0],
+                    _reference.gradients(*params, "mse", X, y)[1][0][0])
+        return net.predict(X), _reference.forward(*params, X)[-1]
+
+    before, _ = engine_and_reference()
+    setattr(net.layers[0], setting, value)
+    after, expected = engine_and_reference()
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, expected, rtol=1e-10, atol=1e-12)
