@@ -45,6 +45,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import _engine
+from ._registry import lookup
 
 
 @dataclass(frozen=True)
@@ -302,16 +303,7 @@ NOT_DIFFERENTIABLE = {name for name, a in REGISTRY.items() if not a.differentiab
 
 def canonical_name(activation):
     """The canonical name of ``activation``, or a ValueError naming the choices."""
-    if not isinstance(activation, str):
-        raise TypeError(
-            f"activation must be a string, one of {sorted(CODES) + sorted(ALIASES)}; "
-            f"got {type(activation).__name__} {activation!r}")
-    name = ALIASES.get(activation.lower(), activation.lower())
-    if name not in CODES:
-        raise ValueError(
-            f"unknown activation {activation!r}; expected one of "
-            f"{sorted(CODES) + sorted(ALIASES)}")
-    return name
+    return lookup("activation", activation, REGISTRY, ALIASES).name
 
 
 def get(activation):

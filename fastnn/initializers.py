@@ -7,6 +7,8 @@ with ``n_in = 1``.
 """
 import numpy as np
 
+from ._registry import lookup
+
 
 def glorot_uniform(rng, n_in, n_out):
     limit = np.sqrt(6.0 / (n_in + n_out))
@@ -65,11 +67,4 @@ def get(init):
     """The initialiser named ``init`` (or ``init`` itself when callable)."""
     if callable(init):
         return init
-    if not isinstance(init, str):
-        raise TypeError(f"init must be a name or a callable(rng, n_in, n_out); "
-                        f"got {type(init).__name__}")
-    name = ALIASES.get(init, init)
-    if name not in INITIALIZERS:
-        raise ValueError(f"unknown init {init!r}; expected one of "
-                         f"{sorted(INITIALIZERS) + sorted(ALIASES)}")
-    return INITIALIZERS[name]
+    return lookup("init", init, INITIALIZERS, ALIASES, also=", or a callable(rng, n_in, n_out)")

@@ -34,6 +34,7 @@ Adding a loss: a subclass here (registered in ``LOSSES``) and its code and
 import numpy as np
 
 from . import _engine, activations
+from ._registry import lookup
 
 
 class Loss:
@@ -308,14 +309,7 @@ def get(loss):
     """The Loss object of a name or alias (case-insensitive), or of a Loss."""
     if isinstance(loss, Loss):
         return loss
-    if not isinstance(loss, str):
-        raise TypeError(f"loss must be a string, one of {list(LOSSES)}; "
-                        f"got {type(loss).__name__} {loss!r}")
-    name = ALIASES.get(loss.lower(), loss.lower())
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of "
-                         f"{list(LOSSES) + sorted(ALIASES)}")
-    return LOSSES[name]
+    return lookup("loss", loss, LOSSES, ALIASES)
 
 
 def canonical_name(loss):

@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from . import losses
+from ._registry import lookup
 
 
 class Metric:
@@ -89,13 +90,7 @@ def get(metric):
     """The Metric object of a name, or the Metric given."""
     if isinstance(metric, Metric):
         return metric
-    if not isinstance(metric, str):
-        raise TypeError(f"a metric must be a name, one of {list(METRICS)}, or a "
-                        f"fastnn.metrics.Metric; got {type(metric).__name__} {metric!r}")
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRICS)} "
-                         f"or a fastnn.metrics.Metric")
-    return METRICS[metric]
+    return lookup("metric", metric, METRICS, also=", or a fastnn.metrics.Metric")
 
 
 def get_list(metrics, loss):

@@ -56,7 +56,7 @@ def test_unknown_activation_names_the_choices():
 
 
 def test_unknown_loss_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of .*'mse'.*'cross_entropy'"):
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of .*'cross_entropy'.*'mse'"):
         fn.Network([fn.Dense(2, 3)], loss="hinge")
 
 
@@ -385,3 +385,21 @@ def test_cli_usage_on_unknown_command():
     proc = _run_cli("frobnicate")
     assert proc.returncode == 2
     assert "usage: fastnn" in proc.stderr
+
+
+def test_every_registry_takes_names_the_same_way():
+    """Activations, losses, metrics and initialisers: case-insensitive names and
+    aliases, a TypeError for a non-name, a ValueError naming the choices."""
+    from fastnn import activations, initializers, losses, metrics
+    assert activations.get("ReLU") is activations.get("relu")
+    assert activations.get("Identity") is activations.get("linear")
+    assert losses.get("MSE") is losses.get("squared_error")
+    assert metrics.get("Accuracy") is metrics.get("accuracy")
+    assert initializers.get("He_Normal") is initializers.get("he_normal")
+    assert initializers.get("Xavier_Uniform") is initializers.get("glorot_uniform")
+    for module, kind in [(activations, "activation"), (losses, "loss"), (metrics, "metric"),
+                         (initializers, "init")]:
+        with pytest.raises(TypeError, match=f"^{kind} must be a string, one of "):
+            module.get(3.5)
+        with pytest.raises(ValueError, match=f"^unknown {kind} 'nope'; expected one of "):
+            module.get("nope")

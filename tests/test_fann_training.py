@@ -151,7 +151,7 @@ def test_metrics_are_checked():
         net.evaluate(X, y, metrics=["f1"])
     with pytest.raises(ValueError, match="metrics may name 'bit_fail' once"):
         net.fit(X, y, metrics=["bit_fail", metrics.BitFail(0.1)])
-    with pytest.raises(TypeError, match="a metric must be a name"):
+    with pytest.raises(TypeError, match="metric must be a string"):
         net.evaluate(X, y, metrics=[3])
 
 

@@ -516,7 +516,7 @@ def test_unknown_kernel_in_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("make,exc,msg", [
     (lambda: fn.Dense(2, 3, init=3.5), TypeError,
-     r"init must be a name or a callable\(rng, n_in, n_out\); got float"),
+     r"init must be a string, one of .*, or a callable\(rng, n_in, n_out\); got float"),
     (lambda: fn.Network([fn.Dense(2, 2)], loss=None), TypeError, "loss must be a string"),
     (lambda: fn.Network([fn.Dense(2, 2)], dtype="int32"), ValueError,
      "dtype must be 'float32' or 'float64', got 'int32'"),
