@@ -96,6 +96,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _config
+from ._validation import all_finite
 from .callbacks import Callback
 from .layers import Dense
 from .network import Network
