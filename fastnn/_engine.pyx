@@ -25,6 +25,7 @@ files included below (in this order; each opens with its own design notes):
 - ``_engine_step.pxi``: one training step (forward, backward, the epoch loop);
 - ``_engine_trainer.pxi``: ``Trainer``, the workspace of one fit, ``run_epoch``;
 - ``_engine_infer.pxi``: inference (``forward``);
+- ``_engine_serve.pxi``: ``predict`` of a few rows in one C call (serving);
 - ``_engine_testing.pxi``: entry points for the tests.
 """
 import threading
@@ -46,4 +47,5 @@ include "_engine_loss.pxi"
 include "_engine_step.pxi"
 include "_engine_trainer.pxi"
 include "_engine_infer.pxi"
+include "_engine_serve.pxi"
 include "_engine_testing.pxi"

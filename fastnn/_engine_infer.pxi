@@ -6,11 +6,11 @@
 
 cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel,
                         void **packed, const floating *X, Py_ssize_t rows, floating **outs,
-                        floating *scratch, Py_ssize_t ld_scratch,
+                        floating *scratch, Py_ssize_t ld_scratch, Py_ssize_t half_rows,
                         void *work, Poll *poll) noexcept nogil:
     """Rows of X through every layer.  ``outs[l]`` (when not NULL) receives
     layer l's output; other layers go through two halves of ``scratch``
-    (rows ``ld_scratch`` apart).  ``packed[l]``: layer l's W pre-packed for
+    (``half_rows`` >= rows each, rows ``ld_scratch`` apart).  ``packed[l]``: layer l's W pre-packed for
     ``kernel``, or NULL.  ``poll``: thread 0's, which runs the signal
     handlers between layers (a chunk of a wide network takes milliseconds);
     the chunk is abandoned when one raised."""
@@ -28,7 +28,7 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
         if outs[l] != NULL:
             out, ld_out = outs[l], L.n_out
         else:
-            out, ld_out = scratch + (l % 2) * PREDICT_CHUNK * ld_scratch, ld_scratch
+            out, ld_out = scratch + (l % 2) * half_rows * ld_scratch, ld_scratch
         ep.act, ep.act_param, ep.bias = L.act, L.act_param, L.b
         ep.steepness = L.steepness
         if packed[l] != NULL:
@@ -81,7 +81,7 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
         for l in range(n_layers):
             my_outs[l] = outs[l] + r0 * layers[l].n_out if outs[l] != NULL else NULL
         forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
-                      rows, my_outs, my_scratch, ld_scratch, work[tid],
+                      rows, my_outs, my_scratch, ld_scratch, PREDICT_CHUNK, work[tid],
                       poll if tid == 0 else NULL)
         chunk = fnn_atomic_fetch_add(next_chunk, 1)
 

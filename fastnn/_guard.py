@@ -74,12 +74,15 @@ class UseGuard:
             self._trainer = None
 
 
-def shared_use(method):
-    """Network method that reads the network: runs beside other readers."""
+def shared_use(method, name=None):
+    """Network method that reads the network: runs beside other readers.
+    ``name``: the call its errors name (default: the method's name)."""
+    name = name or method.__name__
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         guard = self._guard
-        guard.enter_shared(method.__name__)
+        guard.enter_shared(name)
         try:
             return method(self, *args, **kwargs)
         finally:

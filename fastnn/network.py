@@ -1,4 +1,5 @@
 """Network: an ordered list of Dense layers with a loss, trained by the engine."""
+import functools
 import numbers
 from contextlib import nullcontext
 
@@ -158,12 +159,29 @@ class Network:
         self._run_forward(X, X_given, outputs, n_threads)
         return outputs
 
-    @shared_use
     def predict(self, X, n_threads=None):
         """The network's prediction for X, shape (n_samples, n_outputs): the output
         layer's values, or for loss="poisson" the mean exp(z) of its values z."""
+        if n_threads is None:       # a few ready rows: one C call (_engine_serve.pxi)
+            few_rows = self.__dict__.get("_few_rows") or self._make_few_rows()
+            out = few_rows(X, _config.kernel_code())
+            if out is not None:
+                return self.loss_function.predict(out)
+        return self._predict_any(X, n_threads)
+
+    @functools.partial(shared_use, name="predict")
+    def _predict_any(self, X, n_threads):
         return self.loss_function.predict(self._predict(X, self._check_X(X, finite=False),
                                                         n_threads))
+
+    def _make_few_rows(self):
+        self._few_rows = _engine.FewRowsPredictor(self.layers, self._guard, self.dtype)
+        return self._few_rows
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_few_rows", None)   # a C object over this network's arrays: made on use
+        return state
 
     def _predict(self, X_given, X, n_threads):
         """predict for X = check_array(X_given, finite=False)."""
