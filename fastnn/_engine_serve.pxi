@@ -13,12 +13,14 @@
 # guard's trainer: this path declines) or cannot start until the call
 # returns, and no other thread can enter this object's buffers meanwhile.
 # The work is one inference chunk on one thread (as the general path would
-# run it), a few microseconds to a millisecond: too short for signals to wait.
+# run it), at most SERVE_MAX_FLOPS: too short for signals to wait.
 
 from cpython.pythread cimport PyThread_get_thread_ident
 
 cdef enum:
     SERVE_MAX_ROWS = 32     # rows served here: the scratch is kept per network
+
+DEF SERVE_MAX_FLOPS = 1e8   # about half a millisecond on one core
 
 
 cdef class FewRowsPredictor:
@@ -30,12 +32,13 @@ cdef class FewRowsPredictor:
     cdef list codes             # the activation_code each descriptor was made from
     cdef object guard
     cdef int typenum
-    cdef Py_ssize_t itemsize, n_in, n_out, ld_scratch
+    cdef Py_ssize_t itemsize, n_in, n_out, ld_scratch, max_rows
     cdef object dtype, scratch, work_buffer
     cdef int work_kernel
 
     def __cinit__(self, list dense, object guard, object dtype):
         cdef Py_ssize_t l, width = 1
+        cdef double flops_per_row = 0.0
         self.n_layers = len(dense)
         if self.n_layers > MAX_LAYERS:
             raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {self.n_layers}")
@@ -49,6 +52,8 @@ cdef class FewRowsPredictor:
             set_params(&self.layers[l], layer.W, layer.b, code)
             self.codes.append(code)
             width = max(width, self.layers[l].n_out)
+            flops_per_row += 2.0 * self.layers[l].n_in * self.layers[l].n_out
+        self.max_rows = <Py_ssize_t>min(<double>SERVE_MAX_ROWS, SERVE_MAX_FLOPS / flops_per_row)
         self.n_in, self.n_out = self.layers[0].n_in, self.layers[self.n_layers - 1].n_out
         self.ld_scratch = scratch_ld(width, self.itemsize)
         self.scratch = np.empty(2 * SERVE_MAX_ROWS * self.ld_scratch * self.itemsize
@@ -64,7 +69,7 @@ cdef class FewRowsPredictor:
                 or not cnp.PyArray_IS_C_CONTIGUOUS(x)):
             return None
         cdef Py_ssize_t rows = cnp.PyArray_DIM(x, 0), l
-        if rows == 0 or rows > SERVE_MAX_ROWS or cnp.PyArray_DIM(x, 1) != self.n_in:
+        if rows == 0 or rows > self.max_rows or cnp.PyArray_DIM(x, 1) != self.n_in:
             return None
         trainer = self.guard._trainer
         if trainer is not None and trainer != PyThread_get_thread_ident():
