@@ -164,8 +164,8 @@ def test_serving_during_a_fit_in_another_thread_raises_and_in_its_callback_serve
 def test_work_longer_than_half_a_millisecond_is_not_served(general_path_fails):
     """The serving path holds the GIL: it takes at most about 1e8 flops."""
     net = fn.Network([fn.Dense(8, 3000, "relu"), fn.Dense(3000, 3000, "relu"),
-                      fn.Dense(3000, 2)], seed=0)          # 3.6e7 flops per row
-    X = np.zeros((3, 8), np.float32)
-    assert net.predict(X[:2]).shape == (2, 2)
+                      fn.Dense(3000, 2)], seed=0)          # 1.8e7 flops per row: 5 rows
+    X = np.zeros((6, 8), np.float32)
+    assert net.predict(X[:5]).shape == (5, 2)
     with pytest.raises(AssertionError, match="general path"):
         net.predict(X)
