@@ -143,14 +143,19 @@ def kernel_code():
 
 
 def show_config(file=None):
-    """Print the version, the kernels, OpenMP and the thread count."""
+    """Print the version, the kernels, OpenMP and the thread count; a
+    FASTNN_KERNEL that names no usable kernel is shown as such."""
     from . import __version__
+    try:
+        kernel = get_kernel() + (f" (forced by {KERNEL_ENV})"
+                                 if _engine.environ_value(KERNEL_ENV) and _kernel is None else "")
+    except ValueError:
+        kernel = f"none ({KERNEL_ENV}={_engine.environ_value(KERNEL_ENV)!r} is not valid)"
     lines = [
         f"fastnn {__version__}",
         f"python {platform.python_version()} on {platform.machine()} ({platform.system()})",
         f"kernels compiled and usable: {', '.join(available_kernels())}",
-        f"kernel selected: {get_kernel()}"
-        + (f" (forced by {KERNEL_ENV})" if os.environ.get(KERNEL_ENV) and _kernel is None else ""),
+        f"kernel selected: {kernel}",
         f"OpenMP: {'enabled' if _engine.openmp_enabled() else 'disabled (serial build)'}",
         f"threads: {get_num_threads()} (cores available: {_available_cores()}"
         + ("; forked child: one thread" if _engine.forked_child() else "") + ")",
