@@ -597,7 +597,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                           f"learning_rate_init, or scale the data.", ConvergenceWarning)
 
     def _weights_are_finite(self):
-        return all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_)
+        return all(all_finite(w) for w in self.coefs_ + self.intercepts_)
 
     def _restore_best(self):
         """The best weights back into the live arrays (kept shared with
