@@ -106,13 +106,13 @@ cdef class Trainer:
             W, b = weights[l], biases[l]
             L = &self.layers[l]
             set_params(L, W, b, activations[l])
-            A = np.empty((batch_size, L.n_out), self.dtype)
-            D = np.empty((batch_size, L.n_out), self.dtype)
+            A = empty_aligned((batch_size, L.n_out), self.dtype)
+            D = empty_aligned((batch_size, L.n_out), self.dtype)
             self.keep += [W, b, A, D]
             L.A, L.D = cnp.PyArray_DATA(A), cnp.PyArray_DATA(D)
             if fnn_act_props(L.act) & FNN_ACT_FROM_INPUT:
                 # f' needs the activation's inputs: one more buffer, only here
-                Z = np.empty((batch_size, L.n_out), self.dtype)
+                Z = empty_aligned((batch_size, L.n_out), self.dtype)
                 self.keep.append(Z)
                 L.Z = cnp.PyArray_DATA(Z)
             rate = 0.0 if dropout is None else float(dropout[l])
@@ -120,7 +120,7 @@ cdef class Trainer:
                 raise ValueError(f"dropout rates must be in [0, 1), got {rate} for layer {l}")
             Aout = A
             if rate > 0:
-                Aout = np.empty((batch_size, L.n_out), self.dtype)
+                Aout = empty_aligned((batch_size, L.n_out), self.dtype)
                 L.dropout = True
                 L.keep_below = <u64>round((1.0 - rate) * 2.0 ** 53)
                 L.dropout_scale = 1.0 / (1.0 - rate)
@@ -130,8 +130,8 @@ cdef class Trainer:
             L.penalty_tile0 = n_penalty_tiles
             n_penalty_tiles += n_tiles(kernel, L.n_in, L.n_out)
             if need_grad:
-                gW = np.zeros_like(W)
-                gb = np.zeros(L.n_out, self.dtype) if b is not None else None
+                gW = zeros_aligned((L.n_in, L.n_out), self.dtype)
+                gb = zeros_aligned(L.n_out, self.dtype) if b is not None else None
                 self.grad_W.append(gW)
                 self.grad_b.append(gb)
                 L.gW, L.gb = cnp.PyArray_DATA(gW), data_or_null(gb)
@@ -142,8 +142,8 @@ cdef class Trainer:
                 self.keep += list(state2[l])
                 L.s2W, L.s2b = data_or_null(state2[l][0]), data_or_null(state2[l][1])
         n_in, n_out = weights[0].shape[0], weights[n_layers - 1].shape[1]
-        Xb = np.empty((batch_size, n_in), self.dtype)
-        Tb = np.empty((batch_size, n_out), self.dtype)
+        Xb = empty_aligned((batch_size, n_in), self.dtype)
+        Tb = empty_aligned((batch_size, n_out), self.dtype)
         row_loss = np.empty(batch_size, np.float64)
         penalty_parts = np.zeros(2 * n_penalty_tiles, np.float64)
         self.keep += [Xb, Tb, row_loss, penalty_parts]

@@ -3,24 +3,14 @@ import numbers
 
 import numpy as np
 
-from . import activations, initializers
+from . import _engine, activations, initializers
 from ._validation import check_finite
 
-# The kernels' vector loads and stores are a cache line wide (AVX-512): an
-# array that starts mid-line (NumPy aligns to 16 bytes) splits every one of
-# them over two lines, which doubles a one-row predict's time (its weights
-# stream from L2) and slows the weight update's writes.
-PARAMETER_ALIGNMENT = 64
-
-
 def aligned_copy(values, dtype):
-    """A C-contiguous copy of ``values`` in ``dtype`` whose data starts on a
-    PARAMETER_ALIGNMENT boundary."""
+    """A C-contiguous copy of ``values`` in ``dtype`` starting on a cache line
+    (see _engine.empty_aligned: the kernels read the layers' arrays)."""
     values = np.asarray(values)
-    dtype = np.dtype(dtype)
-    raw = np.empty(values.size * dtype.itemsize + PARAMETER_ALIGNMENT, np.uint8)
-    start = -raw.ctypes.data % PARAMETER_ALIGNMENT
-    out = raw[start:start + values.size * dtype.itemsize].view(dtype).reshape(values.shape)
+    out = _engine.empty_aligned(values.shape, dtype)
     out[...] = values
     return out
 

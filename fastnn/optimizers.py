@@ -13,6 +13,7 @@ to the gradient the optimizer sees.
 """
 import numpy as np
 
+from . import _engine
 from ._validation import check_positive_float, check_real
 
 # Exported by fastnn itself: a new optimizer is listed here only.
@@ -25,6 +26,13 @@ def _check_unit_interval(value, name):
         raise ValueError(f"{name} must be in [0, 1), got {value}")
     return float(value)
 
+
+
+def _full_aligned(shape, value, dtype):
+    """np.full on a cache line: the engine's update streams the state with the weights."""
+    out = _engine.empty_aligned(shape, dtype)
+    out.fill(value)
+    return out
 
 class Optimizer:
     """Base class.  Every constructor argument is stored as an attribute of the
@@ -49,8 +57,8 @@ class Optimizer:
             return [None, None]
         shapes = [(l.W.shape, None if l.b is None else l.b.shape, l.W.dtype) for l in layers]
         if self._state is None or self._shapes != shapes:
-            self._state = [[(np.full(w, self._initial_state(i), dt),
-                             None if b is None else np.full(b, self._initial_state(i), dt))
+            self._state = [[(_full_aligned(w, self._initial_state(i), dt),
+                             None if b is None else _full_aligned(b, self._initial_state(i), dt))
                             for w, b, dt in shapes] for i in range(self.n_state)]
             self._shapes = shapes
             self.step = 0
