@@ -54,6 +54,7 @@ from fastnn.datasets import load_fann_data
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_fann import DATA, LAYERS   # noqa: E402  (the sets and FANN's layers)
+import libfann                        # noqa: E402  (FANN's C library, ctypes)
 
 # FANN iRPROP- test MSE and bit-fail fraction (../shared/fann-datasets/README.md)
 PUBLISHED = {"abelone": (0.0056, 0.0), "bank32fm": (0.0018, 0.0), "bank32nh": (0.0150, 0.0043),
@@ -151,6 +152,33 @@ class TestCurve(fn.Callback):
             self.record(epoch)
 
 
+def run_libfann(name, net, X_test, T_test, seed, args):
+    """FANN's own library (libfann, float) trained on the set from the
+    initial weights of fastnn's network ``net`` (the same draw per seed),
+    its test curve taken as TestCurve takes fastnn's."""
+    lib = libfann.load("float")
+    if lib is None:
+        sys.exit("libfann is not installed: apt-get install libfann-dev")
+    ann = libfann.FannNet(lib, LAYERS[name])
+    ann.set_weights([(layer.W, layer.b) for layer in net.layers])
+    data = libfann.FannData(lib, os.path.join(DATA, name + ".train"))
+    curve = TestCurve(X_test, T_test, args.eval_every)
+    curve.model = ann
+    t0 = time.perf_counter()
+    for epoch in range(args.epochs):
+        train_mse = ann.train_epoch(data)
+        curve.on_epoch_end(epoch)
+        if args.max_time is not None and time.perf_counter() - t0 > args.max_time:
+            break
+    seconds = time.perf_counter() - t0
+    if not curve.epochs or curve.epochs[-1] != epoch + 1:
+        curve.record(epoch)
+    return {"seed": seed, "epochs": epoch + 1, "seconds": seconds, "stop_reason": None,
+            "curve_epochs": curve.epochs, "test_mse": curve.mse,
+            "test_bit_fail": curve.bit_fail, "final_train_loss": float(train_mse),
+            "solved": curve.solved}
+
+
 def run_set(name, args, use):
     X, T = load_fann_data(os.path.join(DATA, name + ".train"), dtype=args.dtype)
     X_test, T_test = load_fann_data(os.path.join(DATA, name + ".test"), dtype=args.dtype)
@@ -158,6 +186,9 @@ def run_set(name, args, use):
     runs = []
     for seed in range(args.seeds):
         net = make_network(sizes, use, seed, args.dtype)
+        if args.library == "fann":
+            runs.append(run_libfann(name, net, X_test, T_test, seed, args))
+            continue
         curve = TestCurve(X_test, T_test, args.eval_every)
         fit_kw = {"max_time": args.max_time} if args.max_time is not None else {}
         t0 = time.perf_counter()
@@ -197,6 +228,9 @@ def main():
     ap.add_argument("--flat-spot", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--steepness", type=float,
                     help="FANN's sigmoid steepness (0.5, FANN's default, is the plain logistic)")
+    ap.add_argument("--library", choices=["fastnn", "fann"], default="fastnn",
+                    help="train with fastnn, or with FANN's own library (libfann, float) "
+                    "from the same initial weights, epoch by epoch")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out")
@@ -207,6 +241,8 @@ def main():
     use = resolve(args, have)
     budget = (f"{args.max_time:g} s (at most {args.epochs} epochs)" if args.max_time is not None
               else f"{args.epochs} epochs")
+    if args.library == "fann":
+        print("libfann (FANN 2.2, float) from fastnn's initial weights:")
     print(f"fastnn {fn.__version__}: loss={use['loss']}, RProp variant="
           f"{use['rprop_variant'] or 'paper (fastnn iRPROP-)'}, flat spot="
           f"{use['flat_spot'] or 'off'}, steepness={use['steepness'] or 'plain sigmoid'}, "
