@@ -38,6 +38,16 @@ uses them when this fastnn has them, and the output says which were used):
   [0.01, 0.99];
 * ``Dense(steepness=2 * s)``: FANN's sigmoid steepness s (0.5, FANN's
   default, is fastnn's plain sigmoid and needs nothing).
+
+``--library fann`` trains FANN's own library instead (libfann, float, through
+ctypes: bench/libfann.py) under the same protocol: for each seed, fastnn's
+network draws the initial weights, libfann starts from them
+(``fann_set_weight_array``) and trains with ``fann_train_epoch``
+(FANN_TRAIN_RPROP, its default tanh error function and clipped sigmoid
+derivative), and the test curve is taken as fastnn's.  FANN's published
+figures then separate from the budget: the two libraries run the same
+algorithm (tests/test_fann_rprop_vs_libfann.py holds them to the same
+weights epoch by epoch).
 """
 import argparse
 import inspect
@@ -242,12 +252,15 @@ def main():
     budget = (f"{args.max_time:g} s (at most {args.epochs} epochs)" if args.max_time is not None
               else f"{args.epochs} epochs")
     if args.library == "fann":
-        print("libfann (FANN 2.2, float) from fastnn's initial weights:")
-    print(f"fastnn {fn.__version__}: loss={use['loss']}, RProp variant="
-          f"{use['rprop_variant'] or 'paper (fastnn iRPROP-)'}, flat spot="
-          f"{use['flat_spot'] or 'off'}, steepness={use['steepness'] or 'plain sigmoid'}, "
-          f"biases {'uniform +-0.1' if use['bias_init'] else 'zero'}; {args.seeds} seeds, "
-          f"{budget}, test every {args.eval_every} epochs")
+        print(f"libfann (FANN 2.2, float): fann_train_epoch with FANN_TRAIN_RPROP and FANN's "
+              f"defaults, from the initial weights fastnn draws per seed; {args.seeds} seeds, "
+              f"{budget}, test every {args.eval_every} epochs")
+    else:
+        print(f"fastnn {fn.__version__}: loss={use['loss']}, RProp variant="
+              f"{use['rprop_variant'] or 'paper (fastnn iRPROP-)'}, flat spot="
+              f"{use['flat_spot'] or 'off'}, steepness={use['steepness'] or 'plain sigmoid'}, "
+              f"biases {'uniform +-0.1' if use['bias_init'] else 'zero'}; {args.seeds} seeds, "
+              f"{budget}, test every {args.eval_every} epochs")
     print(f"{'set':<13} {'layers':<12} {'best test MSE':>13} {'(epoch)':>8} {'FANN':>8} "
           f"{'ratio':>6} {'bit fail':>8} {'FANN':>7} {'solved':>6} {'s/run':>6}")
     records = []
