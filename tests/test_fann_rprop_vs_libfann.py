@@ -19,6 +19,10 @@ gradient, taken in other orders, cannot flip a sign here: the weights must
 agree to 1e-12 for 40 epochs.  In float32 a near-zero gradient can round to
 either sign after some tens of epochs (the trajectories then part, as two
 runs of FANN on two machines would), so float32 is held to a few epochs.
+
+Not reproduced: FANN clamps a neuron's sum to +-150/steepness before the
+activation, which changes a sigmoid's output only below e^-600 (float32
+rounds it to 0 either way); these networks stay far from it.
 """
 import ctypes
 
