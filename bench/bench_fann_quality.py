@@ -38,6 +38,16 @@ uses them when this fastnn has them, and the output says which were used):
   [0.01, 0.99];
 * ``Dense(steepness=2 * s)``: FANN's sigmoid steepness s (0.5, FANN's
   default, is fastnn's plain sigmoid and needs nothing).
+
+``--library fann`` trains FANN's own library instead (libfann, float, through
+ctypes: bench/libfann.py) under the same protocol: for each seed, fastnn's
+network draws the initial weights, libfann starts from them
+(``fann_set_weight_array``) and trains with ``fann_train_epoch``
+(FANN_TRAIN_RPROP, its default tanh error function and clipped sigmoid
+derivative), and the test curve is taken as fastnn's.  FANN's published
+figures then separate from the budget: the two libraries run the same
+algorithm (tests/test_fann_rprop_vs_libfann.py holds them to the same
+weights epoch by epoch).
 """
 import argparse
 import inspect
@@ -54,6 +64,7 @@ from fastnn.datasets import load_fann_data
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_fann import DATA, LAYERS   # noqa: E402  (the sets and FANN's layers)
+import libfann                        # noqa: E402  (FANN's C library, ctypes)
 
 # FANN iRPROP- test MSE and bit-fail fraction (../shared/fann-datasets/README.md)
 PUBLISHED = {"abelone": (0.0056, 0.0), "bank32fm": (0.0018, 0.0), "bank32nh": (0.0150, 0.0043),
@@ -151,6 +162,33 @@ class TestCurve(fn.Callback):
             self.record(epoch)
 
 
+def run_libfann(name, net, X_test, T_test, seed, args):
+    """FANN's own library (libfann, float) trained on the set from the
+    initial weights of fastnn's network ``net`` (the same draw per seed),
+    its test curve taken as TestCurve takes fastnn's."""
+    lib = libfann.load("float")
+    if lib is None:
+        sys.exit("libfann is not installed: apt-get install libfann-dev")
+    ann = libfann.FannNet(lib, LAYERS[name])
+    ann.set_weights([(layer.W, layer.b) for layer in net.layers])
+    data = libfann.FannData(lib, os.path.join(DATA, name + ".train"))
+    curve = TestCurve(X_test, T_test, args.eval_every)
+    curve.model = ann
+    t0 = time.perf_counter()
+    for epoch in range(args.epochs):
+        train_mse = ann.train_epoch(data)
+        curve.on_epoch_end(epoch)
+        if args.max_time is not None and time.perf_counter() - t0 > args.max_time:
+            break
+    seconds = time.perf_counter() - t0
+    if not curve.epochs or curve.epochs[-1] != epoch + 1:
+        curve.record(epoch)
+    return {"seed": seed, "epochs": epoch + 1, "seconds": seconds, "stop_reason": None,
+            "curve_epochs": curve.epochs, "test_mse": curve.mse,
+            "test_bit_fail": curve.bit_fail, "final_train_loss": float(train_mse),
+            "solved": curve.solved}
+
+
 def run_set(name, args, use):
     X, T = load_fann_data(os.path.join(DATA, name + ".train"), dtype=args.dtype)
     X_test, T_test = load_fann_data(os.path.join(DATA, name + ".test"), dtype=args.dtype)
@@ -158,6 +196,9 @@ def run_set(name, args, use):
     runs = []
     for seed in range(args.seeds):
         net = make_network(sizes, use, seed, args.dtype)
+        if args.library == "fann":
+            runs.append(run_libfann(name, net, X_test, T_test, seed, args))
+            continue
         curve = TestCurve(X_test, T_test, args.eval_every)
         fit_kw = {"max_time": args.max_time} if args.max_time is not None else {}
         t0 = time.perf_counter()
@@ -197,6 +238,9 @@ def main():
     ap.add_argument("--flat-spot", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--steepness", type=float,
                     help="FANN's sigmoid steepness (0.5, FANN's default, is the plain logistic)")
+    ap.add_argument("--library", choices=["fastnn", "fann"], default="fastnn",
+                    help="train with fastnn, or with FANN's own library (libfann, float) "
+                    "from the same initial weights, epoch by epoch")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out")
@@ -207,11 +251,16 @@ def main():
     use = resolve(args, have)
     budget = (f"{args.max_time:g} s (at most {args.epochs} epochs)" if args.max_time is not None
               else f"{args.epochs} epochs")
-    print(f"fastnn {fn.__version__}: loss={use['loss']}, RProp variant="
-          f"{use['rprop_variant'] or 'paper (fastnn iRPROP-)'}, flat spot="
-          f"{use['flat_spot'] or 'off'}, steepness={use['steepness'] or 'plain sigmoid'}, "
-          f"biases {'uniform +-0.1' if use['bias_init'] else 'zero'}; {args.seeds} seeds, "
-          f"{budget}, test every {args.eval_every} epochs")
+    if args.library == "fann":
+        print(f"libfann (FANN 2.2, float): fann_train_epoch with FANN_TRAIN_RPROP and FANN's "
+              f"defaults, from the initial weights fastnn draws per seed; {args.seeds} seeds, "
+              f"{budget}, test every {args.eval_every} epochs")
+    else:
+        print(f"fastnn {fn.__version__}: loss={use['loss']}, RProp variant="
+              f"{use['rprop_variant'] or 'paper (fastnn iRPROP-)'}, flat spot="
+              f"{use['flat_spot'] or 'off'}, steepness={use['steepness'] or 'plain sigmoid'}, "
+              f"biases {'uniform +-0.1' if use['bias_init'] else 'zero'}; {args.seeds} seeds, "
+              f"{budget}, test every {args.eval_every} epochs")
     print(f"{'set':<13} {'layers':<12} {'best test MSE':>13} {'(epoch)':>8} {'FANN':>8} "
           f"{'ratio':>6} {'bit fail':>8} {'FANN':>7} {'solved':>6} {'s/run':>6}")
     records = []

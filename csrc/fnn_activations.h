@@ -123,6 +123,15 @@ static inline T fnn_dact_##SUF(int act, T u, T p)                               
     }                                                                             \
     default: return (T)1;                                                         \
     }                                                                             \
+}                                                                                 \
+/* The derivative a layer of steepness s trains with: d f(s x) / dx = s f'(.)    \
+ * from u, which is first clipped into [lo, hi] when lo < hi (FANN's flat-spot    \
+ * elimination, on the output).  The one place for this maths: the BLAS           \
+ * epilogue, the kernels' scalar pass and the engine's output deltas call it. */  \
+static inline T fnn_dact_layer_##SUF(int act, T u, T p, T s, T lo, T hi)          \
+{                                                                                 \
+    if (lo < hi) u = u < lo ? lo : (u > hi ? hi : u);                             \
+    return s * fnn_dact_##SUF(act, u, p);                                         \
 }
 
 FNN_DEFINE_ACT(float, s, expf, expm1f, log1pf, tanhf)

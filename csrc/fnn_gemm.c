@@ -76,8 +76,7 @@ void fnn_epilogue_apply_##SUF(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N, 
             T *restrict c = C + i * ldc;                                             \
             const T *restrict y = Y + i * ep->ldy;                                   \
             if (s != 1 || clip) { /* steepness, flat spot: see fnn_gemm.h */          \
-                FNN_EACH(T u = y[j]; if (clip) u = u < lo ? lo : (u > hi ? hi : u);  \
-                         c[j] = c[j] * (s * fnn_dact_##SUF(act, u, p)))               \
+                FNN_EACH(c[j] = c[j] * fnn_dact_layer_##SUF(act, y[j], p, s, lo, hi)) \
                 continue;                                                            \
             }                                                                        \
             switch (act) { /* the common ones as loops the compiler vectorises */     \

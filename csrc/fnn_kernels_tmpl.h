@@ -183,11 +183,9 @@ static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,
             }
         } else {
             const T *y = e->Y + (i0 + r) * e->ldy + j0;
-            for (ptrdiff_t q = 0; q < nr; q++) {
-                T u = y[q];
-                if (e->clip) u = u < flo ? flo : (u > fhi ? fhi : u);
-                cr[q] = cr[q] * (s * FDACT(act, u, p));
-            }
+            for (ptrdiff_t q = 0; q < nr; q++)   /* fnn_activations.h, for T */
+                cr[q] = cr[q] * _Generic((T)0, float: fnn_dact_layer_s,
+                                         double: fnn_dact_layer_d)(act, y[q], p, s, flo, fhi);
         }
     }
 }

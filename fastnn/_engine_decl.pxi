@@ -77,7 +77,7 @@ cdef extern from "fnn_activations.h" nogil:
         FNN_ACT_FROM_INPUT
     const char *fnn_act_name(int act)
     int fnn_act_props(int act)
-    double fnn_dact_d(int act, double u, double p)
+    double fnn_dact_layer_d(int act, double u, double p, double s, double lo, double hi)
 
 cdef extern from "fnn_finite.h" nogil:
     int fnn_finite_s(const float *x, Py_ssize_t n)

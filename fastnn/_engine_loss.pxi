@@ -24,12 +24,17 @@ cdef inline double fann_tanh_error(double u) noexcept nogil:
     return log1p(u) - log1p(-u)
 
 
-cdef inline double fann_tanh_loss(double u) noexcept nogil:
-    """(1 + u) log(1 + u) + (1 - u) log(1 - u), continued by lines of slope 17."""
-    cdef double a = fabs(u)
+cdef inline double fann_tanh_loss(double u, double *error) noexcept nogil:
+    """(1 + u) log(1 + u) + (1 - u) log(1 - u), continued by lines of slope 17,
+    and its derivative fann_tanh_error(u) into ``error``, from one pair of logs."""
+    cdef double a = fabs(u), lp, lm
     if a > FANN_TANH_CLIP:
+        error[0] = 17.0 if u > 0 else -17.0
         return FANN_TANH_LAMBDA_CLIP + 17.0 * (a - FANN_TANH_CLIP)
-    return (1.0 + a) * log1p(a) + (1.0 - a) * log1p(-a)
+    lp = log1p(u)
+    lm = log1p(-u)
+    error[0] = lp - lm
+    return (1.0 + u) * lp + (1.0 - u) * lm
 
 cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
     """log(sum_j exp(z_j)), shifted by the maximum so that nothing overflows."""
@@ -46,11 +51,9 @@ cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
 cdef inline double output_dact(const Layer *L, const floating *o, Py_ssize_t j) noexcept nogil:
     """f' of the output layer's unit j of the row ``o`` (of L.A): from the
     output, or from the same row of the kept inputs L.Z; clipped into the
-    flat spot.  The steepness is output_stage's."""
+    flat spot (fnn_activations.h).  The steepness is in output_row's scale."""
     cdef double u = o[j] if L.Z == NULL else (<const floating *>L.Z)[(o - <const floating *>L.A) + j]
-    if L.flat_lo < L.flat_hi:
-        u = min(max(u, L.flat_lo), L.flat_hi)
-    return fnn_dact_d(L.act, u, L.act_param)
+    return fnn_dact_layer_d(L.act, u, L.act_param, 1.0, L.flat_lo, L.flat_hi)
 
 
 cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
@@ -61,7 +64,8 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
     this turns into probabilities in place); ``d`` receives
     dLoss/d(pre-activation) of the batch-mean loss, which is ``inv_rows``
     times that of this sample's loss (1 / rows, or the sample's weight over
-    the batch's weight sum).
+    the batch's weight sum, times the layer's steepness: the loss's
+    derivative is taken with respect to s * z).
     """
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t j
@@ -101,19 +105,18 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
         # whose dE/do_k is FANN's transformed error; FANN halves the
         # difference of its symmetric outputs (s = 1/2)
         s = 0.5 if L.act == FNN_ACT_TANH or L.act == FNN_ACT_SIGN else 1.0
-        for j in range(k):
-            loss += fann_tanh_loss(s * (<double>o[j] - t[j])) / s
         if L.act == FNN_ACT_SOFTMAX:             # through the softmax Jacobian
             dot = 0.0
             for j in range(k):
-                dot += fann_tanh_error(<double>o[j] - t[j]) * o[j]
+                loss += fann_tanh_loss(<double>o[j] - t[j], &g)
+                dot += g * o[j]
             for j in range(k):
                 d[j] = <floating>(o[j] * (fann_tanh_error(<double>o[j] - t[j]) - dot)
                                   * inv_rows)
         else:
             for j in range(k):
-                d[j] = <floating>(fann_tanh_error(s * (<double>o[j] - t[j]))
-                                  * output_dact(L, o, j) * inv_rows)
+                loss += fann_tanh_loss(s * (<double>o[j] - t[j]), &g) / s
+                d[j] = <floating>(g * output_dact(L, o, j) * inv_rows)
         return loss
     # mean squared error: E = 1/2 sum_k (o_k - t_k)^2
     for j in range(k):
@@ -134,9 +137,9 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
 cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int nt) noexcept nogil:
     """Per-sample losses (times the sample's weight) and output deltas."""
     cdef Layer *L = &c.layers[c.n_layers - 1]
-    cdef Py_ssize_t r, j, k = L.n_out, rows = b.rows
-    cdef double inv_rows = 1.0 / rows, w, loss
-    cdef floating *d
+    cdef Py_ssize_t r, k = L.n_out, rows = b.rows
+    # the steepness s rides on the deltas' scale: d loss / dz = s d loss / d(s z)
+    cdef double inv_rows = L.steepness / rows, w, loss
     r = tid
     while r < rows:
         if c.sample_weight == NULL:
@@ -146,11 +149,7 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
             # scikit-learn: deltas * weight, gradients / the batch's weight sum
             w = c.sample_weight[sample_of(b, r)]
             loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
-                              T + r * k, k, w * b.inv_weight)
+                              T + r * k, k, w * b.inv_weight * L.steepness)
             c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
-        if L.steepness != 1.0:   # output_row's deltas are d loss / d (s z)
-            d = <floating *>L.D + r * k
-            for j in range(k):
-                d[j] = <floating>(d[j] * L.steepness)
         r += nt
 
