@@ -10,16 +10,28 @@
 #ifndef FNN_FINITE_H
 #define FNN_FINITE_H
 
+#include <limits.h>   /* (defines __GLIBC__ on glibc) */
 #include <stddef.h>
 
-static inline int fnn_finite_s(const float *x, ptrdiff_t n)
+/* The engine's own code is compiled for the baseline ISA (SSE2 on x86-64),
+ * where this loop reads 16 bytes per step: 4% of a 1,000-row predict.  With
+ * GCC or clang on glibc (whose loader resolves the clones once, at load
+ * time) it is also compiled for AVX2 and AVX-512, and the CPU's best runs. */
+#if defined(__x86_64__) && defined(__GLIBC__) && \
+    ((defined(__GNUC__) && __GNUC__ >= 8) || (defined(__clang__) && __clang_major__ >= 14))
+#define FNN_FINITE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FNN_FINITE_CLONES
+#endif
+
+FNN_FINITE_CLONES static int fnn_finite_s(const float *x, ptrdiff_t n)
 {
     int bad = 0;
     for (ptrdiff_t j = 0; j < n; j++) bad |= !(x[j] - x[j] == 0.0f);
     return !bad;
 }
 
-static inline int fnn_finite_d(const double *x, ptrdiff_t n)
+FNN_FINITE_CLONES static int fnn_finite_d(const double *x, ptrdiff_t n)
 {
     int bad = 0;
     for (ptrdiff_t j = 0; j < n; j++) bad |= !(x[j] - x[j] == 0.0);
