@@ -135,7 +135,8 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
     """Per-sample losses (times the sample's weight) and output deltas."""
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t r, j, k = L.n_out, rows = b.rows
-    cdef double inv_rows = 1.0 / rows, w, loss
+    cdef double inv_rows = 1.0 if c.grad_sums else 1.0 / rows, w, loss
+    cdef double inv_weight = 1.0 if c.grad_sums else b.inv_weight
     cdef floating *d
     r = tid
     while r < rows:
@@ -146,7 +147,7 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
             # scikit-learn: deltas * weight, gradients / the batch's weight sum
             w = c.sample_weight[sample_of(b, r)]
             loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
-                              T + r * k, k, w * b.inv_weight)
+                              T + r * k, k, w * inv_weight)
             c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
         if L.steepness != 1.0:   # output_row's deltas are d loss / d (s z)
             d = <floating *>L.D + r * k

@@ -5,13 +5,15 @@ weights and its own shard of the rows.  Step k of an epoch:
 
 1. each rank computes the gradient of its k-th local batch with the engine
    (optimizer "none": no update), as the *sum* over its rows weighted by
-   rows or sample weights - the mean times the batch's weight sum;
-2. one ``comm.Allreduce`` (SUM) of one flat buffer of the network's dtype:
-   every gradient, then the weight sum, the weighted loss sum, the row count
-   and two flags (Ctrl-C, a callback's stop);
-3. every rank divides by the global weight sum and applies the update with
-   ``_engine.optimizer_update`` per parameter array (the penalty once, with
-   the global weight sum).  All ranks apply the same update to the same
+   rows or sample weights, written straight into one flat buffer of the
+   network's dtype (``step_buffer``);
+2. one in-place ``comm.Allreduce`` (SUM) of that buffer: every gradient,
+   then the weight sum, the weighted loss sum, the row count and two flags
+   (Ctrl-C, a callback's stop);
+3. every rank applies the update with ``_engine.optimizer_update`` per
+   parameter array, which scales the summed gradient by 1 / the global
+   weight sum in the same pass (the penalty once, with the global weight
+   sum).  All ranks apply the same update to the same
    reduced buffer: their weights stay bit-identical.
 
 The step is then exactly one process training on the union of the ranks'
@@ -24,6 +26,7 @@ mpi4py is imported only when a communicator is given; fastnn never needs it
 otherwise.  See docs/several-machines.md.
 """
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -170,42 +173,104 @@ class Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class StepReducer:
-    """The flat buffer of one step, its allreduce and the update."""
+class StepBuffer:
+    """The flat buffer of one step, where the engine writes this rank's
+    gradient sums (``Trainer``'s ``grad_buffer``): every gradient (W0, b0,
+    W1, b1, ...), then the step's _N_EXTRA numbers, in the network's dtype (a
+    float32 network sends half the bytes; its sums are then float32 too:
+    exact counts up to 2**24).
 
-    def __init__(self, comm, net, optimizer, l2, l1, per_weight_sum):
-        self.comm, self.net, self.optimizer = comm, net, optimizer
+    When every rank runs on this machine (the usual case for a few ranks),
+    the buffers are slots of one MPI shared-memory window: no allreduce and
+    no copy, each rank's update reads every rank's slot directly and adds
+    them in rank order.  Otherwise (or with FASTNN_MPI_SHARED_MEMORY=0) the
+    buffer is private and one in-place ``comm.Allreduce`` adds them.  Both
+    give every rank the same sums, so bit-identical weights."""
+
+    def __init__(self, comm, net):
+        MPI = _mpi()
+        self.comm, self.rank = comm, comm.Get_rank()
+        n = sum(a.size for l in net.layers for a in (l.W, l.b) if a is not None) + _N_EXTRA
+        self.window = None
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        shared = (node.Get_size() == comm.Get_size()
+                  and os.environ.get("FASTNN_MPI_SHARED_MEMORY", "1") != "0")
+        if not agree_flag(comm, shared):
+            node.Free()
+            self.buffer = np.zeros(n, net.dtype)
+            self.slots = None
+            return
+        self.node = node
+        itemsize = net.dtype.itemsize
+        self.window = MPI.Win.Allocate_shared(n * itemsize, itemsize, comm=node)
+        self.window.Lock_all(MPI.MODE_NOCHECK)
+        self.slots = []
+        for r in range(node.Get_size()):
+            mem, _ = self.window.Shared_query(r)
+            self.slots.append(np.ndarray((n,), net.dtype, buffer=mem))
+        self.buffer = self.slots[node.Get_rank()]
+        self.buffer[:] = 0.0
+
+    def barrier(self):
+        """Every rank's writes to the window visible to every rank."""
+        self.window.Sync()
+        self.node.Barrier()
+        self.window.Sync()
+
+    def free(self):
+        """Collective: release the window (at the end of the fit, on every rank)."""
+        if self.window is not None:
+            self.window.Unlock_all()
+            self.window.Free()
+            self.node.Free()
+            self.window = None
+
+
+def agree_flag(comm, flag):
+    """True on every rank when it is true on every rank."""
+    return bool(comm.allreduce(int(flag), op=_mpi().MIN))
+
+
+class StepReducer:
+    """One step's reduction and update on the ``StepBuffer``.
+
+    No pass over the gradients besides the reduction and the update: the
+    engine writes them as sums straight into the step buffer, and the update
+    adds the ranks' sums (shared memory) or takes the allreduce's, and
+    scales them by 1 / the global weight sum, in its own pass
+    (``optimizer_update``'s ``more_G`` and ``grad_scale``)."""
+
+    def __init__(self, comm, net, step, optimizer, l2, l1, per_weight_sum):
+        self.comm, self.net, self.optimizer, self.step = comm, net, optimizer, step
         self.l2, self.l1, self.per_weight_sum = l2, l1, per_weight_sum
-        self.params = []   # (P as a 2-d view, is_weight, its state S1, S2 or None)
+        sources = step.slots if step.slots is not None else [step.buffer]
+        self.params = []   # (P as a 2-d view, [G's views in the sources], is_weight, S1, S2)
         state = optimizer.state_for(net.layers)
+        at = 0
         for i, layer in enumerate(net.layers):
             for j, (arr, is_weight) in enumerate(((layer.W, True), (layer.b, False))):
                 if arr is None:
                     continue
                 s = [None if buf is None else buf[i][j].reshape(1, -1) if not is_weight
                      else buf[i][j] for buf in state]
-                self.params.append((arr.reshape(arr.shape[0] if is_weight else 1, -1),
-                                    is_weight, s[0], s[1]))
-        sizes = [p.size for p, *_ in self.params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        # The network's dtype: a float32 network sends half the bytes (the
-        # sums at its end are then float32 too: exact counts up to 2**24).
-        self.buf = np.zeros(self.offsets[-1] + _N_EXTRA, net.dtype)
-        self.extra = self.buf[self.offsets[-1]:]
-        self.grads = [np.empty_like(p) for p, *_ in self.params]
+                shape = (arr.shape[0], -1) if is_weight else (1, -1)
+                grads = [src[at:at + arr.size].reshape(shape) for src in sources]
+                at += arr.size
+                self.params.append((arr.reshape(shape), grads, is_weight, s[0], s[1]))
+        self.buf = step.buffer
+        self.extra = self.buf[at:]
+        self.extras = [src[at:] for src in sources]
+        self.total = np.zeros(_N_EXTRA)   # the reduced extra numbers
         self.code = _engine.OPTIMIZER_CODES[optimizer.code]
         self.MPI = _mpi()
 
-    def fill(self, grad_W, grad_b, weight_sum, loss_mean, rows):
-        """This rank's part: gradient sums (the engine's weighted means times
-        the batch's weight sum), weight sum, weighted loss sum, rows."""
+    def fill(self, weight_sum, loss_mean, rows):
+        """This rank's part besides the gradient sums, which the engine wrote
+        (or zeros, when it had no rows): weight sum, weighted loss sum, rows."""
         self.extra[:] = 0.0
         if not rows:
             self.buf[:] = 0.0    # a rank whose shard has run out adds nothing
             return
-        grads = [g for pair in zip(grad_W, grad_b) for g in pair if g is not None]
-        for (lo, hi), g in zip(zip(self.offsets[:-1], self.offsets[1:]), grads):
-            np.multiply(g.reshape(-1), weight_sum, out=self.buf[lo:hi])
         self.extra[_WEIGHT] = weight_sum
         self.extra[_LOSS] = loss_mean * weight_sum
         self.extra[_ROWS] = rows
@@ -213,35 +278,43 @@ class StepReducer:
     def reduce(self, interrupt, stop):
         self.extra[_INTERRUPT] = float(interrupt)
         self.extra[_STOP] = float(stop)
-        self.comm.Allreduce(self.MPI.IN_PLACE, self.buf, op=self.MPI.SUM)
-        return (self.extra[_INTERRUPT] > 0, self.extra[_STOP] > 0, int(self.extra[_ROWS]),
-                float(self.extra[_WEIGHT]))
+        if self.step.slots is None:
+            self.comm.Allreduce(self.MPI.IN_PLACE, self.buf, op=self.MPI.SUM)
+            self.total[:] = self.extra
+        else:
+            self.step.barrier()
+            self.total[:] = 0.0
+            for extra in self.extras:     # in rank order, as the update adds
+                self.total += extra
+        t = self.total
+        return t[_INTERRUPT] > 0, t[_STOP] > 0, int(t[_ROWS]), float(t[_WEIGHT])
 
     def update(self):
         """Apply the reduced step; returns (mean loss, penalty) of the union
         batch, the penalty of the weights before the update."""
         opt = self.optimizer
-        weight_sum = float(self.extra[_WEIGHT])
+        weight_sum = float(self.total[_WEIGHT])
         inv = 1.0 / weight_sum if weight_sum > 0 else 0.0
         l2, l1 = self.l2, self.l1
         if self.per_weight_sum:
             l2, l1 = l2 * inv, l1 * inv
         hyper = opt.engine_args()
         sq = ab = 0.0
-        for (lo, hi), (P, is_weight, S1, S2), G in zip(
-                zip(self.offsets[:-1], self.offsets[1:]), self.params, self.grads):
-            np.multiply(self.buf[lo:hi], inv, out=G.reshape(-1), casting="same_kind")
-            s, a = _engine.optimizer_update(self.code, hyper, P, G, S1, S2, step=opt.step + 1,
-                                            l2=l2, l1=l1, is_weight=is_weight,
-                                            weight_sum=weight_sum)
+        for P, grads, is_weight, S1, S2 in self.params:
+            s, a = _engine.optimizer_update(self.code, hyper, P, grads[0], S1, S2,
+                                            step=opt.step + 1, l2=l2, l1=l1,
+                                            is_weight=is_weight, weight_sum=weight_sum,
+                                            grad_scale=inv, more_G=grads[1:])
             sq += s
             ab += a
-        return float(self.extra[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
+        if self.step.slots is not None:
+            self.step.barrier()    # every rank has read the slots: they may be written again
+        return float(self.total[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
 
 
 def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callbacks, progress,
                   validation, metrics, target_loss, n_threads, epoch_loss, continue_not_finite,
-                  max_time, sample_weight, l2, l1, per_weight_sum):
+                  max_time, sample_weight, l2, l1, per_weight_sum, step):
     """The fit loop of ``Network._fit`` for a data-parallel fit (see the module
     docstring); ``trainer`` computes gradients only (optimizer "none")."""
     from ._fit_loop import _FitLoop
@@ -251,8 +324,16 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
         epoch results and stop decisions are reduced over the ranks."""
 
         def run(self, epochs):
+            # The window is freed collectively: on the ways out that every
+            # rank takes together (any other exception aborts the job).
             with Interrupt() as self.interrupt:
-                return super().run(epochs)
+                try:
+                    history = super().run(epochs)
+                except FloatingPointError:
+                    self.step_buffer.free()
+                    raise
+            self.step_buffer.free()
+            return history
 
         def _agree(self, stop, out_of_time):
             flags = np.array([stop, out_of_time], np.float64)
@@ -278,7 +359,7 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                     loss_mean = loss / rows if rows else 0.0
                     weight_sum = float(rows if sample_weight is None
                                        else sample_weight[part].sum())
-                reducer.fill(trainer.grad_W, trainer.grad_b, weight_sum, loss_mean, rows)
+                reducer.fill(weight_sum, loss_mean, rows)
                 interrupted, stop_all, rows_all, _ = reducer.reduce(
                     self.interrupt.requested, net.stop_training)
                 if interrupted:
@@ -308,5 +389,6 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
     loop = DistributedFitLoop(net, trainer, optimizer, X, T, batch_size, order, 1, callbacks,
                               progress, validation, metrics, target_loss, n_threads, False,
                               epoch_loss, continue_not_finite, max_time)
-    loop.reducer = StepReducer(comm, net, optimizer, l2, l1, per_weight_sum)
+    loop.reducer = StepReducer(comm, net, step, optimizer, l2, l1, per_weight_sum)
+    loop.step_buffer = step
     return loop

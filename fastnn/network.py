@@ -235,24 +235,26 @@ class Network:
 
     def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
                  sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False,
-                 input_noise=0.0, rank=None):
-        """The engine's Trainer; ``rank`` (a data-parallel fit): gradients
-        only, with this rank's training noise, for ``distributed``'s update."""
+                 input_noise=0.0, step=None):
+        """The engine's Trainer; ``step`` (a data-parallel fit's
+        ``distributed.StepBuffer``): gradients only, as sums into its buffer,
+        with this rank's training noise, for ``distributed``'s update."""
         W, b, acts = self._params()
+        grad_buffer = None
         if optimizer is None:     # gradients(): the network as it predicts, no noise
             code, state, dropout, key = "none", [None, None], None, 0
         else:
             code, state = optimizer.code, optimizer.state_for(self.layers)
             dropout = [l.dropout for l in self.layers]
             key = self._training_noise_key() if any(dropout) or input_noise else 0
-            if rank is not None:
+            if step is not None:
                 from .distributed import rank_noise_key
-                code, state, key = "none", [None, None], rank_noise_key(key, rank)
-                keep_gradients = True
+                code, state, key = "none", [None, None], rank_noise_key(key, step.rank)
+                keep_gradients, grad_buffer = True, step.buffer
         trainer = _engine.Trainer(W, b, acts, self.loss_function.code, batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
-                                  keep_gradients, dropout, key)
+                                  keep_gradients, dropout, key, grad_buffer)
         trainer.set_sample_weight(sample_weight)
         trainer.set_penalty(l2, l1, penalty_per_weight_sum)
         trainer.set_input_noise(input_noise)
@@ -616,12 +618,13 @@ class Network:
         except BaseException:
             self.optimizer = previous_optimizer
             raise
+        step = None if comm is None else distributed.StepBuffer(comm, self)
         with _single_threaded_blas():
             trainer = self._trainer(batch_size, n_threads, optimizer,
                                     sample_weight=sample_weight, l2=l2, l1=l1,
                                     penalty_per_weight_sum=self._penalty_per_weight_sum,
                                     input_noise=input_noise,
-                                    rank=None if comm is None else comm.Get_rank())
+                                    step=step)
             if order is None and comm is not None:
                 order = distributed.shard_order(comm, self, X, batch_size, shuffle)
             elif order is None:
@@ -641,7 +644,7 @@ class Network:
                     comm, self, trainer, optimizer, X, T, batch_size, order, callbacks,
                     progress, validation, metrics, target_loss, n_threads, epoch_loss,
                     on_not_finite == "continue", max_time, sample_weight, l2, l1,
-                    self._penalty_per_weight_sum)
+                    self._penalty_per_weight_sum, step)
             try:
                 return loop.run(epochs)
             except _BadInput:
