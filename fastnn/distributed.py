@@ -36,9 +36,11 @@ import numpy as np
 
 from . import _engine
 
-# The slots after the gradients in the step buffer.
+# The slots after the gradients in the step buffer ...
 _WEIGHT, _LOSS, _ROWS, _INTERRUPT, _STOP = range(5)
-_N_EXTRA = 5
+# ... and after the weights and optimizer state with average_every > 1.
+_A_ROWS, _A_LOSS, _A_PENALTY, _A_INTERRUPT, _A_STOP, _A_NOT_FINITE = range(6)
+_N_EXTRA = 6
 # Mixed into the dropout/noise key per rank: masks keyed on the local row
 # index would otherwise repeat on every rank.
 _RANK_KEY_STEP = 0x9E3779B97F4A7C15
@@ -187,10 +189,10 @@ class StepBuffer:
     buffer is private and one in-place ``comm.Allreduce`` adds them.  Both
     give every rank the same sums, so bit-identical weights."""
 
-    def __init__(self, comm, net):
+    def __init__(self, comm, net, optimizer, average_every=1):
         MPI = _mpi()
-        self.comm, self.rank = comm, comm.Get_rank()
-        n = sum(a.size for l in net.layers for a in (l.W, l.b) if a is not None) + _N_EXTRA
+        self.comm, self.rank, self.average_every = comm, comm.Get_rank(), average_every
+        n = sum(a.size for a in averaged_arrays(net, optimizer, average_every)) + _N_EXTRA
         self.window = None
         node = comm.Split_type(MPI.COMM_TYPE_SHARED)
         shared = (node.Get_size() == comm.Get_size()
@@ -210,6 +212,7 @@ class StepBuffer:
             self.slots.append(np.ndarray((n,), net.dtype, buffer=mem))
         self.buffer = self.slots[node.Get_rank()]
         self.buffer[:] = 0.0
+        self.node_rank = node.Get_rank()
 
     def barrier(self):
         """Every rank's writes to the window visible to every rank."""
@@ -224,6 +227,16 @@ class StepBuffer:
             self.window.Free()
             self.node.Free()
             self.window = None
+
+
+def averaged_arrays(net, optimizer, average_every):
+    """What a step sums over the ranks: the gradients (as the parameters),
+    or with ``average_every`` > 1 the parameters and the optimizer state."""
+    arrays = [a for l in net.layers for a in (l.W, l.b) if a is not None]
+    if average_every > 1:
+        arrays += [a for buf in optimizer.state_for(net.layers) if buf is not None
+                   for pair in buf for a in pair if a is not None]
+    return arrays
 
 
 def agree_flag(comm, flag):
@@ -312,6 +325,61 @@ class StepReducer:
         return float(self.total[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
 
 
+class WeightAverager:
+    """Local SGD (``average_every`` = k > 1): each rank trains k steps on its
+    own batches with the engine's ordinary (fused) update, then every rank's
+    weights and optimizer state are replaced by their average over the
+    ranks, weighted by the rows each trained since the last average (a rank
+    whose shard has run out counts for nothing).  One exchange of the
+    ``StepBuffer`` per k steps: the allreduce time divided by k, at the
+    price of steps that no longer equal one process on the union batches."""
+
+    def __init__(self, comm, net, step, optimizer):
+        self.comm, self.step = comm, step
+        sources = step.slots if step.slots is not None else [step.buffer]
+        self.mine = step.node_rank if step.slots is not None else 0
+        self.parts = []   # (the array's flat view, its views in the sources)
+        at = 0
+        for a in averaged_arrays(net, optimizer, step.average_every):
+            flat = a.reshape(-1)
+            assert np.shares_memory(flat, a)
+            self.parts.append((flat, [src[at:at + a.size] for src in sources]))
+            at += a.size
+        self.extras = [src[at:] for src in sources]
+        self.total = np.zeros(_N_EXTRA)
+        self.MPI = _mpi()
+
+    def exchange(self, rows, loss_sum, penalty_sum, interrupt, stop, not_finite):
+        """Average over the ranks; returns the totals (_A_* slots) of the
+        period: rows, loss sum, penalty sum and the flags (> 0: on some rank)."""
+        for flat, views in self.parts:
+            np.multiply(flat, rows, out=views[self.mine])
+        extra = self.extras[self.mine]
+        extra[:] = 0.0
+        extra[[_A_ROWS, _A_LOSS, _A_PENALTY, _A_INTERRUPT, _A_STOP, _A_NOT_FINITE]] = (
+            rows, loss_sum, penalty_sum, interrupt, stop, not_finite)
+        if self.step.slots is None:
+            self.comm.Allreduce(self.MPI.IN_PLACE, self.step.buffer, op=self.MPI.SUM)
+            self.total[:] = extra
+        else:
+            self.step.barrier()
+            self.total[:] = 0.0
+            for e in self.extras:      # in rank order, as the averages below
+                self.total += e
+        inv = 1.0 / self.total[_A_ROWS]
+        for flat, views in self.parts:
+            if len(views) == 1:
+                np.multiply(views[0], flat.dtype.type(inv), out=flat)
+            else:
+                np.add(views[0], views[1], out=flat)
+                for v in views[2:]:
+                    flat += v
+                flat *= flat.dtype.type(inv)
+        if self.step.slots is not None:
+            self.step.barrier()    # every rank has read the slots: they may be written again
+        return self.total
+
+
 def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callbacks, progress,
                   validation, metrics, target_loss, n_threads, epoch_loss, continue_not_finite,
                   max_time, sample_weight, l2, l1, per_weight_sum, step):
@@ -344,6 +412,8 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
             return reduce_evaluation(comm, super()._evaluate(X, T), X.shape[0])
 
         def _batches(self, epoch, perm, snapshot):
+            if step.average_every > 1:
+                return self._local_batches(epoch, perm, snapshot)
             net, trainer, reducer = self.net, self.trainer, self.reducer
             X, T, n, b = self.X, self.T, self.X.shape[0], self.batch_size
             n_local = -(-n // b)
@@ -386,9 +456,65 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                 self.progress.update(self.n_done, loss_sum / max(self.n_done, 1))
             return loss_sum, penalty_sum, "ok"
 
+        def _local_batches(self, epoch, perm, snapshot):
+            """The epoch as periods of ``average_every`` local steps, each
+            ended by an average over the ranks (WeightAverager)."""
+            net, trainer, opt = self.net, self.trainer, self.optimizer
+            X, T, n, b, k = self.X, self.T, self.X.shape[0], self.batch_size, step.average_every
+            n_steps = int(comm.allreduce(-(-n // b), op=_mpi().MAX))
+            loss_sum = penalty_sum = 0.0
+            for period, first in enumerate(range(0, n_steps, k)):
+                n_period = min(k, n_steps - first)
+                begin = start = min(n, first * b)
+                stop = min(n, (first + n_period) * b)
+                loss = penalty = 0.0
+                not_finite = False
+                trainer.set_optimizer(opt.engine_args(), step=opt.step)
+                while start < stop and not self.interrupt.requested:
+                    part_loss, done, _, status = trainer.run_epoch(
+                        X, T, perm, start=start, stop=stop)
+                    if status == "interrupted":   # a second Ctrl-C: the job aborts
+                        raise KeyboardInterrupt
+                    loss += part_loss
+                    penalty += trainer.penalty_sum
+                    start += done
+                    if status == "not_finite":
+                        not_finite = True
+                        if not self.continue_not_finite:
+                            break
+                    if done == 0:
+                        break
+                total = self.averager.exchange(start - begin, loss, penalty, self.interrupt.requested,
+                                               net.stop_training, not_finite)
+                self.kept += n_period
+                self._sync()
+                rows_all = int(total[_A_ROWS])
+                self.n_done += rows_all
+                loss_sum += float(total[_A_LOSS])
+                penalty_sum += float(total[_A_PENALTY])
+                if total[_A_NOT_FINITE] > 0 and not self.continue_not_finite:
+                    self._diverged(snapshot, "the loss became NaN or infinite in epoch "
+                                   f"{epoch + 1}, steps {first + 1}-{first + n_period}")
+                if total[_A_INTERRUPT] > 0:
+                    return loss_sum, penalty_sum, "interrupted"
+                if total[_A_STOP] > 0:
+                    net.stop_training = True
+                    break
+                if self.per_batch:   # batch callbacks see one "batch" per period
+                    logs = {"batch": period, "size": rows_all,
+                            "loss": float(total[_A_LOSS]) / rows_all if rows_all else 0.0}
+                    for cb in self.callbacks:
+                        if cb.wants_batches:
+                            cb.on_batch_end(period, logs)
+                self.progress.update(self.n_done, loss_sum / max(self.n_done, 1))
+            return loss_sum, penalty_sum, "ok"
+
     loop = DistributedFitLoop(net, trainer, optimizer, X, T, batch_size, order, 1, callbacks,
                               progress, validation, metrics, target_loss, n_threads, False,
                               epoch_loss, continue_not_finite, max_time)
-    loop.reducer = StepReducer(comm, net, step, optimizer, l2, l1, per_weight_sum)
+    if step.average_every > 1:
+        loop.averager = WeightAverager(comm, net, step, optimizer)
+    else:
+        loop.reducer = StepReducer(comm, net, step, optimizer, l2, l1, per_weight_sum)
     loop.step_buffer = step
     return loop
