@@ -19,7 +19,8 @@ an epoch without any parallel overhead (on a loaded machine, two threads
 spin at their barriers and two ranks at theirs; that CPU time is not).
 ``--base-python``: also 2 ranks of the fastnn installed for that Python
 (an A/B against another build).  ``--allreduce``: also 2 ranks exchanging
-with MPI_Allreduce instead of shared memory (FASTNN_MPI_SHARED_MEMORY=0).  Needs ``pip install 'fastnn[mpi]'``.
+with MPI_Allreduce instead of shared memory (FASTNN_MPI_SHARED_MEMORY=0).
+Needs ``pip install 'fastnn[mpi]'``.
 """
 import argparse
 import json

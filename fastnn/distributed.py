@@ -6,21 +6,27 @@ weights and its own shard of the rows.  Step k of an epoch:
 1. each rank computes the gradient of its k-th local batch with the engine
    (optimizer "none": no update), as the *sum* over its rows weighted by
    rows or sample weights, written straight into one flat buffer of the
-   network's dtype (``step_buffer``);
-2. one in-place ``comm.Allreduce`` (SUM) of that buffer: every gradient,
-   then the weight sum, the weighted loss sum, the row count and two flags
-   (Ctrl-C, a callback's stop);
+   network's dtype (``StepBuffer``), followed by the weight sum, the
+   weighted loss sum, the row count and two flags (Ctrl-C, a callback's
+   stop);
+2. the ranks' buffers are added: on one machine they are slots of one MPI
+   shared-memory window, read directly after a barrier; otherwise one
+   in-place ``comm.Allreduce`` (SUM);
 3. every rank applies the update with ``_engine.optimizer_update`` per
-   parameter array, which scales the summed gradient by 1 / the global
-   weight sum in the same pass (the penalty once, with the global weight
-   sum).  All ranks apply the same update to the same
-   reduced buffer: their weights stay bit-identical.
+   parameter array, which adds the slots (in rank order) and scales by 1 /
+   the global weight sum in the same pass (the penalty once, with the
+   global weight sum).  All ranks apply the same update to the same sums:
+   their weights stay bit-identical.
 
 The step is then exactly one process training on the union of the ranks'
 k-th batches.  Ranks whose shard has run out contribute zeros (weight 0);
 the number of steps of an epoch is the largest over the ranks.  The engine's
 fused plain-SGD path (the update inside the weight-gradient GEMM) is kept for
 single-process fits: data-parallel needs the gradient buffer.
+
+With ``average_every`` = k > 1 (local SGD, ``WeightAverager``) the ranks
+instead train k ordinary steps each and then average their weights and
+optimizer state through the same buffer.
 
 mpi4py is imported only when a communicator is given; fastnn never needs it
 otherwise.  See docs/several-machines.md.
@@ -484,8 +490,9 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                             break
                     if done == 0:
                         break
-                total = self.averager.exchange(start - begin, loss, penalty, self.interrupt.requested,
-                                               net.stop_training, not_finite)
+                total = self.averager.exchange(start - begin, loss, penalty,
+                                               self.interrupt.requested, net.stop_training,
+                                               not_finite)
                 self.kept += n_period
                 self._sync()
                 rows_all = int(total[_A_ROWS])
