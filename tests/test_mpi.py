@@ -307,3 +307,51 @@ def test_comm_must_be_a_communicator():
 @needs_mpi
 def test_a_communicator_of_one_process_is_the_ordinary_fit(tmp_path):
     launch(1, "one_process", tmp_path)   # the worker compares comm=None and size 1
+
+
+# The engine's entries for the data-parallel step, without MPI.
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_grad_buffer_receives_the_weighted_gradient_sums(dtype):
+    from fastnn import _config, _engine
+    X, y, w, _ = worker_data(2)
+    net = worker_network(dtype)
+    means = net.gradients(X, y, sample_weight=w)
+    W, b, acts = net._params()
+    n = sum(a.size for a in W + b)
+    buf = np.full(n + 3, 7.0, dtype)          # the entries after the gradients are the caller's
+    trainer = _engine.Trainer(W, b, acts, net.loss_function.code, len(y), 1,
+                              _config.kernel_code(), _engine.OPTIMIZER_CODES["none"],
+                              keep_gradients=True, grad_buffer=buf)
+    trainer.set_sample_weight(w)
+    trainer.run_epoch(net._check_X(X), net._check_y(y, len(y)), None)
+    tol = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=1e-5, atol=1e-6)}[dtype]
+    at = 0
+    for dW, db in means:
+        for g in (dW, db):
+            np.testing.assert_allclose(buf[at:at + g.size].reshape(g.shape) / w.sum(), g, **tol)
+            at += g.size
+    assert np.all(buf[n:] == 7.0)
+    with pytest.raises(ValueError, match="grad_buffer"):
+        _engine.Trainer(W, b, acts, net.loss_function.code, 4, 1, _config.kernel_code(),
+                        _engine.OPTIMIZER_CODES["sgd"], grad_buffer=buf)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_optimizer_update_adds_and_scales_the_gradients_in_its_pass(opt):
+    from fastnn import _engine
+    rng = np.random.default_rng(0)
+    make = {"sgd": lambda: fn.SGD(lr=0.1), "adam": lambda: fn.Adam(lr=0.01)}[opt]
+    code, hyper = _engine.OPTIMIZER_CODES[opt], make().engine_args()
+    P = rng.normal(size=(37, 1030))                 # rows of more than one block
+    Gs = [rng.normal(size=P.shape) for _ in range(3)]
+    S = [np.zeros_like(P), np.zeros_like(P)] if opt == "adam" else [None, None]
+    S_ref = [None if s is None else s.copy() for s in S]
+    P_ref, G_ref = P.copy(), (Gs[0] + Gs[1] + Gs[2]) * 0.25
+    kept = [g.copy() for g in Gs]
+    got = _engine.optimizer_update(code, hyper, P, Gs[0], *S, l2=0.01, grad_scale=0.25,
+                                   more_G=Gs[1:])
+    want = _engine.optimizer_update(code, hyper, P_ref, G_ref, *S_ref, l2=0.01)
+    np.testing.assert_allclose(P, P_ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert all(np.array_equal(g, k) for g, k in zip(Gs, kept))   # the sources unchanged
