@@ -213,6 +213,8 @@ cdef struct Ctx:
     void *Tb              # targets (perm != NULL)
     double input_noise    # standard deviation of the Gaussian noise added to inputs
     double *row_loss      # (batch_size,) per-sample loss of the current batch
+    bint grad_sums        # gradients as sums over the batch's (weighted) rows, not
+                          # means: a data-parallel step adds the ranks' sums
     double loss_sum       # written by thread 0
     int status            # STATUS_*: why the epoch ended
     bint check_inputs     # check every sample's inputs for NaN/inf as the batch is formed

@@ -138,8 +138,10 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
     """Per-sample losses (times the sample's weight) and output deltas."""
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t r, k = L.n_out, rows = b.rows
-    # the steepness s rides on the deltas' scale: d loss / dz = s d loss / d(s z)
-    cdef double inv_rows = L.steepness / rows, w, loss
+    # the steepness s rides on the deltas' scale: d loss / dz = s d loss / d(s z);
+    # data-parallel steps (grad_sums) take sums, scaled once all ranks added theirs
+    cdef double inv_rows = L.steepness * (1.0 if c.grad_sums else 1.0 / rows), w, loss
+    cdef double inv_weight = L.steepness * (1.0 if c.grad_sums else b.inv_weight)
     r = tid
     while r < rows:
         if c.sample_weight == NULL:
@@ -149,7 +151,7 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
             # scikit-learn: deltas * weight, gradients / the batch's weight sum
             w = c.sample_weight[sample_of(b, r)]
             loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
-                              T + r * k, k, w * b.inv_weight * L.steepness)
+                              T + r * k, k, w * inv_weight)
             c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
         r += nt
 

@@ -21,6 +21,12 @@ cdef class Trainer:
         per layer, or None when the optimizer keeps no such state.
     keep_gradients : bool
         Keep gradient buffers (``grad_W``, ``grad_b``) even for plain SGD.
+    grad_buffer : 1-D C-contiguous array of the weights' dtype, or None
+        Optimizer "none" only (a data-parallel step): ``grad_W`` and
+        ``grad_b`` are views of its start, in the order W0, b0, W1, b1, ...
+        (its remaining entries are the caller's), and they receive the
+        gradients as *sums* over the batch's rows (times the sample
+        weights), not means: the ranks' buffers then add up in one allreduce.
     dropout : list of float in [0, 1) per layer, or None
         Inverted dropout on each layer's output while training: a unit is
         kept with probability 1 - rate and then scaled by 1 / (1 - rate).
@@ -70,15 +76,15 @@ cdef class Trainer:
     cdef object dtype
     cdef int n_threads
     cdef object sample_weight
-    cdef public object grad_W, grad_b
+    cdef public object grad_W, grad_b, grad_buffer
     cdef public list layer_outputs
     cdef public object batch_inputs
 
     def __cinit__(self, list weights, list biases, list activations, int loss,
                   Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
                   list state1=None, list state2=None, bint keep_gradients=False,
-                  list dropout=None, u64 seed=0):
-        cdef Py_ssize_t l, n_layers = len(weights), n_penalty_tiles = 0
+                  list dropout=None, u64 seed=0, grad_buffer=None):
+        cdef Py_ssize_t l, n_layers = len(weights), n_penalty_tiles = 0, at = 0
         cdef Layer *L
         self.dtype = weights[0].dtype
         self.keep = []
@@ -98,6 +104,14 @@ cdef class Trainer:
             raise ValueError(f"optimizer code {optimizer} needs {STATE_BUFFERS[optimizer]} "
                              f"state buffers, got {given}")
         need_grad = keep_gradients or optimizer != OPT_SGD
+        if grad_buffer is not None:
+            n_params = sum(W.size + (0 if b is None else b.size) for W, b in zip(weights, biases))
+            if (optimizer != OPT_NONE or grad_buffer.ndim != 1 or grad_buffer.dtype != self.dtype
+                    or not grad_buffer.flags.c_contiguous or grad_buffer.size < n_params):
+                raise ValueError(f"grad_buffer must be a contiguous 1-D {self.dtype} array of "
+                                 f"at least {n_params} entries, with optimizer 'none'")
+            self.ctx.grad_sums = True
+        self.grad_buffer = grad_buffer
         self.grad_W, self.grad_b = [], []
         self.layer_outputs = []
         if dropout is not None and (len(dropout) != n_layers or dropout[n_layers - 1] != 0):
@@ -129,9 +143,15 @@ cdef class Trainer:
             self.layer_outputs.append((A, Aout))
             L.penalty_tile0 = n_penalty_tiles
             n_penalty_tiles += n_tiles(kernel, L.n_in, L.n_out)
-            if need_grad:
+            if grad_buffer is not None:
+                gW = grad_buffer[at:at + W.size].reshape(W.shape)
+                at += W.size
+                gb = None if b is None else grad_buffer[at:at + L.n_out]
+                at += 0 if b is None else L.n_out
+            elif need_grad:
                 gW = zeros_aligned((L.n_in, L.n_out), self.dtype)
                 gb = zeros_aligned(L.n_out, self.dtype) if b is not None else None
+            if need_grad:
                 self.grad_W.append(gW)
                 self.grad_b.append(gb)
                 L.gW, L.gb = cnp.PyArray_DATA(gW), data_or_null(gb)

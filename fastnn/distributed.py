@@ -5,14 +5,18 @@ weights and its own shard of the rows.  Step k of an epoch:
 
 1. each rank computes the gradient of its k-th local batch with the engine
    (optimizer "none": no update), as the *sum* over its rows weighted by
-   rows or sample weights - the mean times the batch's weight sum;
-2. one ``comm.Allreduce`` (SUM) of one flat buffer of the network's dtype:
-   every gradient, then the weight sum, the weighted loss sum, the row count
-   and two flags (Ctrl-C, a callback's stop);
-3. every rank divides by the global weight sum and applies the update with
-   ``_engine.optimizer_update`` per parameter array (the penalty once, with
-   the global weight sum).  All ranks apply the same update to the same
-   reduced buffer: their weights stay bit-identical.
+   rows or sample weights, written straight into one flat buffer of the
+   network's dtype (``StepBuffer``), followed by the weight sum, the
+   weighted loss sum, the row count and two flags (Ctrl-C, a callback's
+   stop);
+2. the ranks' buffers are added: on one machine they are slots of one MPI
+   shared-memory window, read directly after a barrier; otherwise one
+   in-place ``comm.Allreduce`` (SUM);
+3. every rank applies the update with ``_engine.optimizer_update`` per
+   parameter array, which adds the slots (in rank order) and scales by 1 /
+   the global weight sum in the same pass (the penalty once, with the
+   global weight sum).  All ranks apply the same update to the same sums:
+   their weights stay bit-identical.
 
 The step is then exactly one process training on the union of the ranks'
 k-th batches.  Ranks whose shard has run out contribute zeros (weight 0);
@@ -20,10 +24,15 @@ the number of steps of an epoch is the largest over the ranks.  The engine's
 fused plain-SGD path (the update inside the weight-gradient GEMM) is kept for
 single-process fits: data-parallel needs the gradient buffer.
 
+With ``average_every`` = k > 1 (local SGD, ``WeightAverager``) the ranks
+instead train k ordinary steps each and then average their weights and
+optimizer state through the same buffer.
+
 mpi4py is imported only when a communicator is given; fastnn never needs it
 otherwise.  See docs/several-machines.md.
 """
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -33,9 +42,11 @@ import numpy as np
 
 from . import _engine
 
-# The slots after the gradients in the step buffer.
+# The slots after the gradients in the step buffer ...
 _WEIGHT, _LOSS, _ROWS, _INTERRUPT, _STOP = range(5)
-_N_EXTRA = 5
+# ... and after the weights and optimizer state with average_every > 1.
+_A_ROWS, _A_LOSS, _A_PENALTY, _A_INTERRUPT, _A_STOP, _A_NOT_FINITE = range(6)
+_N_EXTRA = 6
 # Mixed into the dropout/noise key per rank: masks keyed on the local row
 # index would otherwise repeat on every rank.
 _RANK_KEY_STEP = 0x9E3779B97F4A7C15
@@ -170,42 +181,115 @@ class Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class StepReducer:
-    """The flat buffer of one step, its allreduce and the update."""
+class StepBuffer:
+    """The flat buffer of one step, where the engine writes this rank's
+    gradient sums (``Trainer``'s ``grad_buffer``): every gradient (W0, b0,
+    W1, b1, ...), then the step's _N_EXTRA numbers, in the network's dtype (a
+    float32 network sends half the bytes; its sums are then float32 too:
+    exact counts up to 2**24).
 
-    def __init__(self, comm, net, optimizer, l2, l1, per_weight_sum):
-        self.comm, self.net, self.optimizer = comm, net, optimizer
+    When every rank runs on this machine (the usual case for a few ranks),
+    the buffers are slots of one MPI shared-memory window: no allreduce and
+    no copy, each rank's update reads every rank's slot directly and adds
+    them in rank order.  Otherwise (or with FASTNN_MPI_SHARED_MEMORY=0) the
+    buffer is private and one in-place ``comm.Allreduce`` adds them.  Both
+    give every rank the same sums, so bit-identical weights."""
+
+    def __init__(self, comm, net, optimizer, average_every=1):
+        MPI = _mpi()
+        self.comm, self.rank, self.average_every = comm, comm.Get_rank(), average_every
+        n = sum(a.size for a in averaged_arrays(net, optimizer, average_every)) + _N_EXTRA
+        self.window = None
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        shared = (node.Get_size() == comm.Get_size()
+                  and os.environ.get("FASTNN_MPI_SHARED_MEMORY", "1") != "0")
+        if not agree_flag(comm, shared):
+            node.Free()
+            self.buffer = np.zeros(n, net.dtype)
+            self.slots = None
+            return
+        self.node = node
+        itemsize = net.dtype.itemsize
+        self.window = MPI.Win.Allocate_shared(n * itemsize, itemsize, comm=node)
+        self.window.Lock_all(MPI.MODE_NOCHECK)
+        self.slots = []
+        for r in range(node.Get_size()):
+            mem, _ = self.window.Shared_query(r)
+            self.slots.append(np.ndarray((n,), net.dtype, buffer=mem))
+        self.buffer = self.slots[node.Get_rank()]
+        self.buffer[:] = 0.0
+        self.node_rank = node.Get_rank()
+
+    def barrier(self):
+        """Every rank's writes to the window visible to every rank."""
+        self.window.Sync()
+        self.node.Barrier()
+        self.window.Sync()
+
+    def free(self):
+        """Collective: release the window (at the end of the fit, on every rank)."""
+        if self.window is not None:
+            self.window.Unlock_all()
+            self.window.Free()
+            self.node.Free()
+            self.window = None
+
+
+def averaged_arrays(net, optimizer, average_every):
+    """What a step sums over the ranks: the gradients (as the parameters),
+    or with ``average_every`` > 1 the parameters and the optimizer state."""
+    arrays = [a for l in net.layers for a in (l.W, l.b) if a is not None]
+    if average_every > 1:
+        arrays += [a for buf in optimizer.state_for(net.layers) if buf is not None
+                   for pair in buf for a in pair if a is not None]
+    return arrays
+
+
+def agree_flag(comm, flag):
+    """True on every rank when it is true on every rank."""
+    return bool(comm.allreduce(int(flag), op=_mpi().MIN))
+
+
+class StepReducer:
+    """One step's reduction and update on the ``StepBuffer``.
+
+    No pass over the gradients besides the reduction and the update: the
+    engine writes them as sums straight into the step buffer, and the update
+    adds the ranks' sums (shared memory) or takes the allreduce's, and
+    scales them by 1 / the global weight sum, in its own pass
+    (``optimizer_update``'s ``more_G`` and ``grad_scale``)."""
+
+    def __init__(self, comm, net, step, optimizer, l2, l1, per_weight_sum):
+        self.comm, self.net, self.optimizer, self.step = comm, net, optimizer, step
         self.l2, self.l1, self.per_weight_sum = l2, l1, per_weight_sum
-        self.params = []   # (P as a 2-d view, is_weight, its state S1, S2 or None)
+        sources = step.slots if step.slots is not None else [step.buffer]
+        self.params = []   # (P as a 2-d view, [G's views in the sources], is_weight, S1, S2)
         state = optimizer.state_for(net.layers)
+        at = 0
         for i, layer in enumerate(net.layers):
             for j, (arr, is_weight) in enumerate(((layer.W, True), (layer.b, False))):
                 if arr is None:
                     continue
                 s = [None if buf is None else buf[i][j].reshape(1, -1) if not is_weight
                      else buf[i][j] for buf in state]
-                self.params.append((arr.reshape(arr.shape[0] if is_weight else 1, -1),
-                                    is_weight, s[0], s[1]))
-        sizes = [p.size for p, *_ in self.params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        # The network's dtype: a float32 network sends half the bytes (the
-        # sums at its end are then float32 too: exact counts up to 2**24).
-        self.buf = np.zeros(self.offsets[-1] + _N_EXTRA, net.dtype)
-        self.extra = self.buf[self.offsets[-1]:]
-        self.grads = [np.empty_like(p) for p, *_ in self.params]
+                shape = (arr.shape[0], -1) if is_weight else (1, -1)
+                grads = [src[at:at + arr.size].reshape(shape) for src in sources]
+                at += arr.size
+                self.params.append((arr.reshape(shape), grads, is_weight, s[0], s[1]))
+        self.buf = step.buffer
+        self.extra = self.buf[at:]
+        self.extras = [src[at:] for src in sources]
+        self.total = np.zeros(_N_EXTRA)   # the reduced extra numbers
         self.code = _engine.OPTIMIZER_CODES[optimizer.code]
         self.MPI = _mpi()
 
-    def fill(self, grad_W, grad_b, weight_sum, loss_mean, rows):
-        """This rank's part: gradient sums (the engine's weighted means times
-        the batch's weight sum), weight sum, weighted loss sum, rows."""
+    def fill(self, weight_sum, loss_mean, rows):
+        """This rank's part besides the gradient sums, which the engine wrote
+        (or zeros, when it had no rows): weight sum, weighted loss sum, rows."""
         self.extra[:] = 0.0
         if not rows:
             self.buf[:] = 0.0    # a rank whose shard has run out adds nothing
             return
-        grads = [g for pair in zip(grad_W, grad_b) for g in pair if g is not None]
-        for (lo, hi), g in zip(zip(self.offsets[:-1], self.offsets[1:]), grads):
-            np.multiply(g.reshape(-1), weight_sum, out=self.buf[lo:hi])
         self.extra[_WEIGHT] = weight_sum
         self.extra[_LOSS] = loss_mean * weight_sum
         self.extra[_ROWS] = rows
@@ -213,35 +297,98 @@ class StepReducer:
     def reduce(self, interrupt, stop):
         self.extra[_INTERRUPT] = float(interrupt)
         self.extra[_STOP] = float(stop)
-        self.comm.Allreduce(self.MPI.IN_PLACE, self.buf, op=self.MPI.SUM)
-        return (self.extra[_INTERRUPT] > 0, self.extra[_STOP] > 0, int(self.extra[_ROWS]),
-                float(self.extra[_WEIGHT]))
+        if self.step.slots is None:
+            self.comm.Allreduce(self.MPI.IN_PLACE, self.buf, op=self.MPI.SUM)
+            self.total[:] = self.extra
+        else:
+            self.step.barrier()
+            self.total[:] = 0.0
+            for extra in self.extras:     # in rank order, as the update adds
+                self.total += extra
+        t = self.total
+        return t[_INTERRUPT] > 0, t[_STOP] > 0, int(t[_ROWS]), float(t[_WEIGHT])
 
     def update(self):
         """Apply the reduced step; returns (mean loss, penalty) of the union
         batch, the penalty of the weights before the update."""
         opt = self.optimizer
-        weight_sum = float(self.extra[_WEIGHT])
+        weight_sum = float(self.total[_WEIGHT])
         inv = 1.0 / weight_sum if weight_sum > 0 else 0.0
         l2, l1 = self.l2, self.l1
         if self.per_weight_sum:
             l2, l1 = l2 * inv, l1 * inv
         hyper = opt.engine_args()
         sq = ab = 0.0
-        for (lo, hi), (P, is_weight, S1, S2), G in zip(
-                zip(self.offsets[:-1], self.offsets[1:]), self.params, self.grads):
-            np.multiply(self.buf[lo:hi], inv, out=G.reshape(-1), casting="same_kind")
-            s, a = _engine.optimizer_update(self.code, hyper, P, G, S1, S2, step=opt.step + 1,
-                                            l2=l2, l1=l1, is_weight=is_weight,
-                                            weight_sum=weight_sum)
+        for P, grads, is_weight, S1, S2 in self.params:
+            s, a = _engine.optimizer_update(self.code, hyper, P, grads[0], S1, S2,
+                                            step=opt.step + 1, l2=l2, l1=l1,
+                                            is_weight=is_weight, weight_sum=weight_sum,
+                                            grad_scale=inv, more_G=grads[1:])
             sq += s
             ab += a
-        return float(self.extra[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
+        if self.step.slots is not None:
+            self.step.barrier()    # every rank has read the slots: they may be written again
+        return float(self.total[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
+
+
+class WeightAverager:
+    """Local SGD (``average_every`` = k > 1): each rank trains k steps on its
+    own batches with the engine's ordinary (fused) update, then every rank's
+    weights and optimizer state are replaced by their average over the
+    ranks, weighted by the rows each trained since the last average (a rank
+    whose shard has run out counts for nothing).  One exchange of the
+    ``StepBuffer`` per k steps: the allreduce time divided by k, at the
+    price of steps that no longer equal one process on the union batches."""
+
+    def __init__(self, comm, net, step, optimizer):
+        self.comm, self.step = comm, step
+        sources = step.slots if step.slots is not None else [step.buffer]
+        self.mine = step.node_rank if step.slots is not None else 0
+        self.parts = []   # (the array's flat view, its views in the sources)
+        at = 0
+        for a in averaged_arrays(net, optimizer, step.average_every):
+            flat = a.reshape(-1)
+            assert np.shares_memory(flat, a)
+            self.parts.append((flat, [src[at:at + a.size] for src in sources]))
+            at += a.size
+        self.extras = [src[at:] for src in sources]
+        self.total = np.zeros(_N_EXTRA)
+        self.MPI = _mpi()
+
+    def exchange(self, rows, loss_sum, penalty_sum, interrupt, stop, not_finite):
+        """Average over the ranks; returns the totals (_A_* slots) of the
+        period: rows, loss sum, penalty sum and the flags (> 0: on some rank)."""
+        for flat, views in self.parts:
+            np.multiply(flat, rows, out=views[self.mine])
+        extra = self.extras[self.mine]
+        extra[:] = 0.0
+        extra[[_A_ROWS, _A_LOSS, _A_PENALTY, _A_INTERRUPT, _A_STOP, _A_NOT_FINITE]] = (
+            rows, loss_sum, penalty_sum, interrupt, stop, not_finite)
+        if self.step.slots is None:
+            self.comm.Allreduce(self.MPI.IN_PLACE, self.step.buffer, op=self.MPI.SUM)
+            self.total[:] = extra
+        else:
+            self.step.barrier()
+            self.total[:] = 0.0
+            for e in self.extras:      # in rank order, as the averages below
+                self.total += e
+        inv = 1.0 / self.total[_A_ROWS]
+        for flat, views in self.parts:
+            if len(views) == 1:
+                np.multiply(views[0], flat.dtype.type(inv), out=flat)
+            else:
+                np.add(views[0], views[1], out=flat)
+                for v in views[2:]:
+                    flat += v
+                flat *= flat.dtype.type(inv)
+        if self.step.slots is not None:
+            self.step.barrier()    # every rank has read the slots: they may be written again
+        return self.total
 
 
 def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callbacks, progress,
                   validation, metrics, target_loss, n_threads, epoch_loss, continue_not_finite,
-                  max_time, sample_weight, l2, l1, per_weight_sum):
+                  max_time, sample_weight, l2, l1, per_weight_sum, step):
     """The fit loop of ``Network._fit`` for a data-parallel fit (see the module
     docstring); ``trainer`` computes gradients only (optimizer "none")."""
     from ._fit_loop import _FitLoop
@@ -251,8 +398,16 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
         epoch results and stop decisions are reduced over the ranks."""
 
         def run(self, epochs):
+            # The window is freed collectively: on the ways out that every
+            # rank takes together (any other exception aborts the job).
             with Interrupt() as self.interrupt:
-                return super().run(epochs)
+                try:
+                    history = super().run(epochs)
+                except FloatingPointError:
+                    self.step_buffer.free()
+                    raise
+            self.step_buffer.free()
+            return history
 
         def _agree(self, stop, out_of_time):
             flags = np.array([stop, out_of_time], np.float64)
@@ -263,6 +418,8 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
             return reduce_evaluation(comm, super()._evaluate(X, T), X.shape[0])
 
         def _batches(self, epoch, perm, snapshot):
+            if step.average_every > 1:
+                return self._local_batches(epoch, perm, snapshot)
             net, trainer, reducer = self.net, self.trainer, self.reducer
             X, T, n, b = self.X, self.T, self.X.shape[0], self.batch_size
             n_local = -(-n // b)
@@ -278,7 +435,7 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                     loss_mean = loss / rows if rows else 0.0
                     weight_sum = float(rows if sample_weight is None
                                        else sample_weight[part].sum())
-                reducer.fill(trainer.grad_W, trainer.grad_b, weight_sum, loss_mean, rows)
+                reducer.fill(weight_sum, loss_mean, rows)
                 interrupted, stop_all, rows_all, _ = reducer.reduce(
                     self.interrupt.requested, net.stop_training)
                 if interrupted:
@@ -305,8 +462,66 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                 self.progress.update(self.n_done, loss_sum / max(self.n_done, 1))
             return loss_sum, penalty_sum, "ok"
 
+        def _local_batches(self, epoch, perm, snapshot):
+            """The epoch as periods of ``average_every`` local steps, each
+            ended by an average over the ranks (WeightAverager)."""
+            net, trainer, opt = self.net, self.trainer, self.optimizer
+            X, T, n, b, k = self.X, self.T, self.X.shape[0], self.batch_size, step.average_every
+            n_steps = int(comm.allreduce(-(-n // b), op=_mpi().MAX))
+            loss_sum = penalty_sum = 0.0
+            for period, first in enumerate(range(0, n_steps, k)):
+                n_period = min(k, n_steps - first)
+                begin = start = min(n, first * b)
+                stop = min(n, (first + n_period) * b)
+                loss = penalty = 0.0
+                not_finite = False
+                trainer.set_optimizer(opt.engine_args(), step=opt.step)
+                while start < stop and not self.interrupt.requested:
+                    part_loss, done, _, status = trainer.run_epoch(
+                        X, T, perm, start=start, stop=stop)
+                    if status == "interrupted":   # a second Ctrl-C: the job aborts
+                        raise KeyboardInterrupt
+                    loss += part_loss
+                    penalty += trainer.penalty_sum
+                    start += done
+                    if status == "not_finite":
+                        not_finite = True
+                        if not self.continue_not_finite:
+                            break
+                    if done == 0:
+                        break
+                total = self.averager.exchange(start - begin, loss, penalty,
+                                               self.interrupt.requested, net.stop_training,
+                                               not_finite)
+                self.kept += n_period
+                self._sync()
+                rows_all = int(total[_A_ROWS])
+                self.n_done += rows_all
+                loss_sum += float(total[_A_LOSS])
+                penalty_sum += float(total[_A_PENALTY])
+                if total[_A_NOT_FINITE] > 0 and not self.continue_not_finite:
+                    self._diverged(snapshot, "the loss became NaN or infinite in epoch "
+                                   f"{epoch + 1}, steps {first + 1}-{first + n_period}")
+                if total[_A_INTERRUPT] > 0:
+                    return loss_sum, penalty_sum, "interrupted"
+                if total[_A_STOP] > 0:
+                    net.stop_training = True
+                    break
+                if self.per_batch:   # batch callbacks see one "batch" per period
+                    logs = {"batch": period, "size": rows_all,
+                            "loss": float(total[_A_LOSS]) / rows_all if rows_all else 0.0}
+                    for cb in self.callbacks:
+                        if cb.wants_batches:
+                            cb.on_batch_end(period, logs)
+                self.progress.update(self.n_done, loss_sum / max(self.n_done, 1))
+            return loss_sum, penalty_sum, "ok"
+
     loop = DistributedFitLoop(net, trainer, optimizer, X, T, batch_size, order, 1, callbacks,
                               progress, validation, metrics, target_loss, n_threads, False,
                               epoch_loss, continue_not_finite, max_time)
-    loop.reducer = StepReducer(comm, net, optimizer, l2, l1, per_weight_sum)
+    if step.average_every > 1:
+        loop.averager = WeightAverager(comm, net, step, optimizer)
+    else:
+        loop.reducer = StepReducer(comm, net, step, optimizer, l2, l1, per_weight_sum)
+    loop.step_buffer = step
     return loop

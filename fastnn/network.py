@@ -254,24 +254,29 @@ class Network:
 
     def _trainer(self, batch_size, n_threads, optimizer, keep_gradients=False,
                  sample_weight=None, l2=0.0, l1=0.0, penalty_per_weight_sum=False,
-                 input_noise=0.0, rank=None):
-        """The engine's Trainer; ``rank`` (a data-parallel fit): gradients
-        only, with this rank's training noise, for ``distributed``'s update."""
+                 input_noise=0.0, step=None):
+        """The engine's Trainer; ``step`` (a data-parallel fit's
+        ``distributed.StepBuffer``): this rank's training noise, and (unless
+        it averages weights every k > 1 steps) gradients only, as sums into
+        its buffer, for ``distributed``'s update."""
         W, b, acts = self._params()
+        grad_buffer = None
         if optimizer is None:     # gradients(): the network as it predicts, no noise
             code, state, dropout, key = "none", [None, None], None, 0
         else:
             code, state = optimizer.code, optimizer.state_for(self.layers)
             dropout = [l.dropout for l in self.layers]
             key = self._training_noise_key() if any(dropout) or input_noise else 0
-            if rank is not None:
+            if step is not None:
                 from .distributed import rank_noise_key
-                code, state, key = "none", [None, None], rank_noise_key(key, rank)
-                keep_gradients = True
+                key = rank_noise_key(key, step.rank)
+                if step.average_every == 1:
+                    code, state = "none", [None, None]
+                    keep_gradients, grad_buffer = True, step.buffer
         trainer = _engine.Trainer(W, b, acts, self.loss_function.code, batch_size,
                                   n_threads, _config.kernel_code(),
                                   _engine.OPTIMIZER_CODES[code], state[0], state[1],
-                                  keep_gradients, dropout, key)
+                                  keep_gradients, dropout, key, grad_buffer)
         trainer.set_sample_weight(sample_weight)
         trainer.set_penalty(l2, l1, penalty_per_weight_sum)
         trainer.set_input_noise(input_noise)
@@ -313,7 +318,7 @@ class Network:
             validation_data=None, verbose=0, n_threads=None, target_loss=None, *,
             validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
             sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
-            max_time=None, comm=None):
+            max_time=None, comm=None, average_every=1):
         """Train with minibatch gradient descent.
 
         Parameters
@@ -419,6 +424,15 @@ class Network:
             on one rank ends the whole job (``comm.Abort``) after reporting
             it; Ctrl-C stops every rank after the step in progress.  See
             docs/several-machines.md.
+        average_every : int >= 1, default 1
+            With ``comm``: 1 averages the gradients at every step (the
+            above).  k > 1 is local SGD: each rank takes k ordinary steps on
+            its own batches, then every rank's weights and optimizer state
+            are replaced by their average over the ranks (weighted by the
+            rows each trained since the last average; also at each epoch's
+            end): one exchange per k steps instead of one per step, but the
+            steps no longer equal one process's.  Batch callbacks then see
+            one batch per k steps.  Without ``comm``, ignored.
 
         Returns
         -------
@@ -449,7 +463,7 @@ class Network:
                          validation_split=validation_split, callbacks=callbacks,
                          lr_schedule=lr_schedule, metrics=metrics, sample_weight=sample_weight,
                          class_weight=class_weight, l2=l2, l1=l1, input_noise=input_noise,
-                         max_time=max_time, comm=comm)
+                         max_time=max_time, comm=comm, average_every=average_every)
 
     @exclusive_use
     def _fit(self, X, y, epochs=1, batch_size=32, shuffle=True, optimizer=None,
@@ -457,7 +471,7 @@ class Network:
              validation_split=None, callbacks=None, lr_schedule=None, metrics=None,
              sample_weight=None, class_weight=None, l2=0.0, l1=0.0, input_noise=0.0,
              max_time=None, *, order=None, epoch_loss=None, on_not_finite="raise", X_is_finite=False,
-             comm=None):
+             comm=None, average_every=1):
         """``fit``, with what scikit-learn's semantics need (the estimators' fit
         runs here too: one training loop, one guard, one step count):
 
@@ -476,21 +490,25 @@ class Network:
         X_is_finite : bool
             The caller has checked X for NaN and infinity (see
             ``_validation.plan_finite_check``).
-        comm : see ``fit``; ``order`` then gives the order of this rank's rows.
+        comm, average_every : see ``fit``; ``order`` then gives the order of
+            this rank's rows.
         """
         from . import distributed
         comm = distributed.active(comm)
+        if not (isinstance(average_every, numbers.Integral) and average_every >= 1):
+            raise ValueError(f"average_every must be an integer >= 1, got {average_every!r}")
         with _NO_CONTEXT if comm is None else distributed.abort_on_error(comm):
             return self._fit_here(X, y, epochs, batch_size, shuffle, optimizer,
                                   validation_data, verbose, n_threads, target_loss,
                                   validation_split, callbacks, lr_schedule, metrics,
                                   sample_weight, class_weight, l2, l1, input_noise, max_time,
-                                  order, epoch_loss, on_not_finite, X_is_finite, comm)
+                                  order, epoch_loss, on_not_finite, X_is_finite, comm,
+                                  int(average_every))
 
     def _fit_here(self, X, y, epochs, batch_size, shuffle, optimizer, validation_data,
                   verbose, n_threads, target_loss, validation_split, callbacks, lr_schedule,
                   metrics, sample_weight, class_weight, l2, l1, input_noise, max_time, order,
-                  epoch_loss, on_not_finite, X_is_finite, comm):
+                  epoch_loss, on_not_finite, X_is_finite, comm, average_every=1):
         """``_fit`` once ``comm`` is resolved (None: one process)."""
         from . import distributed
         flat = [i for i, l in enumerate(self.layers)
@@ -583,7 +601,7 @@ class Network:
                 repr(self), epochs, batch_size_given,
                 str(shuffle), type(optimizer).__name__, optimizer.engine_args(),
                 validation is not None, logged, sample_weight is not None, l2, l1,
-                input_noise, target_loss, max_time, on_not_finite,
+                input_noise, target_loss, max_time, on_not_finite, average_every,
                 [type(cb).__name__ for cb in callbacks]))
             n_samples = distributed.global_rows(comm, n_samples)
             n_batches = int(comm.allreduce(n_batches, op=distributed._mpi().MAX))
@@ -635,12 +653,14 @@ class Network:
         except BaseException:
             self.optimizer = previous_optimizer
             raise
+        step = (None if comm is None
+                else distributed.StepBuffer(comm, self, optimizer, average_every))
         with _single_threaded_blas():
             trainer = self._trainer(batch_size, n_threads, optimizer,
                                     sample_weight=sample_weight, l2=l2, l1=l1,
                                     penalty_per_weight_sum=self._penalty_per_weight_sum,
                                     input_noise=input_noise,
-                                    rank=None if comm is None else comm.Get_rank())
+                                    step=step)
             if order is None and comm is not None:
                 order = distributed.shard_order(comm, self, X, batch_size, shuffle)
             elif order is None:
@@ -660,7 +680,7 @@ class Network:
                     comm, self, trainer, optimizer, X, T, batch_size, order, callbacks,
                     progress, validation, metrics, target_loss, n_threads, epoch_loss,
                     on_not_finite == "continue", max_time, sample_weight, l2, l1,
-                    self._penalty_per_weight_sum)
+                    self._penalty_per_weight_sum, step)
             try:
                 return loop.run(epochs)
             except _BadInput:

@@ -54,6 +54,17 @@ if case in CASES:
         kw["sample_weight"] = w[mine]
     h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
                 optimizer=spec["optimizer"](), comm=comm, metrics=["accuracy"], **kw)
+elif case == "local_sgd":    # average_every=2: weights averaged every 2 local steps
+    net = network()
+    if rank != 0:
+        for layer in net.layers:
+            layer.W = layer.W + 1.0
+    h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
+                optimizer=fn.SGD(lr=0.1), comm=comm, average_every=2)
+elif case == "local_adam_dropout":   # optimizer state averaged too; dropout, shuffling
+    net = network(dropout=0.3)
+    h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, optimizer=fn.Adam(lr=0.01),
+                input_noise=0.1, comm=comm, average_every=3, metrics=["accuracy"])
 elif case in ("shuffle_dropout", "shuffle_blocks"):
     net = network(dropout=0.3)
     Xv, yv = X[mine][:3], y[mine][:3]

@@ -33,9 +33,9 @@ needs_mpi = pytest.mark.skipif(
 TIMEOUT = 240   # seconds: generous for a loaded 2-core machine
 
 
-def launch(n, case, tmp_path, check=True):
+def launch(n, case, tmp_path, check=True, **env):
     cmd = [_mpiexec(), "-n", str(n), sys.executable, str(WORKER), str(tmp_path), case]
-    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **env)
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env,
                           stdin=subprocess.DEVNULL)
@@ -118,11 +118,17 @@ def replay(n, case, epochs=3, b=4):
     return net, losses, opt.step, net.evaluate(X, y)["accuracy"]
 
 
+# The ranks of one machine add their steps through an MPI shared-memory
+# window; FASTNN_MPI_SHARED_MEMORY=0 takes the allreduce that ranks on
+# several machines use.
+ALLREDUCE = {"FASTNN_MPI_SHARED_MEMORY": "0"}
+
+
 @needs_mpi
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
-    launch(n, case, tmp_path)
+    launch(n, case, tmp_path, **(ALLREDUCE if case == "momentum_weights_l1" else {}))
     res = results(n, tmp_path)
     assert_identical_ranks(res)
     net, losses, step, accuracy = replay(n, case)
@@ -134,6 +140,69 @@ def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
     np.testing.assert_allclose(history["loss"], losses, rtol=tol["rtol"])
     assert history["accuracy"][-1] == pytest.approx(accuracy, abs=1e-12)
     assert int(res[0]["step"]) == step
+
+
+def replay_local_sgd(n, k=2, epochs=3, b=4, lr=0.1):
+    """One process: every period of k steps, each rank's network (the
+    average so far) trains k local steps of b rows on its own rows; the
+    average, weighted by the rows each trained, is the next start."""
+    X, y, _, shards = worker_data(n)
+    net = worker_network()
+    params = [[l.W.copy(), l.b.copy()] for l in net.layers]
+    n_steps = max(-(-(s.stop - s.start) // b) for s in shards)
+    losses = []
+    for _ in range(epochs):
+        loss_sum = 0.0
+        for first in range(0, n_steps, k):
+            sums, total = None, 0
+            for s in shards:
+                rows = np.arange(s.start, s.stop)[first * b:(first + k) * b]
+                local = worker_network()
+                for layer, (W, bias) in zip(local.layers, params):
+                    layer.W, layer.b = W.copy(), bias.copy()
+                if len(rows):
+                    h = local.fit(X[rows], y[rows], epochs=1, batch_size=b, shuffle=False,
+                                  optimizer=fn.SGD(lr=lr))
+                    loss_sum += h["loss"][0] * len(rows)
+                part = [[len(rows) * l.W, len(rows) * l.b] for l in local.layers]
+                sums = part if sums is None else [[a + c for a, c in zip(p, q)]
+                                                  for p, q in zip(sums, part)]
+                total += len(rows)
+            params = [[a * (1.0 / total) for a in p] for p in sums]
+        losses.append(loss_sum / len(y))
+    return [a for p in params for a in p], losses
+
+
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_average_every_k_is_local_sgd_on_the_shards(n, tmp_path):
+    launch(n, "local_sgd", tmp_path, **(ALLREDUCE if n == 3 else {}))
+    res = results(n, tmp_path)
+    assert_identical_ranks(res)
+    params, losses = replay_local_sgd(n)
+    for i, p in enumerate(params):
+        np.testing.assert_allclose(res[0][f"p{i}"], p, **TOLERANCE["float64"])
+    history = json.loads(str(res[0]["history"]))
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-11)
+    n_steps = max(-(-s // 4) for s in SHARDS[n])
+    assert int(res[0]["step"]) == 3 * n_steps
+
+
+@needs_mpi
+def test_average_every_k_averages_the_optimizer_state_on_every_rank(tmp_path):
+    launch(3, "local_adam_dropout", tmp_path)
+    res = results(3, tmp_path)
+    assert_identical_ranks(res)
+    history = json.loads(str(res[0]["history"]))
+    assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))
+    assert int(res[0]["step"]) == 3 * 10     # 10 steps of 4 rows per epoch (37 rows)
+
+
+def test_average_every_must_be_a_positive_integer():
+    net = worker_network()
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="average_every"):
+            net.fit(np.zeros((4, 5)), [0, 1, 2, 0], average_every=bad)
 
 
 @needs_mpi
@@ -238,3 +307,51 @@ def test_comm_must_be_a_communicator():
 @needs_mpi
 def test_a_communicator_of_one_process_is_the_ordinary_fit(tmp_path):
     launch(1, "one_process", tmp_path)   # the worker compares comm=None and size 1
+
+
+# The engine's entries for the data-parallel step, without MPI.
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_grad_buffer_receives_the_weighted_gradient_sums(dtype):
+    from fastnn import _config, _engine
+    X, y, w, _ = worker_data(2)
+    net = worker_network(dtype)
+    means = net.gradients(X, y, sample_weight=w)
+    W, b, acts = net._params()
+    n = sum(a.size for a in W + b)
+    buf = np.full(n + 3, 7.0, dtype)          # the entries after the gradients are the caller's
+    trainer = _engine.Trainer(W, b, acts, net.loss_function.code, len(y), 1,
+                              _config.kernel_code(), _engine.OPTIMIZER_CODES["none"],
+                              keep_gradients=True, grad_buffer=buf)
+    trainer.set_sample_weight(w)
+    trainer.run_epoch(net._check_X(X), net._check_y(y, len(y)), None)
+    tol = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=1e-5, atol=1e-6)}[dtype]
+    at = 0
+    for dW, db in means:
+        for g in (dW, db):
+            np.testing.assert_allclose(buf[at:at + g.size].reshape(g.shape) / w.sum(), g, **tol)
+            at += g.size
+    assert np.all(buf[n:] == 7.0)
+    with pytest.raises(ValueError, match="grad_buffer"):
+        _engine.Trainer(W, b, acts, net.loss_function.code, 4, 1, _config.kernel_code(),
+                        _engine.OPTIMIZER_CODES["sgd"], grad_buffer=buf)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_optimizer_update_adds_and_scales_the_gradients_in_its_pass(opt):
+    from fastnn import _engine
+    rng = np.random.default_rng(0)
+    make = {"sgd": lambda: fn.SGD(lr=0.1), "adam": lambda: fn.Adam(lr=0.01)}[opt]
+    code, hyper = _engine.OPTIMIZER_CODES[opt], make().engine_args()
+    P = rng.normal(size=(37, 1030))                 # rows of more than one block
+    Gs = [rng.normal(size=P.shape) for _ in range(3)]
+    S = [np.zeros_like(P), np.zeros_like(P)] if opt == "adam" else [None, None]
+    S_ref = [None if s is None else s.copy() for s in S]
+    P_ref, G_ref = P.copy(), (Gs[0] + Gs[1] + Gs[2]) * 0.25
+    kept = [g.copy() for g in Gs]
+    got = _engine.optimizer_update(code, hyper, P, Gs[0], *S, l2=0.01, grad_scale=0.25,
+                                   more_G=Gs[1:])
+    want = _engine.optimizer_update(code, hyper, P_ref, G_ref, *S_ref, l2=0.01)
+    np.testing.assert_allclose(P, P_ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert all(np.array_equal(g, k) for g, k in zip(Gs, kept))   # the sources unchanged
