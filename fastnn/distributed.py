@@ -155,10 +155,17 @@ def reduce_evaluation(comm, result, n_rows):
     return out
 
 
+class CtrlCTwice(BaseException):
+    """A second Ctrl-C on one rank during a data-parallel fit.  Not a
+    KeyboardInterrupt: the fit loop turns that into a clean stop of this
+    rank alone, and the other ranks would wait for it forever; this one
+    reaches abort_on_error, which ends the job."""
+
+
 class Interrupt:
     """Ctrl-C during a data-parallel fit: the first one asks every rank to stop
     after the step in progress (its flag travels in the step's allreduce); a
-    second one raises KeyboardInterrupt, which aborts the job."""
+    second one raises CtrlCTwice, which aborts the job."""
 
     def __init__(self):
         self.requested = False
@@ -166,7 +173,7 @@ class Interrupt:
 
     def _handler(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            raise CtrlCTwice("Ctrl-C pressed twice")
         self.requested = True
         print("fastnn: Ctrl-C: every rank stops after this step (press again to abort "
               "the job)", file=sys.stderr, flush=True)
@@ -479,8 +486,8 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                 while start < stop and not self.interrupt.requested:
                     part_loss, done, _, status = trainer.run_epoch(
                         X, T, perm, start=start, stop=stop)
-                    if status == "interrupted":   # a second Ctrl-C: the job aborts
-                        raise KeyboardInterrupt
+                    if status == "interrupted":   # a Ctrl-C past the handler: abort
+                        raise CtrlCTwice("Ctrl-C during a step")
                     loss += part_loss
                     penalty += trainer.penalty_sum
                     start += done

@@ -97,6 +97,16 @@ elif case == "interrupt":
     h = net.fit(X[mine], y[mine], epochs=10 ** 6, batch_size=1, optimizer=fn.SGD(lr=0.01),
                 callbacks=[Ready()], comm=comm)
     assert h.interrupted and h.stop_reason == "interrupted", h
+elif case == "interrupt_twice":
+    class Hold(fn.callbacks.Callback):    # rank 1 writes its pid, then waits for Ctrl-C
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 0 and rank == 1:
+                with open(f"{out}/pid{rank}", "w") as f:
+                    f.write(str(__import__("os").getpid()))
+                __import__("time").sleep(120)
+    net = network()
+    net.fit(X[mine], y[mine], epochs=10 ** 6, batch_size=1, optimizer=fn.SGD(lr=0.01),
+            callbacks=[Hold()], comm=comm)
 elif case == "one_process":   # size 1: the ordinary fit, bit for bit
     runs = []
     for c in (None, comm):

@@ -271,6 +271,33 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
 
 
 @needs_mpi
+def test_ctrl_c_twice_on_one_rank_ends_the_job(tmp_path):
+    # rank 1 sits in a callback: the first Ctrl-C asks for a stop after the
+    # step, the second must end the job - not stop rank 1's fit alone while
+    # rank 0 waits for it in the next allreduce (the timeout would catch that)
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), "interrupt_twice"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, stdin=subprocess.DEVNULL)
+    try:
+        pid_file = tmp_path / "pid1"
+        deadline = time.monotonic() + TIMEOUT
+        while not pid_file.exists() or not pid_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out + err
+    assert "rank 1 of 2 failed in fit (CtrlCTwice" in err, err
+
+
+@needs_mpi
 def test_estimator_fit_with_comm_matches_one_process(tmp_path):
     # 2 ranks with 8 rows each, local batches of 4: step k trains on rank 0's
     # k-th 4 rows and rank 1's, which one process sees as its k-th batch of
