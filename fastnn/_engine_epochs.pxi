@@ -87,6 +87,7 @@ cdef enum:
 cdef struct Epochs:
     Py_ssize_t n_epochs     # asked for
     Py_ssize_t n_begun      # epochs begun (the last may have ended early)
+    Py_ssize_t n_finished   # epochs that ended normally (their loss is the History's)
     long long epoch0        # the first one's index (keys the training noise)
     long long *counts       # [steps of the fit, steps of the current epoch]
     double *loss_sums       # per epoch begun: the epoch's loss_sum ...
@@ -147,6 +148,7 @@ cdef void run_epochs_loop(Ctx *c, Epochs *E, bint is_double, int nt) noexcept no
         if E.check_weights and not saved_finite(E.saved, E.n_saved):
             E.outcome = EPOCHS_WEIGHTS
             return
+        E.n_finished = e + 1
         if c.loss_sum / <double>c.n_done <= E.target:
             E.outcome = EPOCHS_TARGET
             return

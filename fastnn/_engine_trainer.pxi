@@ -74,7 +74,7 @@ cdef class Trainer:
     cdef public object grad_W, grad_b
     cdef public list layer_outputs
     cdef public object batch_inputs
-    cdef public Py_ssize_t epochs_begun
+    cdef public Py_ssize_t epochs_begun, epochs_finished
 
     def __cinit__(self, list weights, list biases, list activations, int loss,
                   Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
@@ -331,14 +331,15 @@ cdef class Trainer:
         "weights_not_finite" (found after the last epoch begun), or that
         epoch's run_epoch status ("not_finite", "interrupted", "bad_input").
         Signals and the exceptions of their handlers are as in run_epoch;
-        ``epochs_begun`` tells how many epochs were begun when it raised.
+        ``epochs_begun`` and ``epochs_finished`` (those that ended normally,
+        whose sums are the History's) tell the same, also when it raised.
         """
         cdef Epochs E
         cdef Py_ssize_t i, n = X.shape[0]
         cdef bint is_double
         cdef int nt
         cdef cnp.ndarray perm = np.empty(n, np.int64)
-        self.epochs_begun = 0
+        self.epochs_begun = self.epochs_finished = 0
         if self.sample_weight is not None and self.sample_weight.shape[0] != n:
             raise ValueError(f"sample_weight has {self.sample_weight.shape[0]} entries but "
                              f"X has {n} rows")
@@ -381,7 +382,7 @@ cdef class Trainer:
             with nogil:
                 run_epochs_loop(&self.ctx, &E, is_double, nt)
         finally:
-            self.epochs_begun = E.n_begun
+            self.epochs_begun, self.epochs_finished = E.n_begun, E.n_finished
             free(E.saved)
         if self.ctx.poll.raised:
             exc = pending_exception()

@@ -66,6 +66,7 @@ class _FitLoop:
         self.step0 = optimizer.step
         self._default_epoch_loss = epoch_loss is None
         self._saved = None        # run_epochs' copies of the parameters (undo)
+        self._call = None         # the run_epochs call to settle (see _settle)
         self._epochs_per_call = 1
 
     def run(self, epochs):
@@ -110,6 +111,7 @@ class _FitLoop:
         except KeyboardInterrupt:
             # Ctrl-C outside the engine (between its calls, in a callback): the
             # weights are as of the last finished minibatch all the same.
+            self._settle()
             history.interrupted, history.stop_reason = True, "interrupted"
         finally:
             self._sync()
@@ -151,6 +153,10 @@ class _FitLoop:
         start = (None if rng is None else rng.bit_generator.state, net._epochs_trained)
         trainer.set_optimizer(optimizer.engine_args(), step=optimizer.step)
         self.kept[1] = 0
+        # What _settle reads (also after a Ctrl-C that lands in Python once
+        # the engine has returned: then run() settles the call).
+        self._call = (epoch, start, losses, penalties, history)
+        self._settled = 0
         t0 = time.perf_counter()
         try:
             begun, outcome, self.n_done = trainer.run_epochs(
@@ -160,28 +166,17 @@ class _FitLoop:
         finally:
             # also when a signal handler raised: the engine stopped after its
             # last finished batch, in its last epoch begun
-            self._sync()
-            begun = trainer.epochs_begun
-            net._epochs_trained = start[1] + begun
-            self.epoch = epoch + max(begun - 1, 0)
-            if self.kept[1] == 0 and begun:
-                self._rewind(start, begun - 1)
+            self._settle()
+            if self.kept[1] == 0 and trainer.epochs_begun:
+                self._rewind(start, trainer.epochs_begun - 1)
+        self._call = None
         # Next call: about CALL_SECONDS (growing at most 16-fold per call).
         per_epoch = (time.perf_counter() - t0) / begun
         self._epochs_per_call = max(1, min(16 * n, int(CALL_SECONDS / max(per_epoch, 1e-9))))
-        finished = begun if outcome in ("ok", "max_time", "target_loss") else begun - 1
+        finished = trainer.epochs_finished
         logs = None
         if finished:
-            rows = self.X.shape[0]
-            if self._default_epoch_loss:
-                loss = (losses[:finished] / rows).tolist()
-            else:
-                loss = [self.epoch_loss(float(l), float(p), rows)
-                        for l, p in zip(losses[:finished], penalties[:finished])]
-            lr = getattr(optimizer, "lr", None)
-            columns = {"loss": loss} if lr is None else {"loss": loss, "lr": [lr] * finished}
-            history.extend(range(epoch, epoch + finished), **columns)
-            logs = {name: values[-1] for name, values in columns.items()}
+            logs = {name: values[-1] for name, values in history.history.items()}
         if finished == begun:
             return finished, "ok", logs, outcome == "max_time"
         # The last epoch begun ended early: as _train_epoch handles it.
@@ -202,6 +197,31 @@ class _FitLoop:
             if self.kept[1] == 0:
                 self._rewind(start, begun - 1)
             raise
+
+    def _settle(self):
+        """The books after a run_epochs call, from what the engine recorded
+        (idempotent): step and epoch counts, and the History of the epochs
+        that finished."""
+        if self._call is None:
+            return
+        epoch, start, losses, penalties, history = self._call
+        trainer = self.trainer
+        self._sync()
+        begun, finished = trainer.epochs_begun, trainer.epochs_finished
+        self.net._epochs_trained = start[1] + begun
+        self.epoch = epoch + max(begun - 1, 0)
+        if finished > self._settled:
+            done, rows = self._settled, self.X.shape[0]
+            if self._default_epoch_loss:
+                loss = (losses[done:finished] / rows).tolist()
+            else:
+                loss = [self.epoch_loss(float(l), float(p), rows)
+                        for l, p in zip(losses[done:finished], penalties[done:finished])]
+            lr = getattr(self.optimizer, "lr", None)
+            columns = {"loss": loss} if lr is None else {"loss": loss,
+                                                         "lr": [lr] * (finished - done)}
+            history.extend(range(epoch + done, epoch + finished), **columns)
+            self._settled = finished
 
     def _rewind(self, start, n_epochs):
         """The epoch count and the shuffling generator as after the first
