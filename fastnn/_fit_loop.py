@@ -153,6 +153,7 @@ class _FitLoop:
         start = (None if rng is None else rng.bit_generator.state, net._epochs_trained)
         trainer.set_optimizer(optimizer.engine_args(), step=optimizer.step)
         self.kept[1] = 0
+        trainer.epochs_begun = trainer.epochs_finished = 0   # (read by _settle)
         # What _settle reads (also after a Ctrl-C that lands in Python once
         # the engine has returned: then run() settles the call).
         self._call = (epoch, start, losses, penalties, history)
