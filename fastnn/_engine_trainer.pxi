@@ -305,34 +305,29 @@ cdef class Trainer:
                    bint check_weights=True, seconds=None, target=None,
                    bint check_inputs=False):
         """Up to ``n_epochs`` whole epochs over every row of (X, T) in one
-        call, as many ``run_epoch`` calls with what fit does in Python
-        between them (_engine_epochs.pxi); for when no Python is due there.
+        call: many ``run_epoch`` calls with what fit does in Python between
+        them done in C (_engine_epochs.pxi), for when no Python is due there.
 
         Epoch ``e`` of the call has index ``epoch0 + e`` (``set_epoch``) and
-        visits the rows in the order ``rng.permutation(n)`` draws (rng: a
-        NumPy Generator, used by nobody else meanwhile) or, with rng None,
-        in X's own order.  Before it begins, every ``live`` array of the
-        (live, copy) pairs ``saved`` (C-contiguous parameters and optimizer
-        state) is copied into its ``copy``; after it, with
-        ``check_weights``, they are checked for NaN and infinity.  No epoch
-        but the first begins once ``seconds`` have passed since the call
-        (None: no limit), nor after an epoch whose ``loss_sum / n_done`` is
-        at most ``target`` (None: none).  The optimizer's step count advances by each epoch's
-        steps, as ``set_optimizer(step=...)`` between calls would.
-
-        ``counts[0]`` gets each epoch's steps added as it ends, and
-        ``counts[1]`` is the current epoch's (0 when it begins): both are
-        right when this returns or raises.  ``loss_sums[e]`` and
-        ``penalty_sums[e]`` get the epoch's sums (as run_epoch's loss_sum
-        and penalty_sum); both need ``n_epochs`` entries.
+        the order ``rng.permutation(n)`` (rng: a NumPy Generator nobody else
+        uses meanwhile; None: X's own order).  Before it, each ``live`` array
+        of the (live, copy) pairs ``saved`` (parameters, optimizer state) is
+        copied into ``copy``; after it, with ``check_weights``, they are
+        checked for NaN and infinity.  No epoch but the first begins after
+        ``seconds`` (None: no limit), nor after one whose ``loss_sum /
+        n_done`` is at most ``target``.  The step count advances by each
+        epoch's steps.  ``counts[0]`` gets each epoch's steps added as it
+        ends and ``counts[1]`` is the current epoch's, right when this
+        returns or raises; ``loss_sums[e]``, ``penalty_sums[e]``: epoch e's
+        sums (as run_epoch's).
 
         Returns (epochs begun, outcome, samples trained in the last one):
         outcome "ok" (all done), "max_time", "target_loss",
-        "weights_not_finite" (found after the last epoch begun), or that
-        epoch's run_epoch status ("not_finite", "interrupted", "bad_input").
-        Signals and the exceptions of their handlers are as in run_epoch;
-        ``epochs_begun`` and ``epochs_finished`` (those that ended normally,
-        whose sums are the History's) tell the same, also when it raised.
+        "weights_not_finite" (after the last epoch begun), or that epoch's
+        run_epoch status ("not_finite", "interrupted", "bad_input").
+        Signals are handled as in run_epoch; ``epochs_begun`` and
+        ``epochs_finished`` (ended normally: the History's) are set also
+        when it raises.
         """
         cdef Epochs E
         cdef Py_ssize_t i, n = X.shape[0]

@@ -7,7 +7,6 @@ count, the shuffling generator, the History, the stops, and what an
 exception, a divergence or a signal leaves behind.
 """
 import os
-import signal
 import subprocess
 import sys
 
@@ -24,7 +23,10 @@ posix_only = pytest.mark.skipif(sys.platform == "win32", reason="signals are POS
 
 @pytest.fixture
 def engine_calls(monkeypatch):
-    """Counts the epochs run through _FitLoop._epochs (the engine's loop)."""
+    """Counts the epochs run through _FitLoop._epochs (the engine's loop);
+    the epochs per call then grow 16-fold per call whatever the machine's
+    load (1, 16, 256, ...: boundaries inside the fits below)."""
+    monkeypatch.setattr(_fit_loop, "CALL_SECONDS", 1e9)
     calls = []
     original = _fit_loop._FitLoop._epochs
 
@@ -292,7 +294,7 @@ def test_a_non_finite_input_leaves_the_network_untouched(monkeypatch, engine_cal
 # Signals: Ctrl-C and a handler's exception in the middle of the engine's epochs.
 
 SIGNAL_FIT = """
-import signal, sys, time
+import os, signal, sys, threading, time
 import numpy as np
 import fastnn as fn
 
@@ -305,6 +307,18 @@ if kind == "term":
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(7))
 net.fit(X, y, epochs=3, batch_size=8, optimizer=fn.Adam(0.01))   # imported and warm
 print("READY", flush=True)
+
+
+def send():
+    # after 0.3 s of this process's CPU time (well into the engine's epochs,
+    # however loaded the machine), as if from outside
+    start = time.process_time()
+    while time.process_time() < start + 0.3:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT if kind == "int" else signal.SIGTERM)
+
+
+threading.Thread(target=send, daemon=True).start()
 try:
     h = net.fit(X, y, epochs=10 ** 9, batch_size=8, optimizer=fn.Adam(0.01))
     print("DONE", h.interrupted, h.stop_reason, len(h.epoch), len(h.history["loss"]),
@@ -349,10 +363,7 @@ def test_a_signal_stops_the_engines_epochs_at_the_last_finished_batch(tmp_path, 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert read_line(proc).strip() == "READY"
-        import time
-        time.sleep(0.5)     # well into the engine's epochs
-        proc.send_signal(signal.SIGINT if kind == "int" else signal.SIGTERM)
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300)   # the child signals itself
     finally:
         if proc.poll() is None:
             proc.kill()
