@@ -212,3 +212,14 @@ def standard_normal_noise(u64 seed, long long epoch, samples, Py_ssize_t n_featu
         for j in range(n_features):
             z[r, j] = standard_normal(key, j)
     return out
+
+
+def permutation(rng, Py_ssize_t n):
+    """``rng.permutation(n)`` as ``run_epochs`` draws it, from the same
+    generator (for the tests, which compare it with NumPy's)."""
+    out = np.empty(n, np.int64)
+    cdef bitgen_t *g = <bitgen_t *>PyCapsule_GetPointer(rng.bit_generator.capsule,
+                                                        "BitGenerator")
+    with rng.bit_generator.lock:
+        draw_permutation(g, <long long *>cnp.PyArray_DATA(out), n)
+    return out

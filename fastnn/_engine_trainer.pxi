@@ -2,7 +2,8 @@
 #
 # Built once per ``fit``: it allocates every buffer of the run and fills the
 # ``Layer`` descriptors and the ``Ctx``; ``run_epoch`` then releases the GIL
-# and runs a whole epoch (run_team, in _engine_step.pxi).
+# and runs a whole epoch (run_team, in _engine_step.pxi), ``run_epochs`` many
+# (run_epochs_loop, in _engine_epochs.pxi).
 
 cdef class Trainer:
     """Workspace and state of one ``fit``; see the module docstring.
@@ -79,6 +80,7 @@ cdef class Trainer:
     cdef public object grad_W, grad_b, grad_buffer
     cdef public list layer_outputs
     cdef public object batch_inputs
+    cdef public Py_ssize_t epochs_begun, epochs_finished
 
     def __cinit__(self, list weights, list biases, list activations, int loss,
                   Py_ssize_t batch_size, int n_threads, int kernel, int optimizer,
@@ -317,6 +319,96 @@ cdef class Trainer:
         status = {STATUS_OK: "ok", STATUS_NOT_FINITE: "not_finite",
                   STATUS_BAD_INPUT: "bad_input"}[self.ctx.status]
         return self.ctx.loss_sum, self.ctx.n_done, self.ctx.n_steps, status
+
+    def run_epochs(self, X, T, Py_ssize_t n_epochs, long long epoch0, cnp.int64_t[::1] counts,
+                   double[::1] loss_sums, double[::1] penalty_sums, list saved, rng=None, *,
+                   bint check_weights=True, seconds=None, target=None,
+                   bint check_inputs=False):
+        """Up to ``n_epochs`` whole epochs over every row of (X, T) in one
+        call: many ``run_epoch`` calls with what fit does in Python between
+        them done in C (_engine_epochs.pxi), for when no Python is due there.
+
+        Epoch ``e`` of the call has index ``epoch0 + e`` (``set_epoch``) and
+        the order ``rng.permutation(n)`` (rng: a NumPy Generator nobody else
+        uses meanwhile; None: X's own order).  Before it, each ``live`` array
+        of the (live, copy) pairs ``saved`` (parameters, optimizer state) is
+        copied into ``copy``; after it, with ``check_weights``, they are
+        checked for NaN and infinity.  No epoch but the first begins after
+        ``seconds`` (None: no limit), nor after one whose ``loss_sum /
+        n_done`` is at most ``target``.  The step count advances by each
+        epoch's steps.  ``counts[0]`` gets each epoch's steps added as it
+        ends and ``counts[1]`` is the current epoch's, right when this
+        returns or raises; ``loss_sums[e]``, ``penalty_sums[e]``: epoch e's
+        sums (as run_epoch's).
+
+        Returns (epochs begun, outcome, samples trained in the last one):
+        outcome "ok" (all done), "max_time", "target_loss",
+        "weights_not_finite" (after the last epoch begun), or that epoch's
+        run_epoch status ("not_finite", "interrupted", "bad_input").
+        Signals are handled as in run_epoch; ``epochs_begun`` and
+        ``epochs_finished`` (ended normally: the History's) are set also
+        when it raises.
+        """
+        cdef Epochs E
+        cdef Py_ssize_t i, n = X.shape[0]
+        cdef bint is_double
+        cdef int nt
+        cdef cnp.ndarray perm = np.empty(n, np.int64)
+        self.epochs_begun = self.epochs_finished = 0
+        if self.sample_weight is not None and self.sample_weight.shape[0] != n:
+            raise ValueError(f"sample_weight has {self.sample_weight.shape[0]} entries but "
+                             f"X has {n} rows")
+        if counts.shape[0] != 2 or loss_sums.shape[0] < n_epochs or \
+                penalty_sums.shape[0] < n_epochs or n_epochs < 1 or n == 0:
+            raise ValueError("run_epochs needs n_epochs >= 1, rows, 2 counts and n_epochs sums")
+        memset(&E, 0, sizeof(Epochs))
+        E.saved = <Saved *>malloc(max(1, len(saved)) * sizeof(Saved))
+        if E.saved == NULL:
+            raise MemoryError()
+        try:
+            for i, (live, copy) in enumerate(saved):
+                if not (live.flags.c_contiguous and copy.flags.c_contiguous
+                        and live.dtype == copy.dtype and live.size == copy.size
+                        and live.dtype in (np.float32, np.float64)):
+                    raise ValueError("saved arrays must be C-contiguous float pairs of one size")
+                E.saved[i].live = cnp.PyArray_DATA(live)
+                E.saved[i].copy = cnp.PyArray_DATA(copy)
+                E.saved[i].size = live.size
+                E.saved[i].is_double = live.dtype == np.float64
+            E.n_saved = len(saved)
+            E.n_epochs, E.epoch0 = n_epochs, epoch0
+            E.counts = <long long *>&counts[0]
+            E.loss_sums, E.penalty_sums = &loss_sums[0], &penalty_sums[0]
+            E.check_weights = check_weights
+            E.n_rows = n
+            E.perm = <long long *>cnp.PyArray_DATA(perm)
+            E.bitgen = NULL if rng is None else \
+                <bitgen_t *>PyCapsule_GetPointer(rng.bit_generator.capsule, "BitGenerator")
+            E.target = NAN if target is None else <double>target
+            self.ctx.X = cnp.PyArray_DATA(X)
+            self.ctx.T = cnp.PyArray_DATA(T)
+            self.ctx.perm = NULL if rng is None else <const long long *>E.perm
+            poll_init(&self.ctx.poll, True)
+            self.ctx.abort_on_signal = False
+            self.ctx.check_inputs = check_inputs
+            is_double = self.dtype == np.float64
+            nt = start_team(self.n_threads)
+            E.deadline = fnn_wtime() + (INFINITY if seconds is None else <double>seconds)
+            with nogil:
+                run_epochs_loop(&self.ctx, &E, is_double, nt)
+        finally:
+            self.epochs_begun, self.epochs_finished = E.n_begun, E.n_finished
+            free(E.saved)
+        if self.ctx.poll.raised:
+            exc = pending_exception()
+            if not isinstance(exc, KeyboardInterrupt):
+                raise exc
+        outcome = {EPOCHS_DONE: "ok", EPOCHS_WEIGHTS: "weights_not_finite",
+                   EPOCHS_TIME: "max_time", EPOCHS_TARGET: "target_loss"}.get(E.outcome)
+        if outcome is None:
+            outcome = {STATUS_NOT_FINITE: "not_finite", STATUS_SIGNAL: "interrupted",
+                       STATUS_BAD_INPUT: "bad_input"}[self.ctx.status]
+        return E.n_begun, outcome, self.ctx.n_done
 
     @property
     def n_done(self):

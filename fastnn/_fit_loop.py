@@ -19,6 +19,25 @@ class _BadInput(Exception):
     """The engine found a sample of X that is not finite (fit reports it)."""
 
 
+# Epochs run by the engine many per call (Trainer.run_epochs) when nothing in
+# Python is due between them; False: one call per epoch (the tests compare both).
+ENGINE_EPOCHS = True
+
+# How long one run_epochs call lasts, about: the number of epochs per call
+# follows the measured time per epoch.  The engine runs Python's signal
+# handlers every 20 ms whatever the length of a call; returning this often
+# keeps each call's buffers (one loss per epoch) small and costs nothing
+# next to 25 ms of training (a few microseconds per call).
+CALL_SECONDS = 0.025
+
+
+def engine_order(order, rng):
+    """Mark the order function ``order`` as one the engine can draw itself:
+    ``rng.permutation(n)`` each epoch, or X's own order when ``rng`` is None."""
+    order.engine_rng = (rng,)
+    return order
+
+
 class _FitLoop:
     """The epochs of one ``fit``: engine calls, bookkeeping, callbacks, output."""
 
@@ -45,6 +64,10 @@ class _FitLoop:
         # the messages quote kept[1].
         self.kept = np.zeros(2, np.int64)
         self.step0 = optimizer.step
+        self._default_epoch_loss = epoch_loss is None
+        self._saved = None        # run_epochs' copies of the parameters (undo)
+        self._call = None         # the run_epochs call to settle (see _settle)
+        self._epochs_per_call = 1
 
     def run(self, epochs):
         """Train up to ``epochs`` epochs; returns the History."""
@@ -53,32 +76,42 @@ class _FitLoop:
         t_start = time.perf_counter()
         try:
             history.stop_reason = "epochs"
-            for epoch in range(epochs):
+            in_engine = self._engine_runs_epochs()
+            epoch = 0
+            while epoch < epochs:
                 if self.net.stop_training:   # asked for by a callback
                     history.stop_reason = "stop_training"
                     break
                 self.epoch = epoch
-                status, epoch_logs = self._epoch(epoch, history)
+                if in_engine:
+                    n_run, status, epoch_logs, out_of_time = self._epochs(
+                        epoch, epochs - epoch, history, t_start)
+                else:
+                    status, epoch_logs = self._epoch(epoch, history)
+                    n_run, out_of_time = 1, False
                 if status == "interrupted":
                     history.interrupted, history.stop_reason = True, "interrupted"
                     break
                 logs = epoch_logs
+                epoch += n_run
                 if self.target_loss is not None and logs["loss"] <= self.target_loss:
                     history.stop_reason = "target_loss"
                     break
                 stop, out_of_time = self._agree(
-                    self.net.stop_training,
-                    self.max_time is not None and time.perf_counter() - t_start >= self.max_time)
+                    self.net.stop_training, out_of_time or (
+                        self.max_time is not None
+                        and time.perf_counter() - t_start >= self.max_time))
                 self.net.stop_training = stop
-                if stop and epoch + 1 < epochs:
+                if stop and epoch < epochs:
                     history.stop_reason = "stop_training"
                     break
-                if out_of_time and epoch + 1 < epochs:
+                if out_of_time and epoch < epochs:
                     history.stop_reason = "max_time"
                     break
         except KeyboardInterrupt:
             # Ctrl-C outside the engine (between its calls, in a callback): the
             # weights are as of the last finished minibatch all the same.
+            self._settle()
             history.interrupted, history.stop_reason = True, "interrupted"
         finally:
             self._sync()
@@ -91,6 +124,117 @@ class _FitLoop:
         for cb in self.callbacks:
             cb.on_train_end(dict(logs))
         return history
+
+    def _engine_runs_epochs(self):
+        """Whether the engine may run many epochs per call: nothing in Python
+        is due between epochs (no callbacks, validation, metrics, output),
+        an epoch is one engine call, and the engine can draw its order."""
+        X, order = self.X, self.order
+        return (ENGINE_EPOCHS and type(self) is _FitLoop
+                and not self.callbacks and self.validation is None and not self.metrics
+                and self.progress.verbose == 0 and not self.continue_not_finite
+                and not self.per_batch and self.rows_per_call >= X.shape[0] > 0
+                and hasattr(order, "engine_rng")
+                and (self.target_loss is None or self._default_epoch_loss))
+
+    def _epochs(self, epoch, remaining, history, t_start):
+        """Up to ``remaining`` epochs from ``epoch`` in one engine call, doing
+        what ``_epoch`` does in Python (Trainer.run_epochs); returns (epochs
+        finished, status, the last one's logs, whether max_time stopped it)."""
+        net, optimizer, trainer = self.net, self.optimizer, self.trainer
+        rng = self.order.engine_rng[0]
+        if self._saved is None:
+            self._saved = net._snapshot(optimizer)[0]
+        n = min(remaining, self._epochs_per_call)
+        seconds = None
+        if self.max_time is not None:
+            seconds = self.max_time - (time.perf_counter() - t_start)
+        losses, penalties = np.empty(n), np.empty(n)
+        start = (None if rng is None else rng.bit_generator.state, net._epochs_trained)
+        trainer.set_optimizer(optimizer.engine_args(), step=optimizer.step)
+        self.kept[1] = 0
+        trainer.epochs_begun = trainer.epochs_finished = 0   # (read by _settle)
+        # What _settle reads (also after a Ctrl-C that lands in Python once
+        # the engine has returned: then run() settles the call).
+        self._call = (epoch, start, losses, penalties, history)
+        self._settled = 0
+        t0 = time.perf_counter()
+        try:
+            begun, outcome, self.n_done = trainer.run_epochs(
+                self.X, self.T, n, net._epochs_trained, self.kept, losses, penalties,
+                self._saved, rng, seconds=seconds, target=self.target_loss,
+                check_inputs=self.check_inputs)
+        finally:
+            # also when a signal handler raised: the engine stopped after its
+            # last finished batch, in its last epoch begun
+            self._settle()
+            if self.kept[1] == 0 and trainer.epochs_begun:
+                self._rewind(start, trainer.epochs_begun - 1)
+        self._call = None
+        # Next call: about CALL_SECONDS (growing at most 16-fold per call).
+        per_epoch = (time.perf_counter() - t0) / begun
+        self._epochs_per_call = max(1, min(16 * n, int(CALL_SECONDS / max(per_epoch, 1e-9))))
+        finished = trainer.epochs_finished
+        logs = None
+        if finished:
+            logs = {name: values[-1] for name, values in history.history.items()}
+        if finished == begun:
+            return finished, "ok", logs, outcome == "max_time"
+        # The last epoch begun ended early: as _train_epoch handles it.
+        snapshot = (self._saved, self.step0 + int(self.kept[0]) - int(self.kept[1]))
+        try:
+            if outcome == "interrupted":
+                self._check_weights(snapshot, self.epoch)
+                return finished, "interrupted", logs, False
+            if outcome == "bad_input":
+                self._undo_epoch(snapshot)
+                raise _BadInput()
+            if outcome == "not_finite":
+                self._diverged(snapshot, f"the loss became NaN or infinite in epoch "
+                                         f"{self.epoch + 1}, batch {int(self.kept[1])}")
+            self._check_weights(snapshot, self.epoch)   # "weights_not_finite": raises
+            raise AssertionError(f"run_epochs: unexpected outcome {outcome!r}")
+        except BaseException:
+            if self.kept[1] == 0:
+                self._rewind(start, begun - 1)
+            raise
+
+    def _settle(self):
+        """The books after a run_epochs call, from what the engine recorded
+        (idempotent): step and epoch counts, and the History of the epochs
+        that finished."""
+        if self._call is None:
+            return
+        epoch, start, losses, penalties, history = self._call
+        trainer = self.trainer
+        self._sync()
+        begun, finished = trainer.epochs_begun, trainer.epochs_finished
+        self.net._epochs_trained = start[1] + begun
+        self.epoch = epoch + max(begun - 1, 0)
+        if finished > self._settled:
+            done, rows = self._settled, self.X.shape[0]
+            if self._default_epoch_loss:
+                loss = (losses[done:finished] / rows).tolist()
+            else:
+                loss = [self.epoch_loss(float(l), float(p), rows)
+                        for l, p in zip(losses[done:finished], penalties[done:finished])]
+            lr = getattr(self.optimizer, "lr", None)
+            columns = {"loss": loss} if lr is None else {"loss": loss,
+                                                         "lr": [lr] * (finished - done)}
+            history.extend(range(epoch + done, epoch + finished), **columns)
+            self._settled = finished
+
+    def _rewind(self, start, n_epochs):
+        """The epoch count and the shuffling generator as after the first
+        ``n_epochs`` epochs of the call that began at ``start`` (an epoch
+        undone or without a finished batch never began, as in _epoch)."""
+        rng_state, epochs_trained = start
+        self.net._epochs_trained = epochs_trained + n_epochs
+        rng = self.order.engine_rng[0]
+        if rng is not None:
+            rng.bit_generator.state = rng_state
+            for _ in range(n_epochs):
+                self.order()
 
     def _check_weights(self, snapshot, epoch):
         """The engine checks each batch's loss; the weights (and optimizer state)

@@ -34,6 +34,12 @@ class History:
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
 
+    def extend(self, epochs, **columns):
+        """``append`` for many epochs: a list of values per name."""
+        self.epoch.extend(epochs)
+        for name, values in columns.items():
+            self.history.setdefault(name, []).extend(values)
+
     def __getitem__(self, name):
         return self.history[name]
 

@@ -12,7 +12,7 @@ from ._validation import (check_array, check_dtype, check_finite,
                           plan_finite_check, raise_not_finite)
 from ._weighting import check_sample_weight, class_weight_to_sample_weight
 from ._guard import UseGuard, exclusive_use, shared_use
-from ._fit_loop import _BadInput, _FitLoop
+from ._fit_loop import _BadInput, _FitLoop, engine_order
 from .callbacks import check_callbacks
 from .layers import Dense
 from .optimizers import SGD, Optimizer
@@ -771,9 +771,9 @@ def _shuffler(rng, X, batch_size, shuffle):
     from ``rng``: a function of no argument (None: X's own order)."""
     n = X.shape[0]
     if not shuffle:
-        return lambda: None
+        return engine_order(lambda: None, None)
     if shuffle != "blocks":
-        return lambda: rng.permutation(n)
+        return engine_order(lambda: rng.permutation(n), rng)
     block = max(batch_size, SHUFFLE_BLOCK_BYTES // max(1, X.strides[0]))
     starts = np.arange(0, n, block)
 
