@@ -17,10 +17,11 @@
  * micro-kernel broadcasts op(A)[i][k] straight from memory (trans_a == 0: MR
  * row streams; trans_a == 1: MR consecutive elements of one row of A per k);
  * packing A would cost as much as the product when the engine hands us narrow
- * N tiles.  Only when the rows of A are a multiple of 4 KiB (2 KiB with
- * trans_a) apart, which maps them onto a handful of cache sets, is the A
- * block packed into contiguous [k][MR] panels (and, if M <= MC, the jc and pc
- * loops swap so each K slice of A is packed once).  No operand is copied
+ * N tiles.  Only with trans_a (weight updates), or when the rows of A are a
+ * multiple of 4 KiB apart (which maps them onto a handful of cache sets), is
+ * the A block packed into contiguous [k][MR] panels, when at least 4 B
+ * micro-panels reuse it (and, if M <= MC, the jc and pc loops swap so each K
+ * slice of A is packed once).  No operand is copied
  * whole, except on request: fnn_kpack_b packs a whole op(B) once (panels of
  * K x NR, so any K block of a panel is the micro-panel pack_b would build)
  * and fnn_kgemm_pb runs the same loop nest from it without packing; the
@@ -64,8 +65,12 @@
  *   L2), VFMA_FUSED (VFMA is one fused instruction, not a*b+c left to the
  *   compiler) and VTRANSPOSE(s, lds, d, ldd)
  *   (d[k*ldd + q] = s[q*lds + k] for a VL x VL block, used to pack op(B) when
- *   trans_b == 1), and DIRECT_B_MAX_M (largest M for which B is read in place
- *   when trans_b == 0; default 4 * MR).
+ *   trans_b == 1), VTRANSPOSE_A(s, lds, d) (d[k*MR + r] = s[r*lds + k] for an
+ *   MR x MR block, used to pack op(A) when trans_a == 0), DIRECT_B_MAX_M
+ *   (largest M for which B is read in place when trans_b == 0; default
+ *   4 * MR), PACK_A_TRANS (1: pack op(A) of every trans_a product with
+ *   K >= PACK_A_TRANS_MIN_K, default 128; default 0)
+ *   and PACK_PF (rows of B prefetched ahead while packing; default 16).
  */
 
 #define KP_CAT_(a, b) a##_##b
@@ -90,6 +95,18 @@
 enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #endif
 
+/* 1: pack op(A) whenever trans_a and K >= PACK_A_TRANS_MIN_K (see pack_a in
+ * the driver). */
+#ifndef PACK_A_TRANS
+#define PACK_A_TRANS 0
+#define FNN_KT_UNDEF_PACK_A_TRANS
+#endif
+#ifndef PACK_A_TRANS_MIN_K
+#define PACK_A_TRANS_MIN_K 128
+#endif
+#ifndef PACK_PF
+#define PACK_PF 16
+#endif
 #ifndef DIRECT_B_MAX_M
 #define DIRECT_B_MAX_M (4 * MR)
 #define FNN_KT_UNDEF_DIRECT
@@ -372,8 +389,15 @@ static FNN_KFUNC void KP(pack_b)(int tb, const T *B, ptrdiff_t ldb, ptrdiff_t pc
         if (!tb) {
             const T *src = B + pc * ldb + jc + jp;
             if (nr == NR) {
-                for (ptrdiff_t k = 0; k < kc; k++, src += ldb, dst += NR)
+                /* Rows of B are often a page apart (ldb of 1024 floats): the
+                 * hardware prefetchers stop at page boundaries, so fetch
+                 * PACK_PF rows ahead by hand. */
+                for (ptrdiff_t k = 0; k < kc; k++, src += ldb, dst += NR) {
+                    if (k + PACK_PF < kc)
+                        FNN_UNROLL for (int v = 0; v < NR * (int)sizeof(T) / 64; v++)
+                            KPREFETCH(src + PACK_PF * ldb + v * (64 / (int)sizeof(T)));
                     FNN_UNROLL for (int v = 0; v < NV; v++) VSTOREA(dst + v * VL, VLOADU(src + v * VL));
+                }
             } else {
                 for (ptrdiff_t k = 0; k < kc; k++, src += ldb, dst += NR)
                     FNN_UNROLL for (int v = 0; v < NV; v++) {
@@ -428,6 +452,16 @@ static FNN_KFUNC void KP(pack_a)(int ta, const T *A, ptrdiff_t lda, ptrdiff_t ic
                     for (int r = 0; r < MR; r++) dst[k * MR + r] = src[k * lda + (r < mr ? r : mr - 1)];
             }
         } else {
+#ifdef VTRANSPOSE_A
+            if (mr == MR) { /* MR x MR blocks transposed in registers */
+                const T *src = A + (ic + ir) * lda + pc;
+                ptrdiff_t k = 0;
+                for (; k + MR <= kc; k += MR) VTRANSPOSE_A(src + k, lda, dst + k * MR);
+                for (; k < kc; k++)
+                    for (int r = 0; r < MR; r++) dst[k * MR + r] = src[r * lda + k];
+                continue;
+            }
+#endif
             for (int r = 0; r < MR; r++) {
                 const T *src = A + (ic + ir + (r < mr ? r : mr - 1)) * lda + pc;
                 for (ptrdiff_t k = 0; k < kc; k++) dst[k * MR + r] = src[k];
@@ -519,12 +553,22 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     /* Few rows: each B element is used only M/MR times, so read full B
      * panels in place instead of packing them (same FMAs, same results). */
     const int direct = !prepacked && !tb && M <= DIRECT_B_MAX_M;
-    /* Rows of A a multiple of 4 KiB apart (trans_a: 2 KiB, as each micro-kernel
-     * call then walks kc such rows) all fall in a few cache sets and thrash
-     * L1/L2 when read in place; pack them into contiguous MR-row panels when
-     * enough B panels reuse them.  (Measured: helps 1024-wide float rows,
-     * hurts 512-wide ones when trans_a == 0.) */
-    const int pack_a = (lda * (ptrdiff_t)sizeof(T)) % (ta ? 2048 : 4096) == 0 && N >= 4 * NR && M > MR;
+    /* Pack the A block into contiguous [k][MR] panels when enough B panels
+     * (N >= 4 * NR) reuse it:
+     *  - with trans_a (the weight updates, A.T @ D), always where PACK_A_TRANS
+     *    and K >= PACK_A_TRANS_MIN_K (AVX-512; with AVX2's 6 x 16 tiles, and
+     *    for batches of 32, it measured slower), else when rows are a
+     *    multiple of 2 KiB apart (see below).  Read in place,
+     *    each micro-kernel call touches kc rows of A for MR values each, kc
+     *    cache lines (16 KiB at kc = 256) that crowd the B micro-panel out
+     *    of L1; packed, the same values are MR * kc contiguous ones
+     *    (measured: 784 x 256 x 256 updates 146 -> 194 GFLOP/s);
+     *  - without trans_a, when rows of A are a multiple of 4 KiB apart: they
+     *    fall in a few cache sets and thrash L1/L2 (measured: helps
+     *    1024-wide float rows, hurts 784- and 512-wide ones). */
+    const int pack_a = M > MR && N >= 4 * NR &&
+                       (ta ? ((PACK_A_TRANS && K >= PACK_A_TRANS_MIN_K) || (lda * (ptrdiff_t)sizeof(T)) % 2048 == 0)
+                           : (lda * (ptrdiff_t)sizeof(T)) % 4096 == 0);
     T *ap = (T *)((char *)work + (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T));
 
     /* Decide the epilogue once. */
@@ -715,6 +759,10 @@ size_t KP(fnn_kpacked_b_elems)(ptrdiff_t N, ptrdiff_t K)
 #ifdef FNN_KT_UNDEF_GEMV_M
 #undef GEMV_MAX_M
 #undef FNN_KT_UNDEF_GEMV_M
+#endif
+#ifdef FNN_KT_UNDEF_PACK_A_TRANS
+#undef PACK_A_TRANS
+#undef FNN_KT_UNDEF_PACK_A_TRANS
 #endif
 #ifdef FNN_KT_UNDEF_DIRECT
 #undef DIRECT_B_MAX_M

@@ -33,3 +33,4 @@
 #undef VSELGT
 #undef VSELGE
 #undef VTRANSPOSE
+#undef VTRANSPOSE_A

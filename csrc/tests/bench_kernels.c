@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include "fnn_kernels.h"
+#include "fnn_activations.h"
 
 static double now(void)
 {
