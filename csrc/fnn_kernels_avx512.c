@@ -40,6 +40,7 @@
 #endif
 
 #include "fnn_activations.h"
+#include "fnn_transpose8_s.h"
 
 #define KPREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define KPREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -80,30 +81,6 @@ static inline void fnn_tr16_avx512_s(const float *s, ptrdiff_t ls, float *d, ptr
         _mm512_storeu_ps(d + (4 + j) * ld, _mm512_shuffle_f32x4(b, e, 0x88));
         _mm512_storeu_ps(d + (8 + j) * ld, _mm512_shuffle_f32x4(a, c, 0xdd));
         _mm512_storeu_ps(d + (12 + j) * ld, _mm512_shuffle_f32x4(b, e, 0xdd));
-    }
-}
-
-/* d[k*8 + r] = s[r*ls + k] for an 8 x 8 block of floats (packing op(A) into
- * MR = 8 row panels): the AVX2 transpose, in ymm registers. */
-static inline void fnn_tr8x8_avx512_s(const float *s, ptrdiff_t ls, float *d)
-{
-    __m256 r[8], t[8];
-    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ls);
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 2; i++) {
-        __m256d a = _mm256_castps_pd(t[4 * i]), b = _mm256_castps_pd(t[4 * i + 1]);
-        __m256d c = _mm256_castps_pd(t[4 * i + 2]), e = _mm256_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, e));
-        r[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, e));
-    }
-    for (int j = 0; j < 4; j++) {
-        _mm256_storeu_ps(d + j * 8, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
-        _mm256_storeu_ps(d + (4 + j) * 8, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
     }
 }
 
@@ -156,7 +133,7 @@ static inline void fnn_tr8_avx512_d(const double *s, ptrdiff_t ls, double *d, pt
 #define VSELGT(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), b, a)
 #define VSELGE(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), b, a)
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr16_avx512_s(s, ls, d, ld)
-#define VTRANSPOSE_A(s, ls, d) fnn_tr8x8_avx512_s(s, ls, d)
+#define VTRANSPOSE_A(s, ls, d) fnn_tr8_avx2_s(s, ls, d, 8)   /* MR = 8 row panels */
 #include "fnn_kernels_tmpl.h"
 #include "fnn_kernels_undef.h"
 

@@ -246,9 +246,11 @@ def test_failing_rank_ends_the_job_without_a_hang(tmp_path):
     assert not (tmp_path / "rank0.npz").exists()
 
 
-@needs_mpi
-def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
-    cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), "interrupt"]
+def interrupt_rank_1(tmp_path, case, presses):
+    """Run ``case`` on 2 ranks, send rank 1 ``presses`` SIGINTs (0.5 s apart)
+    once it has written its pid, and return the finished process's
+    (returncode, stdout, stderr)."""
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), case]
     env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, stdin=subprocess.DEVNULL)
@@ -258,12 +260,21 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
         while not pid_file.exists() or not pid_file.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
-        os.kill(int(pid_file.read_text()), signal.SIGINT)   # rank 1 only
+        for press in range(presses):
+            if press:
+                time.sleep(0.5)
+            os.kill(int(pid_file.read_text()), signal.SIGINT)   # rank 1 only
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, out + err
+    return proc.returncode, out, err
+
+
+@needs_mpi
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    returncode, out, err = interrupt_rank_1(tmp_path, "interrupt", presses=1)
+    assert returncode == 0, out + err
     assert "Ctrl-C: every rank stops after this step" in err
     res = results(2, tmp_path)
     assert_identical_ranks(res)
@@ -275,25 +286,8 @@ def test_ctrl_c_twice_on_one_rank_ends_the_job(tmp_path):
     # rank 1 sits in a callback: the first Ctrl-C asks for a stop after the
     # step, the second must end the job - not stop rank 1's fit alone while
     # rank 0 waits for it in the next allreduce (the timeout would catch that)
-    cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), "interrupt_twice"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, stdin=subprocess.DEVNULL)
-    try:
-        pid_file = tmp_path / "pid1"
-        deadline = time.monotonic() + TIMEOUT
-        while not pid_file.exists() or not pid_file.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGINT)
-        time.sleep(0.5)
-        os.kill(pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0, out + err
+    returncode, out, err = interrupt_rank_1(tmp_path, "interrupt_twice", presses=2)
+    assert returncode != 0, out + err
     assert "rank 1 of 2 failed in fit (CtrlCTwice" in err, err
 
 
