@@ -29,7 +29,8 @@ cdef class FewRowsPredictor:
     cdef Layer layers[MAX_LAYERS]
     cdef int n_layers
     cdef list dense             # the network's Dense layers
-    cdef list codes             # the activation_code each descriptor was made from
+    cdef list made_from         # the Dense object each descriptor was made from
+    cdef list codes             # and its activation_code then
     cdef object guard
     cdef int typenum
     cdef Py_ssize_t itemsize, n_in, n_out, ld_scratch, max_rows
@@ -44,7 +45,7 @@ cdef class FewRowsPredictor:
             raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {self.n_layers}")
         self.dense, self.guard, self.dtype = dense, guard, np.dtype(dtype)
         self.typenum, self.itemsize = self.dtype.num, self.dtype.itemsize
-        self.codes = []
+        self.codes, self.made_from = [], list(dense)
         memset(self.layers, 0, sizeof(self.layers))
         for l in range(self.n_layers):
             layer = dense[l]
@@ -74,11 +75,17 @@ cdef class FewRowsPredictor:
         trainer = self.guard._trainer
         if trainer is not None and trainer != PyThread_get_thread_ident():
             return None             # the general path raises the guard's error
+        if len(self.dense) != self.n_layers:
+            return None             # the network's list of layers was changed
         for l in range(self.n_layers):
-            code = self.dense[l].activation_code
-            if code is not self.codes[l]:          # a setting was assigned since
-                set_params(&self.layers[l], self.dense[l].W, self.dense[l].b, code)
-                self.codes[l] = code
+            # a setting assigned since (a new code object), or another layer
+            # in this place: the descriptor is made again (made_from keeps
+            # the arrays it points to alive meanwhile)
+            layer = self.dense[l]
+            code = layer.activation_code
+            if code is not self.codes[l] or layer is not self.made_from[l]:
+                set_params(&self.layers[l], layer.W, layer.b, code)
+                self.codes[l], self.made_from[l] = code, layer
         if rows > 1 and kernel != self.work_kernel:  # (one row needs no GEMM work)
             self.work_buffer = np.empty(fnn_gemm_work_bytes(kernel, self.itemsize)
                                         + CACHE_LINE, np.uint8)

@@ -169,3 +169,20 @@ def test_work_longer_than_half_a_millisecond_is_not_served(general_path_fails):
     assert net.predict(X[:5]).shape == (5, 2)
     with pytest.raises(AssertionError, match="general path"):
         net.predict(X)
+
+
+def test_serving_follows_a_layer_replaced_in_the_list(general_path_fails):
+    """Another Dense object in net.layers (even one deep-copied, whose cached
+    engine view is an equal tuple) is read, not the old layer's arrays."""
+    net = _net(np.float64)
+    X = np.random.default_rng(0).normal(size=(2, 13))
+    net.predict(X)
+    other = copy.deepcopy(net.layers[0])
+    other.W[...] = 0
+    other.b = np.zeros(other.n_out)
+    net.layers[0] = other
+    W = [l.W for l in net.layers]
+    b = [l.b for l in net.layers]
+    from fastnn import _reference
+    acts = [(l.activation, l.alpha, l.steepness, l.flat_spot) for l in net.layers]
+    np.testing.assert_allclose(net.predict(X), _reference.forward(W, b, acts, X)[-1], rtol=1e-12)
