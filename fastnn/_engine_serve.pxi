@@ -3,7 +3,7 @@
 # A one-row predict's products take about 6 us (its weights stream from L2);
 # the general path adds as much again in per-call work: validation, the
 # thread count, the layer descriptors, buffers, a concurrency guard.
-# Network.predict offers X here first; for a ready array of a few rows this
+# Network.predict offers X here first (unless n_threads is invalid); for a ready array of a few rows this
 # path does the whole call with the descriptors and buffers kept from call to
 # call, and answers None otherwise (the general path then runs, and raises
 # whatever error is due).
@@ -38,13 +38,19 @@ cdef class FewRowsPredictor:
     cdef int work_kernel
 
     def __cinit__(self, list dense, object guard, object dtype):
+        self.dense, self.guard, self.dtype = dense, guard, np.dtype(dtype)
+        self.typenum, self.itemsize = self.dtype.num, self.dtype.itemsize
+        self.work_kernel = -1
+        self.describe()
+
+    cdef int describe(self) except -1:
+        """The layer descriptors, limits and scratch, from the layers now."""
         cdef Py_ssize_t l, width = 1
         cdef double flops_per_row = 0.0
+        dense = self.dense
         self.n_layers = len(dense)
         if self.n_layers > MAX_LAYERS:
             raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {self.n_layers}")
-        self.dense, self.guard, self.dtype = dense, guard, np.dtype(dtype)
-        self.typenum, self.itemsize = self.dtype.num, self.dtype.itemsize
         self.codes, self.made_from = [], list(dense)
         memset(self.layers, 0, sizeof(self.layers))
         for l in range(self.n_layers):
@@ -59,7 +65,7 @@ cdef class FewRowsPredictor:
         self.ld_scratch = scratch_ld(width, self.itemsize)
         self.scratch = np.empty(2 * SERVE_MAX_ROWS * self.ld_scratch * self.itemsize
                                 + CACHE_LINE, np.uint8)
-        self.work_kernel = -1
+        return 0
 
     def __call__(self, X, int kernel):
         """The network's output for X, or None when this path does not apply."""
@@ -75,17 +81,20 @@ cdef class FewRowsPredictor:
         trainer = self.guard._trainer
         if trainer is not None and trainer != PyThread_get_thread_ident():
             return None             # the general path raises the guard's error
-        if len(self.dense) != self.n_layers:
-            return None             # the network's list of layers was changed
+        cdef bint replaced = len(self.dense) != self.n_layers
+        for l in range(self.n_layers if not replaced else 0):
+            if self.dense[l] is not self.made_from[l]:
+                replaced = True
+                break
+        if replaced:
+            self.describe()         # net.layers changed: shapes may have too
+            if cnp.PyArray_DIM(x, 1) != self.n_in or rows > self.max_rows:
+                return None
         for l in range(self.n_layers):
-            # a setting assigned since (a new code object), or another layer
-            # in this place: the descriptor is made again (made_from keeps
-            # the arrays it points to alive meanwhile)
-            layer = self.dense[l]
-            code = layer.activation_code
-            if code is not self.codes[l] or layer is not self.made_from[l]:
-                set_params(&self.layers[l], layer.W, layer.b, code)
-                self.codes[l], self.made_from[l] = code, layer
+            code = self.dense[l].activation_code
+            if code is not self.codes[l]:      # a setting was assigned since
+                set_params(&self.layers[l], self.dense[l].W, self.dense[l].b, code)
+                self.codes[l] = code
         if rows > 1 and kernel != self.work_kernel:  # (one row needs no GEMM work)
             self.work_buffer = np.empty(fnn_gemm_work_bytes(kernel, self.itemsize)
                                         + CACHE_LINE, np.uint8)

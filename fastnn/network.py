@@ -162,7 +162,9 @@ class Network:
     def predict(self, X, n_threads=None):
         """The network's prediction for X, shape (n_samples, n_outputs): the output
         layer's values, or for loss="poisson" the mean exp(z) of its values z."""
-        if n_threads is None:       # a few ready rows: one C call (_engine_serve.pxi)
+        # A few ready rows: one C call (_engine_serve.pxi).  They are one chunk,
+        # which runs on one thread whatever a valid n_threads says.
+        if n_threads is None or (type(n_threads) is int and n_threads > 0):
             few_rows = self.__dict__.get("_few_rows") or self._make_few_rows()
             out = few_rows(X, _config.kernel_code())
             if out is not None:

@@ -1,7 +1,7 @@
 """predict on a few rows: the serving path (fastnn/_engine_serve.pxi).
 
 ``Network.predict`` offers a ready array (the network's dtype, C order, 1-32
-finite rows, no ``n_threads``) to one C call that keeps the layer
+finite rows; any valid ``n_threads``: they run on one thread) to one C call that keeps the layer
 descriptors and buffers between calls; anything else takes the general
 path.  Pinned here:
 
@@ -9,7 +9,7 @@ path.  Pinned here:
   products in the same order), for every kernel, dtype, activation and row
   count, and it is really taken (the general path is made to fail);
 * what it declines (other dtypes, Fortran order, lists, 33 rows, NaN, wrong
-  width, an explicit n_threads) goes the general way, with its errors;
+  width, a bad n_threads) goes the general way, with its errors;
 * weights written in place or assigned, and activation settings assigned,
   are seen by the next call; copies and pickles of a network that served
   still work;
@@ -53,8 +53,9 @@ def general_path_fails(monkeypatch):
 def test_serving_gives_the_general_paths_bits(kernel, dtype, hidden, rows):
     net = _net(dtype, hidden)
     X = np.random.default_rng(rows).normal(size=(rows, 13)).astype(dtype) * 2
-    general = net.predict(X, n_threads=1)
+    general = net._predict_any(X, None)
     served = net.predict(X)
+    np.testing.assert_array_equal(net.predict(X, n_threads=2), served)
     assert served.dtype == dtype and served.shape == (rows, 4)
     np.testing.assert_array_equal(served, general)
 
@@ -65,6 +66,7 @@ def test_serving_is_taken_for_a_ready_array(dtype, general_path_fails):
     X = np.random.default_rng(0).normal(size=(32, 13)).astype(dtype)
     for rows in (1, 5, 32):
         assert net.predict(X[:rows]).shape == (rows, 4)
+        assert net.predict(X[:rows], n_threads=1).shape == (rows, 4)
     assert net.predict_proba(X[:1]).shape == (1, 4)
 
 
@@ -86,7 +88,7 @@ def test_what_serving_declines_goes_the_general_way(make_X):
     net = _net(np.float32)
     X = np.random.default_rng(0).normal(size=(3, 13)).astype(np.float32)
     X_given = make_X(X)
-    expected = net.predict(np.ascontiguousarray(X_given, dtype=np.float32), n_threads=1)
+    expected = net._predict_any(np.ascontiguousarray(X_given, dtype=np.float32), None)
     np.testing.assert_array_equal(net.predict(X_given), expected)
 
 
@@ -186,3 +188,13 @@ def test_serving_follows_a_layer_replaced_in_the_list(general_path_fails):
     from fastnn import _reference
     acts = [(l.activation, l.alpha, l.steepness, l.flat_spot) for l in net.layers]
     np.testing.assert_allclose(net.predict(X), _reference.forward(W, b, acts, X)[-1], rtol=1e-12)
+
+
+def test_serving_follows_layers_of_other_sizes_put_in_the_list():
+    """Wider layers swapped into net.layers: the scratch grows with them."""
+    net = _net(np.float32, sizes=(13, 5, 4))
+    X = np.random.default_rng(0).normal(size=(3, 13)).astype(np.float32)
+    net.predict(X)
+    wide = fn.Network([fn.Dense(13, 300, "relu"), fn.Dense(300, 4, "softmax")], seed=1)
+    net.layers[0], net.layers[1] = wide.layers
+    np.testing.assert_array_equal(net.predict(X), wide._predict_any(X, None))
