@@ -28,6 +28,7 @@ files included below (in this order; each opens with its own design notes):
 - ``_engine_trainer.pxi``: ``Trainer``, the workspace of one fit, ``run_epoch``;
 - ``_engine_infer.pxi``: inference (``forward``);
 - ``_engine_serve.pxi``: ``predict`` of a few rows in one C call (serving);
+- ``_engine_update.pxi``: one optimizer update as a call (data-parallel steps);
 - ``_engine_testing.pxi``: entry points for the tests.
 """
 import threading
@@ -51,4 +52,5 @@ include "_engine_epochs.pxi"
 include "_engine_trainer.pxi"
 include "_engine_infer.pxi"
 include "_engine_serve.pxi"
+include "_engine_update.pxi"
 include "_engine_testing.pxi"
