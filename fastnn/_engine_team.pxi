@@ -246,10 +246,11 @@ def empty_aligned(shape, dtype):
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def zeros_aligned(shape, dtype):
-    """empty_aligned, zeroed."""
+def aligned_array(shape, dtype, values):
+    """empty_aligned, filled with ``values`` (a scalar, or an array that
+    broadcasts to ``shape``, converted to ``dtype``)."""
     out = empty_aligned(shape, dtype)
-    out.fill(0)
+    out[...] = values
     return out
 
 

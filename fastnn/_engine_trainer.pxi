@@ -151,8 +151,8 @@ cdef class Trainer:
                 gb = None if b is None else grad_buffer[at:at + L.n_out]
                 at += 0 if b is None else L.n_out
             elif need_grad:
-                gW = zeros_aligned((L.n_in, L.n_out), self.dtype)
-                gb = zeros_aligned(L.n_out, self.dtype) if b is not None else None
+                gW = aligned_array((L.n_in, L.n_out), self.dtype, 0)
+                gb = aligned_array(L.n_out, self.dtype, 0) if b is not None else None
             if need_grad:
                 self.grad_W.append(gW)
                 self.grad_b.append(gb)

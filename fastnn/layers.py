@@ -6,14 +6,6 @@ import numpy as np
 from . import _engine, activations, initializers
 from ._validation import check_finite
 
-def aligned_copy(values, dtype):
-    """A C-contiguous copy of ``values`` in ``dtype`` starting on a cache line
-    (see _engine.empty_aligned: the kernels read the layers' arrays)."""
-    values = np.asarray(values)
-    out = _engine.empty_aligned(values.shape, dtype)
-    out[...] = values
-    return out
-
 
 class Dense:
     """A fully-connected layer computing ``f(X @ W + b)``.
@@ -111,21 +103,23 @@ class Dense:
         if W.shape != (self.n_in, self.n_out):
             raise ValueError(f"Dense: init returned shape {W.shape}, expected "
                              f"{(self.n_in, self.n_out)}")
-        self._W = aligned_copy(W, dtype)   # its own writable buffer
+        # its own writable buffer, on a cache line (see _engine.empty_aligned)
+        self._W = _engine.aligned_array(W.shape, dtype, W)
         self._b = None
         if self.use_bias:
             b = np.asarray(self._bias_init(rng, 1, self.n_out))
             if b.shape not in ((1, self.n_out), (self.n_out,)):
                 raise ValueError(f"Dense: bias_init returned shape {b.shape}, expected "
                                  f"{(1, self.n_out)}")
-            self._b = aligned_copy(b.reshape(self.n_out), dtype)
+            self._b = _engine.aligned_array(self.n_out, dtype, b.reshape(self.n_out))
 
     def __setstate__(self, state):
         # A copy or an unpickled layer gets its arrays back aligned.
         self.__dict__.update(state)
         for name in ("_W", "_b"):
-            if state.get(name) is not None:
-                setattr(self, name, aligned_copy(state[name], state[name].dtype))
+            arr = state.get(name)
+            if arr is not None:
+                setattr(self, name, _engine.aligned_array(arr.shape, arr.dtype, arr))
 
     def _assign(self, name, value):
         """Copy ``value`` into the layer's own array ``name``, in place.

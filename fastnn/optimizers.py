@@ -27,13 +27,6 @@ def _check_unit_interval(value, name):
     return float(value)
 
 
-
-def _full_aligned(shape, value, dtype):
-    """np.full on a cache line: the engine's update streams the state with the weights."""
-    out = _engine.empty_aligned(shape, dtype)
-    out.fill(value)
-    return out
-
 class Optimizer:
     """Base class.  Every constructor argument is stored as an attribute of the
     same name (save/load rebuilds optimizers from them)."""
@@ -57,8 +50,10 @@ class Optimizer:
             return [None, None]
         shapes = [(l.W.shape, None if l.b is None else l.b.shape, l.W.dtype) for l in layers]
         if self._state is None or self._shapes != shapes:
-            self._state = [[(_full_aligned(w, self._initial_state(i), dt),
-                             None if b is None else _full_aligned(b, self._initial_state(i), dt))
+            # on a cache line, as the weights the engine's update streams with them
+            self._state = [[(_engine.aligned_array(w, dt, self._initial_state(i)),
+                             None if b is None else _engine.aligned_array(b, dt,
+                                                                          self._initial_state(i)))
                             for w, b, dt in shapes] for i in range(self.n_state)]
             self._shapes = shapes
             self.step = 0
