@@ -141,8 +141,16 @@ class Network:
                                      f"{self.dtype} array, got {got}; set new values with "
                                      f"layer.{name} = values (copied into the layer's array, "
                                      f"converted to {self.dtype})")
-        return ([l.W for l in self.layers], [l.b for l in self.layers],
-                [l.activation_code for l in self.layers])
+        return self._engine_layers()
+
+    def _engine_layers(self):
+        """The engine's per-layer lists: weights, biases, activation codes."""
+        W, b, acts = [], [], []
+        for layer in self.layers:
+            W.append(layer.W)
+            b.append(layer.b)
+            acts.append(layer.activation_code)
+        return W, b, acts
 
     def _check_X(self, X, name="X", finite=True):
         return check_array(X, name, self.dtype, n_features=self.n_inputs, finite=finite)
@@ -205,11 +213,7 @@ class Network:
         which costs nothing next to a separate pass (about 8% of a predict).
         The layers' arrays need no check here: each layer owns them (an
         assignment copies into them), and inference only reads them."""
-        W, b, acts = [], [], []
-        for layer in self.layers:
-            W.append(layer.W)
-            b.append(layer.b)
-            acts.append(layer.activation_code)
+        W, b, acts = self._engine_layers()
         n_threads = _config.get_num_threads(n_threads)
         kernel = _config.get_kernel()
         with _single_threaded_blas(kernel):
