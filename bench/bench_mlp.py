@@ -499,7 +499,7 @@ def main(argv=None):
         p.pop("exe", None)
     table = markdown(records)
     print()
-    print(f"FMA peak (float32, measured): " + ", ".join(
+    print("FMA peak (float32, measured): " + ", ".join(
         f"{T} thread(s) {p.get('gflops', '?')} GFLOP/s ({p.get('isa', '?')})"
         for T, p in peak.items()))
     print()

@@ -23,7 +23,6 @@ libraries. The library imports are therefore inside the functions.
 """
 
 import math
-import os
 import warnings
 
 import numpy as np

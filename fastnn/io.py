@@ -571,4 +571,4 @@ def _read_rng(path, state):
 
 
 # FANN's .net files live in their own module (fastnn/fann.py).
-from .fann import read_fann, write_fann  # noqa: E402
+from .fann import read_fann, write_fann  # noqa: E402, F401 (re-exported)

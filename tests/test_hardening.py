@@ -297,7 +297,6 @@ def test_bad_sample_found_by_the_engine_undoes_the_whole_fit(shuffle, noise, thr
 
 
 def test_engine_reports_a_bad_sample_before_training_its_batch():
-    from fastnn import _engine
     X = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
     T = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
     X[21, 0] = np.inf

@@ -288,6 +288,7 @@ def test_rprop_fann_quirks():
     _engine.optimizer_update(code, opt.engine_args(), P, np.array([[-1.0, 1.0, 1.0, 1.0]]),
                              S1, S2)
     np.testing.assert_allclose(S2, [[5e-5, 1.2e-4, 1.2e-4, 1.2e-4]], rtol=1e-12)
+    np.testing.assert_allclose(P - before, [[5e-5, -1.2e-4, -1.2e-4, -1.2e-4]], rtol=1e-9)
 
 
 def test_quickprop_first_step_is_gradient_descent():

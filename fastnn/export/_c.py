@@ -104,7 +104,7 @@ def render(model, name="model"):
                 "        a[j] = s;",
                 "    }"]
         out += _activation(layer, n_out, ctype, 4)
-        out += ["    in = a;", f"    a = (a == buf0) ? buf1 : buf0;"]
+        out += ["    in = a;", "    a = (a == buf0) ? buf1 : buf0;"]
     out += _finish(model, ctype, upper)
     out += ["    (void)a;", "}", "", f"#endif /* {guard} */", ""]
     return "\n".join(out)
