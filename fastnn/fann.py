@@ -202,20 +202,20 @@ def read_fann(path, *, dtype="float32", stepwise="raise"):
         b = np.zeros(n)
         kinds = set()
         alpha = 0.0
-        steeps = {FROM_FANN.get(STEPWISE.get(int(c), int(c)) if stepwise == "exact" else int(c),
-                                (None, 0.0, 1.0))[2] * float(st)
-                  for c, st in zip(codes[first:first + n], steepness[first:first + n])}
+        # FANN's codes as read (stepwise='exact' reads the stepwise ones as the exact function)
+        layer_codes = [STEPWISE.get(int(c), int(c)) if stepwise == "exact" else int(c)
+                       for c in codes[first:first + n]]
+        steeps = {FROM_FANN.get(c, (None, 0.0, 1.0))[2] * float(st)
+                  for c, st in zip(layer_codes, steepness[first:first + n])}
         # one steepness for the layer: kept as the layer's; else folded into W and b
         layer_steepness = steeps.pop() if len(steeps) == 1 else None
         if layer_steepness is not None and not (math.isfinite(layer_steepness)
                                                 and layer_steepness > 0):
             layer_steepness = None
         for j in range(n):
-            count, code, s = int(n_inputs[first + j]), int(codes[first + j]), steepness[first + j]
+            count, code, s = int(n_inputs[first + j]), layer_codes[j], steepness[first + j]
             if count == 0:
                 _fail(path, f"neuron {j} of layer {l} has no inputs")
-            if stepwise == "exact":
-                code = STEPWISE.get(code, code)
             if code not in FROM_FANN:
                 name = FANN_NAMES[code] if code < len(FANN_NAMES) else f"code {code}"
                 hint = (" (FANN's default, a piecewise-linear approximation of the sigmoid; "
