@@ -23,6 +23,8 @@ files included below (in this order; each opens with its own design notes):
 - ``_engine_optim.pxi``: the weight penalty and the optimizers' fused update;
 - ``_engine_loss.pxi``: per-sample losses and output deltas;
 - ``_engine_step.pxi``: one training step (forward, backward, the epoch loop);
+- ``_engine_threads.pxi``: one thread or the team, slice by slice of a run,
+  timed (a busy core makes a team slower than one thread);
 - ``_engine_epochs.pxi``: many epochs in one call (the orders' draw, the undo
   copy and the checks between epochs, in C);
 - ``_engine_trainer.pxi``: ``Trainer``, the workspace of one fit, ``run_epoch``;
@@ -48,6 +50,7 @@ include "_engine_noise.pxi"
 include "_engine_optim.pxi"
 include "_engine_loss.pxi"
 include "_engine_step.pxi"
+include "_engine_threads.pxi"
 include "_engine_epochs.pxi"
 include "_engine_trainer.pxi"
 include "_engine_infer.pxi"

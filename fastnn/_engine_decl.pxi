@@ -186,6 +186,15 @@ cdef struct Poll:
     long raised      # set (atomically) once a handler raised: the team stops
 
 
+# The thread governor's state (_engine_threads.pxi), kept by a Trainer
+# across its runs: zero-initialised means nothing measured yet.
+cdef struct Governor:
+    double sec_per_row[2]   # [one thread, the team]: measured, 0 until then
+    bint on_team            # the current choice
+    double next_probe       # when to try the other count (fnn_wtime)
+    double probe_wait       # seconds from the last try to the next; 0: a new governor
+
+
 cdef struct Ctx:
     int n_layers
     Layer *layers
@@ -224,6 +233,7 @@ cdef struct Ctx:
     Py_ssize_t n_done     # samples trained on so far (written by thread 0)
     char **work           # per-thread GEMM scratch
     long claims[3]        # tile claim counters of the team (see begin_stage)
+    Governor governor     # one thread or the team, slice by slice (_engine_threads.pxi)
 
 
 # One training step, run by every thread of the team.

@@ -287,8 +287,9 @@ cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:
             break
 
 
-cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
-    """Run train_worker on a team of n_threads (as start_team() allowed)."""
+cdef void run_region(Ctx *c, bint is_double, int n_threads) noexcept nogil:
+    """Run train_worker in one parallel region of n_threads (as start_team()
+    allowed); run_team (_engine_threads.pxi) decides, slice by slice."""
     cdef int tid, nt
     if n_threads <= 1:
         if is_double:

@@ -1,6 +1,6 @@
 # Test entry points (included by _engine.pyx): one product through the tiles,
 # threads and epilogues; an optimizer's hyper-parameters; the training noise
-# and the epochs' orders as the engine draws them.
+# and the epochs' orders as the engine draws them; the thread governor.
 
 def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
                bint trans_a=False, bint trans_b=False, int kind=0, int act=0,
@@ -106,3 +106,31 @@ def permutation(rng, Py_ssize_t n):
     with rng.bit_generator.lock:
         draw_permutation(g, <long long *>cnp.PyArray_DATA(out), n)
     return out
+
+
+def alternate_threads_for_tests(bint on):
+    """Train every batch as its own slice, alternating one thread and the
+    team (_engine_threads.pxi), which must give the same results; returns
+    the previous setting."""
+    global alternate_for_tests
+    previous = alternate_for_tests
+    alternate_for_tests = on
+    return previous
+
+
+def governor_state(trainer):
+    """(seconds per row on one thread, on the team, on the team now) of a
+    Trainer's thread governor."""
+    cdef Trainer t = trainer
+    g = t.ctx.governor
+    return g.sec_per_row[0], g.sec_per_row[1], bool(g.on_team)
+
+
+def governor_update_for_tests(state, bint team, bint probe, Py_ssize_t rows, double seconds,
+                              double now):
+    """One governor_update on ``state`` = (seconds per row on one thread, on
+    the team, on the team now, next try, wait); returns the new state."""
+    cdef Governor g
+    g.sec_per_row[0], g.sec_per_row[1], g.on_team, g.next_probe, g.probe_wait = state
+    governor_update(&g, team, probe, rows, seconds, now)
+    return g.sec_per_row[0], g.sec_per_row[1], bool(g.on_team), g.next_probe, g.probe_wait
