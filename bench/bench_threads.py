@@ -25,6 +25,7 @@ import numpy as np
 
 import fastnn as fn
 
+MIN_SECONDS = 0.1
 
 def _net(sizes, seed=0, **kwargs):
     acts = ["relu"] * (len(sizes) - 2) + ["softmax"]
@@ -69,10 +70,16 @@ def workloads():
 
 
 def time_once(run, n_threads, repeats):
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        run(n_threads)
-    return (time.perf_counter() - t0) / repeats
+    """Seconds per call, over at least MIN_SECONDS of calls (several of the
+    OS's time slices: one of them lost to the busy process is then noise)."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        for _ in range(repeats):
+            run(n_threads)
+        calls += repeats
+        elapsed = time.perf_counter() - t0
+        if elapsed >= MIN_SECONDS:
+            return elapsed / calls
 
 
 def demo_once(n_threads):

@@ -23,11 +23,12 @@ DEF PROBE_COST_RATIO = 30.0
 DEF SWITCH_GAIN = 0.97         # the other count must take at most this share of the time
 
 # The load outlives a Trainer (fit builds one per call, and a short fit ends
-# before its governor has learnt anything): a new governor starts on the
-# choice the last one made, when that is at most HINT_SECONDS old.
+# before its governor has learnt anything): a new governor starts with the
+# choice and the next try of the last one that tried, when that try is at
+# most HINT_SECONDS old.
 DEF HINT_SECONDS = 2.0
-cdef bint last_on_team = True
-cdef double last_choice_time = -1e300
+cdef Governor last_try
+cdef double last_try_time = -1e300
 
 # Tests set this to run every slice as one batch, alternating one thread and
 # the team, which must not change any result.
@@ -52,7 +53,7 @@ cdef inline Py_ssize_t slice_end(Ctx *c, Governor *g, bint team, bint probe,
 cdef void governor_update(Governor *g, bint team, bint probe, Py_ssize_t rows,
                           double seconds, double now) noexcept nogil:
     """Take in a slice's speed; after a try, keep the faster count."""
-    global last_on_team, last_choice_time
+    global last_try, last_try_time
     cdef double *spr = &g.sec_per_row[team]
     cdef double lost
     # a try's count was last measured long ago: its new figure replaces the old
@@ -66,7 +67,7 @@ cdef void governor_update(Governor *g, bint team, bint probe, Py_ssize_t rows,
     else:
         g.probe_wait = max(min(2 * g.probe_wait, PROBE_LAST_WAIT), PROBE_COST_RATIO * lost)
     g.next_probe = now + g.probe_wait
-    last_on_team, last_choice_time = g.on_team, now
+    last_try, last_try_time = g[0], now
 
 
 cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
@@ -81,14 +82,18 @@ cdef void run_team(Ctx *c, bint is_double, int n_threads) noexcept nogil:
     cdef bint team, probe
     cdef double t0, now
     cdef long n_slices = 0
-    if g.probe_wait == 0:   # a new Trainer: the team, or the last governor's choice
+    if g.probe_wait == 0:   # a new Trainer: the team, or as the last governor's try left it
         now = fnn_wtime()
-        g.on_team = last_on_team or now - last_choice_time > HINT_SECONDS
-        g.probe_wait = PROBE_FIRST_WAIT
-        g.next_probe = now + g.probe_wait
+        if now - last_try_time <= HINT_SECONDS:
+            g.on_team, g.next_probe, g.probe_wait = \
+                last_try.on_team, last_try.next_probe, last_try.probe_wait
+        else:
+            g.on_team, g.probe_wait = True, PROBE_FIRST_WAIT
+            g.next_probe = now + g.probe_wait
     while c.first < last:
         t0 = fnn_wtime()
-        probe = t0 >= g.next_probe
+        # a try compares with the current count measured here (its speed is the net's)
+        probe = t0 >= g.next_probe and g.sec_per_row[g.on_team] > 0
         team = g.on_team != probe
         if alternate_for_tests:
             probe, team = False, n_slices % 2 == 0
