@@ -14,13 +14,15 @@ same weights on its own shard of the rows.  Step k of an epoch:
    in-place ``comm.Allreduce`` (SUM);
 3. the update, by ``_engine.optimizer_update``, which adds the slots (in
    rank order) and scales by 1 / the global weight sum in the same pass
-   (the penalty with the global weight sum).  On one machine the weights
-   and optimizer state themselves live in the window, one copy for every
-   rank (``SharedParameters``): each rank updates its own share of the
-   rows in place, and a barrier publishes them - the update pass is split
-   between the ranks and the weights are the same bits on every rank
-   because there is one copy.  Across machines every rank applies the
-   same update to the same sums on its own copy: bit-identical too.
+   (the penalty with the global weight sum).  On one machine, for networks
+   of at least SPLIT_MIN_PARAMS parameters, the ranks split it
+   (``SharedParameters``): each rank's copy of the weights and one copy of
+   the optimizer state live in the window, each rank updates its share of
+   the rows, and after a barrier copies the other shares from their
+   owners' copies (a reduce-scatter and an allgather through shared
+   memory).  Otherwise every rank applies the whole update to its own
+   copy.  Either way every parameter is computed from the same sums in the
+   same order: the ranks' weights stay bit-identical.
 
 The step is then exactly one process training on the union of the ranks'
 k-th batches.  Ranks whose shard has run out contribute zeros (weight 0);
@@ -53,6 +55,10 @@ _A_ROWS, _A_LOSS, _A_PENALTY, _A_INTERRUPT, _A_STOP, _A_NOT_FINITE = range(6)
 _N_EXTRA = 6
 # Arrays in the shared-memory window start on a cache line, as the engine's own.
 _CACHE_LINE = 64
+# From this many parameters, ranks on one machine split the update between
+# them (SharedParameters): below it the whole update is a few microseconds,
+# less than the split's own bookkeeping.
+SPLIT_MIN_PARAMS = 1 << 16
 # Mixed into the dropout/noise key per rank: masks keyed on the local row
 # index would otherwise repeat on every rank.
 _RANK_KEY_STEP = 0x9E3779B97F4A7C15
@@ -204,10 +210,12 @@ class StepBuffer:
     When every rank runs on this machine (the usual case for a few ranks),
     the buffers are slots of one MPI shared-memory window: no allreduce and
     no copy, each rank's update reads every rank's slot directly and adds
-    them in rank order.  With ``average_every`` = 1 the window also holds
-    the one copy of the parameters and optimizer state that every rank
-    trains (``shared``, a ``SharedParameters``), and per rank and update
-    parity the (sum P^2, sum |P|) of its share (``penalties``, float64).
+    them in rank order.  With ``average_every`` = 1 and at least
+    SPLIT_MIN_PARAMS parameters the window also holds every rank's copy of
+    the parameters and one copy of the optimizer state (``shared``, a
+    ``SharedParameters``: the update split between the ranks), and per rank
+    and update parity the (sum P^2, sum |P|) of its share (``penalties``,
+    float64).
     Otherwise (or with FASTNN_MPI_SHARED_MEMORY=0) the buffer is private and
     one in-place ``comm.Allreduce`` adds them.  Both give every rank the
     same sums, so bit-identical weights."""
@@ -230,7 +238,8 @@ class StepBuffer:
         # penalties and one copy of the parameters and optimizer state.
         specs = [((n,), net.dtype)] * n_ranks
         params, state = [], []
-        if average_every == 1:
+        split = average_every == 1 and n - _N_EXTRA >= SPLIT_MIN_PARAMS
+        if split:
             params = parameters_and_state(net, optimizer)
             params, state = params[:n_params(net)], params[n_params(net):]
             specs += [((n_ranks, 2, 2), np.dtype(np.float64))]
@@ -252,7 +261,7 @@ class StepBuffer:
         self.slots = arrays[:n_ranks]
         self.buffer = self.slots[self.node_rank]
         self.buffer[:] = 0.0
-        if average_every == 1:
+        if split:
             self.penalties = arrays[n_ranks]
             at, k = n_ranks + 1, len(params)
             copies = [arrays[at + r * k:at + (r + 1) * k] for r in range(n_ranks)]
@@ -470,13 +479,19 @@ class StepReducer:
             sq += s
             ab += a
         if step.shared is not None:
-            # The shares' penalties, added in rank order after the barrier.
-            # Two cells per rank, alternating: a rank writes this step's
-            # while another may still read the last one's.
-            step.penalties[step.node_rank, self.parity] = sq, ab
+            penalised = l2 != 0.0 or l1 != 0.0
+            if penalised:
+                # The shares' penalties, added in rank order after the
+                # barrier.  Two cells per rank, alternating: a rank writes
+                # this step's while another may still read the last one's.
+                step.penalties[step.node_rank, self.parity] = sq, ab
             step.barrier()
-            sq, ab = (float(v) for v in step.penalties[:, self.parity].sum(axis=0))
-            self.parity ^= 1
+            if penalised:
+                sq = ab = 0.0
+                for s, a in step.penalties[:, self.parity].tolist():
+                    sq += s
+                    ab += a
+                self.parity ^= 1
             for mine, theirs in self.gather:   # the other ranks' shares of the update
                 np.copyto(mine, theirs)
         elif step.slots is not None:

@@ -4,16 +4,22 @@ results every rank writes to OUT/rank<r>.npz.  Not a test module itself.
 argv: OUT CASE.  Each rank takes its own rows of one data set, shards of
 unequal sizes (SHARDS), rank r the r-th block of rows."""
 import json
+import os
 import sys
 
 import numpy as np
 from mpi4py import MPI
 
 import fastnn as fn
+from fastnn import distributed
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 out, case = sys.argv[1], sys.argv[2]
+# These networks are small: tests/test_mpi.py sets SPLIT_MIN_PARAMS=0 to
+# have them take the split update of large networks too.
+distributed.SPLIT_MIN_PARAMS = int(os.environ.get("SPLIT_MIN_PARAMS",
+                                                  distributed.SPLIT_MIN_PARAMS))
 SHARDS = {1: [33], 2: [23, 10], 3: [37, 20, 5]}[size]
 
 
@@ -60,8 +66,11 @@ if case in CASES:
         they are in the shared-memory window during the fit)."""
         def on_epoch_end(self, epoch, logs):
             assert np.array_equal(self.model.predict(X[:2]), self.model.forward(X[:2])[-1])
+            self.split = self.model.layers[0].W is not own[0][0]   # the window's copy
+    live = Live()
     h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
-                optimizer=opt, comm=comm, metrics=["accuracy"], callbacks=[Live()], **kw)
+                optimizer=opt, comm=comm, metrics=["accuracy"], callbacks=[live], **kw)
+    h.history["split"] = live.split
     # after fit: the layers' own arrays, holding the trained weights (also
     # for predict's few-rows path, which must not point into the freed window)
     assert all(l.W is W and l.b is b for l, (W, b) in zip(net.layers, own))

@@ -33,9 +33,15 @@ needs_mpi = pytest.mark.skipif(
 TIMEOUT = 240   # seconds: generous for a loaded 2-core machine
 
 
+# The ranks of one machine split the update of a large network between them
+# (distributed.SharedParameters); the worker's small networks do too with
+# SPLIT_MIN_PARAMS=0, and update whole on every rank with WHOLE.
+SPLIT, WHOLE = {"SPLIT_MIN_PARAMS": "0"}, {"SPLIT_MIN_PARAMS": str(1 << 16)}
+
+
 def launch(n, case, tmp_path, check=True, **env):
     cmd = [_mpiexec(), "-n", str(n), sys.executable, str(WORKER), str(tmp_path), case]
-    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **env)
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **{**SPLIT, **env})
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env,
                           stdin=subprocess.DEVNULL)
@@ -128,11 +134,14 @@ ALLREDUCE = {"FASTNN_MPI_SHARED_MEMORY": "0"}
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
-    launch(n, case, tmp_path, **(ALLREDUCE if case == "momentum_weights_l1" else {}))
+    # shared memory with the split update, except: sgd updates whole on
+    # every rank, momentum_weights_l1 takes the allreduce
+    launch(n, case, tmp_path, **{"momentum_weights_l1": ALLREDUCE, "sgd": WHOLE}.get(case, {}))
     res = results(n, tmp_path)
     assert_identical_ranks(res)
     net, losses, step, accuracy = replay(n, case)
     history = json.loads(str(res[0]["history"]))
+    assert history["split"] == (case not in ("momentum_weights_l1", "sgd"))
     params = [a for l in net.layers for a in (l.W, l.b)]
     tol = TOLERANCE[dtype_of(case)]
     for i, p in enumerate(params):
