@@ -234,8 +234,9 @@ class StepBuffer:
             self.slots = None
             return
         self.node, self.node_rank, n_ranks = node, node.Get_rank(), node.Get_size()
-        # The window: every rank's slot, then with average_every = 1 the
-        # penalties and one copy of the parameters and optimizer state.
+        # The window: every rank's slot, then for the split update the
+        # penalties, every rank's copy of the parameters, and one copy of
+        # the optimizer state.
         specs = [((n,), net.dtype)] * n_ranks
         params, state = [], []
         split = average_every == 1 and n - _N_EXTRA >= SPLIT_MIN_PARAMS
@@ -307,7 +308,8 @@ class SharedParameters:
 
     A reference to ``layer.W`` kept from before ``fit`` therefore sees the
     trained values only once ``fit`` returns; ``layer.W`` read during the
-    fit (in a callback) is the live copy."""
+    fit (in a callback) is the live copy.  (Undoing a diverged epoch writes
+    the shared state on every rank at once: the same values.)"""
 
     def __init__(self, net, optimizer, params, state, copies, state_views, rank):
         self.net, self.optimizer, self.copies = net, optimizer, copies
@@ -497,6 +499,8 @@ class StepReducer:
         elif step.slots is not None:
             step.barrier()    # every rank has read the slots: they may be written again
         return float(self.total[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
+
+
 class WeightAverager:
     """Local SGD (``average_every`` = k > 1): each rank trains k steps on its
     own batches with the engine's ordinary (fused) update, then every rank's
