@@ -304,7 +304,7 @@ def interrupt_rank_1(tmp_path, case, presses):
     once it has written its pid, and return the finished process's
     (returncode, stdout, stderr)."""
     cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), case]
-    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **SPLIT)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, stdin=subprocess.DEVNULL)
     try:
