@@ -22,6 +22,10 @@ cdef void summed_update(Ctx *c, const Batch *b, floating *P, floating **Gs, int 
         if n_g == 1:
             for i in range(m):
                 scratch[i] = g0[i] * scale
+        elif n_g == 2:               # (2 ranks) one pass: the same sums as below
+            g = Gs[1] + at
+            for i in range(m):
+                scratch[i] = (g0[i] + g[i]) * scale
         else:                        # the addends in their given order
             g = Gs[1] + at
             for i in range(m):

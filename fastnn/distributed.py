@@ -1,7 +1,7 @@
 """Data-parallel training over MPI: ``Network.fit(..., comm=MPI.COMM_WORLD)``.
 
-Synchronous data-parallel SGD (Horovod's pattern): every rank holds the same
-weights and its own shard of the rows.  Step k of an epoch:
+Synchronous data-parallel SGD (Horovod's pattern): every rank trains the
+same weights on its own shard of the rows.  Step k of an epoch:
 
 1. each rank computes the gradient of its k-th local batch with the engine
    (optimizer "none": no update), as the *sum* over its rows weighted by
@@ -12,11 +12,17 @@ weights and its own shard of the rows.  Step k of an epoch:
 2. the ranks' buffers are added: on one machine they are slots of one MPI
    shared-memory window, read directly after a barrier; otherwise one
    in-place ``comm.Allreduce`` (SUM);
-3. every rank applies the update with ``_engine.optimizer_update`` per
-   parameter array, which adds the slots (in rank order) and scales by 1 /
-   the global weight sum in the same pass (the penalty once, with the
-   global weight sum).  All ranks apply the same update to the same sums:
-   their weights stay bit-identical.
+3. the update, by ``_engine.optimizer_update``, which adds the slots (in
+   rank order) and scales by 1 / the global weight sum in the same pass
+   (the penalty with the global weight sum).  On one machine, for networks
+   of at least SPLIT_MIN_PARAMS parameters, the ranks split it
+   (``SharedParameters``): each rank's copy of the weights and one copy of
+   the optimizer state live in the window, each rank updates its share of
+   the rows, and after a barrier copies the other shares from their
+   owners' copies (a reduce-scatter and an allgather through shared
+   memory).  Otherwise every rank applies the whole update to its own
+   copy.  Either way every parameter is computed from the same sums in the
+   same order: the ranks' weights stay bit-identical.
 
 The step is then exactly one process training on the union of the ranks'
 k-th batches.  Ranks whose shard has run out contribute zeros (weight 0);
@@ -47,6 +53,12 @@ _WEIGHT, _LOSS, _ROWS, _INTERRUPT, _STOP = range(5)
 # ... and after the weights and optimizer state with average_every > 1.
 _A_ROWS, _A_LOSS, _A_PENALTY, _A_INTERRUPT, _A_STOP, _A_NOT_FINITE = range(6)
 _N_EXTRA = 6
+# Arrays in the shared-memory window start on a cache line, as the engine's own.
+_CACHE_LINE = 64
+# From this many parameters, ranks on one machine split the update between
+# them (SharedParameters): below it the whole update is a few microseconds,
+# less than the split's own bookkeeping.
+SPLIT_MIN_PARAMS = 1 << 16
 # Mixed into the dropout/noise key per rank: masks keyed on the local row
 # index would otherwise repeat on every rank.
 _RANK_KEY_STEP = 0x9E3779B97F4A7C15
@@ -198,15 +210,21 @@ class StepBuffer:
     When every rank runs on this machine (the usual case for a few ranks),
     the buffers are slots of one MPI shared-memory window: no allreduce and
     no copy, each rank's update reads every rank's slot directly and adds
-    them in rank order.  Otherwise (or with FASTNN_MPI_SHARED_MEMORY=0) the
-    buffer is private and one in-place ``comm.Allreduce`` adds them.  Both
-    give every rank the same sums, so bit-identical weights."""
+    them in rank order.  With ``average_every`` = 1 and at least
+    SPLIT_MIN_PARAMS parameters the window also holds every rank's copy of
+    the parameters and one copy of the optimizer state (``shared``, a
+    ``SharedParameters``: the update split between the ranks), and per rank
+    and update parity the (sum P^2, sum |P|) of its share (``penalties``,
+    float64).
+    Otherwise (or with FASTNN_MPI_SHARED_MEMORY=0) the buffer is private and
+    one in-place ``comm.Allreduce`` adds them.  Both give every rank the
+    same sums, so bit-identical weights."""
 
     def __init__(self, comm, net, optimizer, average_every=1):
         MPI = _mpi()
         self.comm, self.rank, self.average_every = comm, comm.Get_rank(), average_every
         n = sum(a.size for a in averaged_arrays(net, optimizer, average_every)) + _N_EXTRA
-        self.window = None
+        self.window = self.shared = None
         node = comm.Split_type(MPI.COMM_TYPE_SHARED)
         shared = (node.Get_size() == comm.Get_size()
                   and os.environ.get("FASTNN_MPI_SHARED_MEMORY", "1") != "0")
@@ -215,17 +233,42 @@ class StepBuffer:
             self.buffer = np.zeros(n, net.dtype)
             self.slots = None
             return
-        self.node = node
-        itemsize = net.dtype.itemsize
-        self.window = MPI.Win.Allocate_shared(n * itemsize, itemsize, comm=node)
+        self.node, self.node_rank, n_ranks = node, node.Get_rank(), node.Get_size()
+        # The window: every rank's slot, then for the split update the
+        # penalties, every rank's copy of the parameters, and one copy of
+        # the optimizer state.
+        specs = [((n,), net.dtype)] * n_ranks
+        params, state = [], []
+        split = average_every == 1 and n - _N_EXTRA >= SPLIT_MIN_PARAMS
+        if split:
+            params = parameters_and_state(net, optimizer)
+            params, state = params[:n_params(net)], params[n_params(net):]
+            specs += [((n_ranks, 2, 2), np.dtype(np.float64))]
+            specs += [(a.shape, a.dtype) for a in params] * n_ranks
+            specs += [(a.shape, a.dtype) for a in state]
+        offsets, total = [], 0
+        for shape, dtype in specs:
+            offsets.append(total)
+            total += -(-int(np.prod(shape)) * dtype.itemsize // _CACHE_LINE) * _CACHE_LINE
+        # All of it allocated by node rank 0, which leaves the layout to us.
+        self.window = MPI.Win.Allocate_shared(
+            total + _CACHE_LINE if self.node_rank == 0 else 0, 1, comm=node)
         self.window.Lock_all(MPI.MODE_NOCHECK)
-        self.slots = []
-        for r in range(node.Get_size()):
-            mem, _ = self.window.Shared_query(r)
-            self.slots.append(np.ndarray((n,), net.dtype, buffer=mem))
-        self.buffer = self.slots[node.Get_rank()]
+        mem, _ = self.window.Shared_query(0)
+        raw = np.ndarray((total + _CACHE_LINE,), np.uint8, buffer=mem)
+        skip = -raw.ctypes.data % _CACHE_LINE
+        arrays = [raw[skip + at:skip + at + int(np.prod(shape)) * dtype.itemsize]
+                  .view(dtype).reshape(shape) for (shape, dtype), at in zip(specs, offsets)]
+        self.slots = arrays[:n_ranks]
+        self.buffer = self.slots[self.node_rank]
         self.buffer[:] = 0.0
-        self.node_rank = node.Get_rank()
+        if split:
+            self.penalties = arrays[n_ranks]
+            at, k = n_ranks + 1, len(params)
+            copies = [arrays[at + r * k:at + (r + 1) * k] for r in range(n_ranks)]
+            self.shared = SharedParameters(net, optimizer, params, state, copies,
+                                           arrays[at + n_ranks * k:], self.node_rank)
+        self.barrier()
 
     def barrier(self):
         """Every rank's writes to the window visible to every rank."""
@@ -234,12 +277,76 @@ class StepBuffer:
         self.window.Sync()
 
     def free(self):
-        """Collective: release the window (at the end of the fit, on every rank)."""
+        """Collective: the parameters back in the network's own arrays, and
+        the window released (at the end of the fit, on every rank)."""
         if self.window is not None:
+            if self.shared is not None:
+                self.barrier()           # no rank writes the window any more
+                self.shared.restore()
+                self.shared = None
+            self.barrier()               # every rank has read it
             self.window.Unlock_all()
             self.window.Free()
             self.node.Free()
             self.window = None
+
+
+class SharedParameters:
+    """The parameters and optimizer state in the shared-memory window during
+    a data-parallel fit on one machine: each rank's copy of the parameters
+    (``copies[rank]``; the others read it) and one copy of the optimizer
+    state, which take the place of the layers' ``_W``, ``_b`` and the
+    optimizer's ``_state`` for the fit, starting from node rank 0's values
+    (which ``broadcast_start`` made every rank's).  Each rank updates its
+    share of the rows in its copy (and of the state, which only the update
+    reads) and then copies the other shares from their ranks' copies: the
+    weights each rank computes with stay its own (a GEMM that reads
+    weights another core has just written is slower than one streaming
+    copy of them).  ``restore`` copies the values back into the network's
+    own arrays and puts those back: after ``fit``, ``layer.W`` is the array
+    it was before, holding the trained values, on every rank.
+
+    A reference to ``layer.W`` kept from before ``fit`` therefore sees the
+    trained values only once ``fit`` returns; ``layer.W`` read during the
+    fit (in a callback) is the live copy.  (Undoing a diverged epoch writes
+    the shared state on every rank at once: the same values.)"""
+
+    def __init__(self, net, optimizer, params, state, copies, state_views, rank):
+        self.net, self.optimizer, self.copies = net, optimizer, copies
+        self.owned, self.views = params + state, copies[rank] + state_views
+        self.layers = [(l._W, l._b) for l in net.layers]
+        self.state = optimizer._state
+        for mine, view in zip(params, copies[rank]):
+            np.copyto(view, mine)
+        if rank == 0:
+            for mine, view in zip(state, state_views):
+                np.copyto(view, mine)
+        it = iter(self.views)
+        for layer in net.layers:
+            layer._W = next(it)
+            if layer._b is not None:
+                layer._b = next(it)
+        if optimizer._state is not None:
+            optimizer._state = [[(next(it), None if b is None else next(it)) for _, b in buf]
+                                for buf in optimizer._state]
+        self._forget_pointers()
+
+    def _forget_pointers(self):
+        # Network.predict's few-rows path keeps pointers to the layers'
+        # arrays: it is made again on use, over the arrays of the moment.
+        self.net.__dict__.pop("_few_rows", None)
+
+    def restore(self):
+        for mine, view in zip(self.owned, self.views):
+            np.copyto(mine, view)
+        for layer, (W, b) in zip(self.net.layers, self.layers):
+            layer._W, layer._b = W, b
+        self.optimizer._state = self.state
+        self._forget_pointers()
+
+
+def n_params(net):
+    return sum(1 + (l.b is not None) for l in net.layers)
 
 
 def averaged_arrays(net, optimizer, average_every):
@@ -250,6 +357,26 @@ def averaged_arrays(net, optimizer, average_every):
         arrays += [a for buf in optimizer.state_for(net.layers) if buf is not None
                    for pair in buf for a in pair if a is not None]
     return arrays
+
+
+def parameters_and_state(net, optimizer):
+    """The layers' W and b, then the optimizer's state buffers (allocated)."""
+    return averaged_arrays(net, optimizer, 2)
+
+
+def rows_share(arrays, n_parts, part):
+    """The rows (start, stop) of each 2-d array that ``part`` of ``n_parts``
+    updates: whole rows, about the same number of elements per part, every
+    row in exactly one part."""
+    total = sum(a.size for a in arrays)
+    lo, hi = total * part // n_parts, total * (part + 1) // n_parts
+    out, at = [], 0
+    for a in arrays:
+        rows, cols = a.shape
+        first = lambda bound: min(rows, max(0, -(-(bound - at) // cols)))
+        out.append((first(lo), first(hi)))
+        at += a.size
+    return out
 
 
 def agree_flag(comm, flag):
@@ -264,14 +391,17 @@ class StepReducer:
     engine writes them as sums straight into the step buffer, and the update
     adds the ranks' sums (shared memory) or takes the allreduce's, and
     scales them by 1 / the global weight sum, in its own pass
-    (``optimizer_update``'s ``more_G`` and ``grad_scale``)."""
+    (``optimizer_update``'s ``more_G`` and ``grad_scale``).  With the
+    parameters in the window (``StepBuffer.shared``) each rank updates only
+    its share of their rows (``rows_share``): the same values, element by
+    element, as a whole update, in half the time on 2 ranks."""
 
     def __init__(self, comm, net, step, optimizer, l2, l1, per_weight_sum):
         self.comm, self.net, self.optimizer, self.step = comm, net, optimizer, step
         self.l2, self.l1, self.per_weight_sum = l2, l1, per_weight_sum
         sources = step.slots if step.slots is not None else [step.buffer]
-        self.params = []   # (P as a 2-d view, [G's views in the sources], is_weight, S1, S2)
         state = optimizer.state_for(net.layers)
+        params = []   # (P as a 2-d view, [G's views in the sources], is_weight, S1, S2)
         at = 0
         for i, layer in enumerate(net.layers):
             for j, (arr, is_weight) in enumerate(((layer.W, True), (layer.b, False))):
@@ -282,11 +412,28 @@ class StepReducer:
                 shape = (arr.shape[0], -1) if is_weight else (1, -1)
                 grads = [src[at:at + arr.size].reshape(shape) for src in sources]
                 at += arr.size
-                self.params.append((arr.reshape(shape), grads, is_weight, s[0], s[1]))
+                params.append((arr.reshape(shape), grads, is_weight, s[0], s[1]))
+        self.gather = []   # (this rank's rows, the owner's rows) of the other shares
+        if step.shared is not None:   # this rank's rows of each array, only
+            arrays = [P for P, *_ in params]
+            n_ranks = len(sources)
+            shares = [rows_share(arrays, n_ranks, r) for r in range(n_ranks)]
+            params = [(P[a:b], [g[a:b] for g in grads], is_weight,
+                       None if S1 is None else S1[a:b], None if S2 is None else S2[a:b])
+                      for (P, grads, is_weight, S1, S2), (a, b)
+                      in zip(params, shares[step.node_rank]) if b > a]
+            for r in range(n_ranks):
+                if r != step.node_rank:
+                    self.gather += [(P.reshape(P.shape[0], -1)[a:b],
+                                     Q.reshape(P.shape[0], -1)[a:b])
+                                    for P, Q, (a, b) in zip(arrays, step.shared.copies[r],
+                                                            shares[r]) if b > a]
+        self.params = params
         self.buf = step.buffer
         self.extra = self.buf[at:]
         self.extras = [src[at:] for src in sources]
         self.total = np.zeros(_N_EXTRA)   # the reduced extra numbers
+        self.parity = 0                   # which of the two penalty cells (shared)
         self.code = _engine.OPTIMIZER_CODES[optimizer.code]
         self.MPI = _mpi()
 
@@ -318,7 +465,7 @@ class StepReducer:
     def update(self):
         """Apply the reduced step; returns (mean loss, penalty) of the union
         batch, the penalty of the weights before the update."""
-        opt = self.optimizer
+        opt, step = self.optimizer, self.step
         weight_sum = float(self.total[_WEIGHT])
         inv = 1.0 / weight_sum if weight_sum > 0 else 0.0
         l2, l1 = self.l2, self.l1
@@ -333,8 +480,24 @@ class StepReducer:
                                             grad_scale=inv, more_G=grads[1:])
             sq += s
             ab += a
-        if self.step.slots is not None:
-            self.step.barrier()    # every rank has read the slots: they may be written again
+        if step.shared is not None:
+            penalised = l2 != 0.0 or l1 != 0.0
+            if penalised:
+                # The shares' penalties, added in rank order after the
+                # barrier.  Two cells per rank, alternating: a rank writes
+                # this step's while another may still read the last one's.
+                step.penalties[step.node_rank, self.parity] = sq, ab
+            step.barrier()
+            if penalised:
+                sq = ab = 0.0
+                for s, a in step.penalties[:, self.parity].tolist():
+                    sq += s
+                    ab += a
+                self.parity ^= 1
+            for mine, theirs in self.gather:   # the other ranks' shares of the update
+                np.copyto(mine, theirs)
+        elif step.slots is not None:
+            step.barrier()    # every rank has read the slots: they may be written again
         return float(self.total[_LOSS]) * inv, 0.5 * l2 * sq + l1 * ab
 
 
@@ -466,6 +629,8 @@ def make_fit_loop(comm, net, trainer, optimizer, X, T, batch_size, order, callba
                     for cb in self.callbacks:
                         if cb.wants_batches:
                             cb.on_batch_end(k, logs)
+                    if step.shared is not None:
+                        step.barrier()   # a callback may write the shared optimizer state
                 self.progress.update(self.n_done, loss_sum / max(self.n_done, 1))
             return loss_sum, penalty_sum, "ok"
 

@@ -4,16 +4,22 @@ results every rank writes to OUT/rank<r>.npz.  Not a test module itself.
 argv: OUT CASE.  Each rank takes its own rows of one data set, shards of
 unequal sizes (SHARDS), rank r the r-th block of rows."""
 import json
+import os
 import sys
 
 import numpy as np
 from mpi4py import MPI
 
 import fastnn as fn
+from fastnn import distributed
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 out, case = sys.argv[1], sys.argv[2]
+# These networks are small: tests/test_mpi.py sets SPLIT_MIN_PARAMS=0 to
+# have them take the split update of large networks too.
+distributed.SPLIT_MIN_PARAMS = int(os.environ.get("SPLIT_MIN_PARAMS",
+                                                  distributed.SPLIT_MIN_PARAMS))
 SHARDS = {1: [33], 2: [23, 10], 3: [37, 20, 5]}[size]
 
 
@@ -52,8 +58,25 @@ if case in CASES:
     kw = dict(spec["fit"])
     if spec.get("weights"):
         kw["sample_weight"] = w[mine]
+    own = [(l.W, l.b) for l in net.layers]
+    opt = spec["optimizer"]()
+
+    class Live(fn.callbacks.Callback):
+        """predict in a callback sees the weights that train (on one machine
+        they are in the shared-memory window during the fit)."""
+        def on_epoch_end(self, epoch, logs):
+            assert np.array_equal(self.model.predict(X[:2]), self.model.forward(X[:2])[-1])
+            self.split = self.model.layers[0].W is not own[0][0]   # the window's copy
+    live = Live()
     h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
-                optimizer=spec["optimizer"](), comm=comm, metrics=["accuracy"], **kw)
+                optimizer=opt, comm=comm, metrics=["accuracy"], callbacks=[live], **kw)
+    h.history["split"] = live.split
+    # after fit: the layers' own arrays, holding the trained weights (also
+    # for predict's few-rows path, which must not point into the freed window)
+    assert all(l.W is W and l.b is b for l, (W, b) in zip(net.layers, own))
+    assert np.array_equal(net.predict(X[:2]), net.forward(X[:2])[-1])
+    state = {f"o{i}": a for i, a in enumerate(a for buf in (opt._state or []) for pair in buf
+                                               for a in pair if a is not None)}
 elif case == "local_sgd":    # average_every=2: weights averaged every 2 local steps
     net = network()
     if rank != 0:
@@ -71,6 +94,17 @@ elif case in ("shuffle_dropout", "shuffle_blocks"):
     h = net.fit(X[mine], y[mine], epochs=3, batch_size=4, optimizer=fn.Adam(lr=0.01),
                 input_noise=0.1, validation_data=(Xv, yv), comm=comm, verbose=2,
                 shuffle="blocks" if case == "shuffle_blocks" else True)
+elif case == "diverge":    # every rank raises, with the weights of the epoch's start
+    net = network()
+    own = [l.W for l in net.layers]
+    try:
+        net.fit(X[mine], y[mine], epochs=3, batch_size=4, shuffle=False,
+                optimizer=fn.SGD(lr=1e308), comm=comm)
+        raise AssertionError("fit did not diverge")
+    except FloatingPointError as exc:
+        h = fn.History()
+        h.history, h.stop_reason = {"error": str(exc)}, "diverged"
+    assert all(l.W is W for l, W in zip(net.layers, own))
 elif case == "stop_one_rank":
     class Stop(fn.callbacks.Callback):
         def on_epoch_end(self, epoch, logs):
@@ -132,5 +166,6 @@ else:
     raise SystemExit(f"unknown case {case}")
 
 arrays = {f"p{i}": a for i, a in enumerate(a for l in net.layers for a in (l.W, l.b))}
+arrays.update(globals().get("state", {}))      # the optimizer state: o0, o1, ...
 np.savez(f"{out}/rank{rank}.npz", history=json.dumps(h.history),
-         stop_reason=h.stop_reason, step=net.optimizer.step, **arrays)
+         stop_reason=h.stop_reason, step=getattr(net.optimizer, "step", 0), **arrays)

@@ -33,9 +33,15 @@ needs_mpi = pytest.mark.skipif(
 TIMEOUT = 240   # seconds: generous for a loaded 2-core machine
 
 
+# The ranks of one machine split the update of a large network between them
+# (distributed.SharedParameters); the worker's small networks do too with
+# SPLIT_MIN_PARAMS=0, and update whole on every rank with WHOLE.
+SPLIT, WHOLE = {"SPLIT_MIN_PARAMS": "0"}, {"SPLIT_MIN_PARAMS": str(1 << 16)}
+
+
 def launch(n, case, tmp_path, check=True, **env):
     cmd = [_mpiexec(), "-n", str(n), sys.executable, str(WORKER), str(tmp_path), case]
-    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **env)
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **{**SPLIT, **env})
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env,
                           stdin=subprocess.DEVNULL)
@@ -56,7 +62,7 @@ def results(n, tmp_path):
 def assert_identical_ranks(res):
     for r in res[1:]:
         for key in res[0]:
-            if key.startswith("p"):
+            if key[0] in "po":   # parameters, optimizer state
                 assert np.array_equal(r[key], res[0][key]), key   # bit for bit
         assert json.loads(str(r["history"])) == json.loads(str(res[0]["history"]))
         assert int(r["step"]) == int(res[0]["step"])
@@ -128,11 +134,14 @@ ALLREDUCE = {"FASTNN_MPI_SHARED_MEMORY": "0"}
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
-    launch(n, case, tmp_path, **(ALLREDUCE if case == "momentum_weights_l1" else {}))
+    # shared memory with the split update, except: sgd updates whole on
+    # every rank, momentum_weights_l1 takes the allreduce
+    launch(n, case, tmp_path, **{"momentum_weights_l1": ALLREDUCE, "sgd": WHOLE}.get(case, {}))
     res = results(n, tmp_path)
     assert_identical_ranks(res)
     net, losses, step, accuracy = replay(n, case)
     history = json.loads(str(res[0]["history"]))
+    assert history["split"] == (case not in ("momentum_weights_l1", "sgd"))
     params = [a for l in net.layers for a in (l.W, l.b)]
     tol = TOLERANCE[dtype_of(case)]
     for i, p in enumerate(params):
@@ -140,6 +149,23 @@ def test_matches_single_process_replay_on_union_batches(n, case, tmp_path):
     np.testing.assert_allclose(history["loss"], losses, rtol=tol["rtol"])
     assert history["accuracy"][-1] == pytest.approx(accuracy, abs=1e-12)
     assert int(res[0]["step"]) == step
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["adam_l2", "adam_float32"])
+def test_split_update_gives_the_bits_of_the_whole_update(case, tmp_path):
+    # the same operations per element, whichever rank computes them
+    runs = []
+    for exchange, env in (("split", SPLIT), ("whole", WHOLE)):
+        out = tmp_path / exchange
+        out.mkdir()
+        launch(3, case, out, **env)
+        runs.append(results(3, out)[0])
+    split, whole = runs
+    keys = [k for k in split if k[0] in "po"]
+    assert any(k[0] == "o" for k in keys)          # Adam's state compared too
+    for key in keys:
+        assert np.array_equal(split[key], whole[key]), key
 
 
 def replay_local_sgd(n, k=2, epochs=3, b=4, lr=0.1):
@@ -226,6 +252,33 @@ def test_shuffle_dropout_noise_validation_identical_on_every_rank(case, tmp_path
 
 
 @needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_diverged_fit_restores_the_epoch_start_on_every_rank(n, tmp_path):
+    launch(n, "diverge", tmp_path)
+    res = results(n, tmp_path)
+    assert_identical_ranks(res)
+    assert "training diverged" in json.loads(str(res[0]["history"]))["error"]
+    start = [a for l in worker_network().layers for a in (l.W, l.b)]
+    for i, p in enumerate(start):
+        assert np.array_equal(res[0][f"p{i}"], p)
+
+
+def test_rows_share_gives_every_row_to_one_rank():
+    from fastnn.distributed import rows_share
+    arrays = [np.zeros((784, 1024)), np.zeros((1, 1024)), np.zeros((1024, 10)),
+              np.zeros((1, 10)), np.zeros((3, 1))]
+    for n in (1, 2, 3, 7):
+        shares = [rows_share(arrays, n, r) for r in range(n)]
+        sizes = []
+        for a, parts in zip(arrays, zip(*shares)):
+            assert parts[0][0] == 0 and parts[-1][1] == a.shape[0]
+            assert all(p[1] == q[0] for p, q in zip(parts, parts[1:]))   # no gap, no overlap
+        for share in shares:
+            sizes.append(sum((b - a) * arr.shape[1] for arr, (a, b) in zip(arrays, share)))
+        assert max(sizes) - min(sizes) <= 2 * 1024     # balanced within a row or two
+
+
+@needs_mpi
 def test_stop_on_one_rank_stops_every_rank(tmp_path):
     launch(2, "stop_one_rank", tmp_path)
     res = results(2, tmp_path)
@@ -251,7 +304,7 @@ def interrupt_rank_1(tmp_path, case, presses):
     once it has written its pid, and return the finished process's
     (returncode, stdout, stderr)."""
     cmd = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), str(tmp_path), case]
-    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTNN_NUM_THREADS="1", **SPLIT)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, stdin=subprocess.DEVNULL)
     try:
@@ -358,17 +411,18 @@ def test_grad_buffer_receives_the_weighted_gradient_sums(dtype):
                         _engine.OPTIMIZER_CODES["sgd"], grad_buffer=buf)
 
 
+@pytest.mark.parametrize("n_sources", [2, 3])
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
-def test_optimizer_update_adds_and_scales_the_gradients_in_its_pass(opt):
+def test_optimizer_update_adds_and_scales_the_gradients_in_its_pass(opt, n_sources):
     from fastnn import _engine
     rng = np.random.default_rng(0)
     make = {"sgd": lambda: fn.SGD(lr=0.1), "adam": lambda: fn.Adam(lr=0.01)}[opt]
     code, hyper = _engine.OPTIMIZER_CODES[opt], make().engine_args()
     P = rng.normal(size=(37, 1030))                 # rows of more than one block
-    Gs = [rng.normal(size=P.shape) for _ in range(3)]
+    Gs = [rng.normal(size=P.shape) for _ in range(n_sources)]
     S = [np.zeros_like(P), np.zeros_like(P)] if opt == "adam" else [None, None]
     S_ref = [None if s is None else s.copy() for s in S]
-    P_ref, G_ref = P.copy(), (Gs[0] + Gs[1] + Gs[2]) * 0.25
+    P_ref, G_ref = P.copy(), sum(Gs[1:], Gs[0]) * 0.25
     kept = [g.copy() for g in Gs]
     got = _engine.optimizer_update(code, hyper, P, Gs[0], *S, l2=0.01, grad_scale=0.25,
                                    more_G=Gs[1:])
