@@ -46,6 +46,10 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) 
     cdef Layer *L
     cdef fnn_epilogue ep
     cdef const floating *inp = X
+    cdef PackOp ops[MAX_PACK_OPS]
+    cdef int n_ops
+    cdef size_t used
+    cdef Packed packed
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_BIAS_ACT
     for l in range(c.n_layers):
@@ -55,13 +59,18 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) 
         ep.steepness = L.steepness
         ep.bias = L.b
         ep.Z, ep.ldz = L.Z, L.n_out
+        n_ops, used = 0, 0
+        packed = plan_packing(<floating *>NULL, c.kernel, c.pack, ops, &n_ops, &used, 0, 0,
+                              rows, L.n_out, L.n_in, inp, L.n_in, <const floating *>L.W,
+                              L.n_out, &ep)
+        pack_stage(<floating *>NULL, c.kernel, ops, n_ops, team)
         count = n_tiles(c.kernel, rows, L.n_out)
         k = begin_stage(team)
         t = claim(team, k)
         while t < count and not aborted(c, team.tid):
             gemm_tile(<floating *>NULL, c.kernel, t, 0, 0, rows, L.n_out, L.n_in,
                       inp, L.n_in, <const floating *>L.W, L.n_out,
-                      <floating *>L.A, L.n_out, &ep, c.work[team.tid])
+                      <floating *>L.A, L.n_out, &ep, c.work[team.tid], packed)
             if L.dropout:      # while the tile is still in cache
                 dropout_tile(c, b, l, <floating *>L.Aout, <const floating *>L.A,
                              tile_bounds(c.kernel, t, rows, L.n_out))
@@ -70,8 +79,27 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team) 
         inp = <const floating *>L.Aout
 
 
+cdef inline bint sgd_in_place(Ctx *c, Layer *L) noexcept nogil:
+    """Plain SGD: the update is a GEMM with beta = 1 straight into W."""
+    return c.opt == OPT_SGD and L.gW == NULL
+
+
+cdef Packed plan_update(Ctx *c, const Batch *b, Py_ssize_t l, const floating *X,
+                        PackOp *ops, int *n_ops, size_t *used) noexcept nogil:
+    """plan_packing for layer l's weight gradient, X.T @ D (update_layer_tile)."""
+    cdef Layer *L = &c.layers[l]
+    cdef fnn_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_STORE
+    ep.alpha = 1.0
+    ep.beta = 1.0 if sgd_in_place(c, L) else 0.0
+    return plan_packing(<floating *>NULL, c.kernel, c.pack, ops, n_ops, used, 1, 0,
+                        L.n_in, L.n_out, b.rows, layer_input(c, <floating *>X, l), L.n_in,
+                        <const floating *>L.D, L.n_out, &ep)
+
+
 cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
-                            const floating *X, void *work) noexcept nogil:
+                            const floating *X, void *work, Packed packed) noexcept nogil:
     """Tile ``t`` of layer l's weights (and its bias columns): gradient and update."""
     cdef Layer *L = &c.layers[l]
     cdef const floating *inp = layer_input(c, <floating *>X, l)
@@ -86,7 +114,7 @@ cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
     cdef fnn_epilogue ep
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_STORE
-    if c.opt == OPT_SGD and L.gW == NULL:
+    if sgd_in_place(c, L):
         # plain SGD: W += -lr * X.T @ D straight into the weights, after the
         # penalty's shrink of the same tile
         lr = sgd_lr(c)
@@ -98,11 +126,11 @@ cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
         ep.alpha = -lr
         ep.beta = 1.0
         gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
-                  inp, L.n_in, D, L.n_out, <floating *>L.W, L.n_out, &ep, work)
+                  inp, L.n_in, D, L.n_out, <floating *>L.W, L.n_out, &ep, work, packed)
     else:
         ep.alpha = 1.0
         gemm_tile(<floating *>NULL, c.kernel, t, 1, 0, L.n_in, L.n_out, rows,
-                  inp, L.n_in, D, L.n_out, <floating *>L.gW, L.n_out, &ep, work)
+                  inp, L.n_in, D, L.n_out, <floating *>L.gW, L.n_out, &ep, work, packed)
         if c.opt != OPT_NONE:
             optimizer_tile(c, b, <floating *>L.W + i0 * L.n_out + j0,
                            <floating *>L.gW + i0 * L.n_out + j0,
@@ -150,41 +178,55 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) 
     cdef Layer *P
     cdef void *work = c.work[team.tid]
     cdef fnn_epilogue ep
+    cdef PackOp ops[MAX_PACK_OPS]
+    cdef int n_ops
+    cdef size_t used
+    cdef Packed p_delta, p_upd, p_first
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_DERIV
     l = c.n_layers - 1
     while l >= 0:
         L = &c.layers[l]
+        n_ops, used = 0, 0
+        p_delta = p_upd = p_first = NO_PACKING
         t_delta = 0
         if l > 0:
             P = &c.layers[l - 1]
             t_delta = n_tiles(c.kernel, rows, L.n_in)
+            ep.act = P.act
+            ep.act_param = P.act_param
+            ep.steepness = P.steepness
+            ep.flat_lo, ep.flat_hi = P.flat_lo, P.flat_hi
+            ep.Y = P.Z if P.Z != NULL else P.A   # see fnn_gemm.h: FNN_EPI_DERIV
+            ep.ldy = P.n_out
+            p_delta = plan_packing(<floating *>NULL, c.kernel, c.pack, ops, &n_ops, &used, 0, 1,
+                                   rows, L.n_in, L.n_out, <const floating *>L.D, L.n_out,
+                                   <const floating *>L.W, L.n_out, &ep)
         t_upd = 0
         if l + 1 < c.n_layers:
             t_upd = n_tiles(c.kernel, c.layers[l + 1].n_in, c.layers[l + 1].n_out)
-        t_first = n_tiles(c.kernel, L.n_in, L.n_out) if l == 0 else 0
+            p_upd = plan_update(c, b, l + 1, X, ops, &n_ops, &used)
+        t_first = 0
+        if l == 0:
+            t_first = n_tiles(c.kernel, L.n_in, L.n_out)
+            p_first = plan_update(c, b, 0, X, ops, &n_ops, &used)
+        pack_stage(<floating *>NULL, c.kernel, ops, n_ops, team)
         k = begin_stage(team)
         t = claim(team, k)
         while t < t_delta + t_upd + t_first and not aborted(c, team.tid):
             if t < t_delta:
-                ep.act = P.act
-                ep.act_param = P.act_param
-                ep.steepness = P.steepness
-                ep.flat_lo, ep.flat_hi = P.flat_lo, P.flat_hi
-                ep.Y = P.Z if P.Z != NULL else P.A   # see fnn_gemm.h: FNN_EPI_DERIV
-                ep.ldy = P.n_out
                 gemm_tile(<floating *>NULL, c.kernel, t, 0, 1, rows, L.n_in, L.n_out,
                           <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,
-                          <floating *>P.D, P.n_out, &ep, work)
+                          <floating *>P.D, P.n_out, &ep, work, p_delta)
                 if P.dropout:
                     # f'(A) came from the undropped output; the mask and scale
                     # of the forward pass complete the chain rule.
                     dropout_tile(c, b, l - 1, <floating *>P.D, <const floating *>P.D,
                                  tile_bounds(c.kernel, t, rows, L.n_in))
             elif t < t_delta + t_upd:
-                update_layer_tile(c, b, l + 1, t - t_delta, X, work)
+                update_layer_tile(c, b, l + 1, t - t_delta, X, work, p_upd)
             else:
-                update_layer_tile(c, b, 0, t - t_delta - t_upd, X, work)
+                update_layer_tile(c, b, 0, t - t_delta - t_upd, X, work, p_first)
             t = claim(team, k)
         if l == 0 and team.tid == 0 and poll_signals(&c.poll):
             # Before the batch's last barrier, which publishes it to the team:
