@@ -101,11 +101,11 @@ void fnn_gemm_pb_d(int kernel, int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
 /* Pre-packed operands, for a product cut into tiles (training: the engine's
  * output tiles, each one fnn_gemm call that would pack its own operands).
  * fnn_gemm_prepack: which operands of the M x N x K product, cut into tiles of
- * tm x tn, are worth packing once for every tile (FNN_PREPACK_A: each column
- * tile would pack the same op(A) rows again; FNN_PREPACK_B: each row tile the
- * same op(B) columns); 0 for BLAS.  fnn_gemm_pack_a_s/d pack op(A) (M x K)
- * whole into fnn_gemm_packed_a_bytes bytes (64-byte aligned; parts as for
- * B).  The tile at (i0, j0) then passes pa + i0 * K and pb + j0 * K to
+ * tm x tn, are worth packing once for every tile (FNN_PREPACK_A: three or
+ * more column tiles would each pack the same op(A) rows again; FNN_PREPACK_B:
+ * as many row tiles the same op(B) columns); 0 for BLAS.  fnn_gemm_pack_a_s/d pack op(A) (M x K)
+ * whole into fnn_gemm_packed_a_bytes bytes (64-byte aligned; in n_parts
+ * parts as for B, any split giving the same buffer).  The tile at (i0, j0) then passes pa + i0 * K and pb + j0 * K to
  * fnn_gemm_pp_s/d, which computes C = epilogue(op(A) @ op(B)) like fnn_gemm
  * from whichever of pa / pb is not NULL (A or B is then unused, except that
  * A must stay valid), bit-identical to fnn_gemm_s/d with the same kernel. */

@@ -142,8 +142,8 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
     # data-parallel steps (grad_sums) take sums, scaled once all ranks added theirs
     cdef double inv_rows = L.steepness * (1.0 if c.grad_sums else 1.0 / rows), w, loss
     cdef double inv_weight = L.steepness * (1.0 if c.grad_sums else b.inv_weight)
-    r = tid
-    while r < rows:
+    cdef RowBlock blk = row_block(rows, tid, nt)
+    for r in range(blk.r0, blk.r1):
         if c.sample_weight == NULL:
             c.row_loss[r] = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
                                        T + r * k, k, inv_rows)
@@ -153,5 +153,4 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
             loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
                               T + r * k, k, w * inv_weight)
             c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
-        r += nt
 

@@ -239,10 +239,9 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team) 
 cdef void gather_rows(floating *dst, const floating *src, const long long *idx,
                       Py_ssize_t rows, Py_ssize_t width, int tid, int nt) noexcept nogil:
     cdef Py_ssize_t r
-    r = tid
-    while r < rows:
+    cdef RowBlock blk = row_block(rows, tid, nt)
+    for r in range(blk.r0, blk.r1):
         memcpy(dst + r * width, src + idx[r] * width, width * sizeof(floating))
-        r += nt
 
 
 cdef inline bint row_finite(const floating *x, Py_ssize_t n) noexcept nogil:
@@ -254,12 +253,12 @@ cdef inline bint row_finite(const floating *x, Py_ssize_t n) noexcept nogil:
 
 cdef void check_rows(long *bad_input, const floating *rows_data, Py_ssize_t rows,
                      Py_ssize_t width, int tid, int nt) noexcept nogil:
-    """Set the shared flag when one of the rows (rows tid, tid + nt, ...) is not finite."""
-    cdef Py_ssize_t r = tid
-    while r < rows:
+    """Set the shared flag when one of this thread's rows (row_block) is not finite."""
+    cdef Py_ssize_t r
+    cdef RowBlock blk = row_block(rows, tid, nt)
+    for r in range(blk.r0, blk.r1):
         if not row_finite(rows_data + r * width, width):
             fnn_atomic_store(bad_input, 1)
-        r += nt
 
 
 cdef void train_worker(Ctx *c, floating *proto, int tid, int nt) noexcept nogil:

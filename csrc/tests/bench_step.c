@@ -52,7 +52,7 @@ static ptrdiff_t tile_n(ptrdiff_t N)
 /* Every tile of C = ep(op(A) @ op(B)), as gemm_tile does. */
 static int warm; /* BENCH_WARM=1: each product runs once untimed first (caches warm) */
 
-/* BENCH_PREPACK=1: operands that fnn_kprepack names are packed once per
+/* BENCH_PREPACK=3 (1: A only, 2: B only): operands that fnn_kprepack names are packed once per
  * product (into pk) and every tile reads them from there, as the engine does. */
 static int prepack;
 static float *pk;
@@ -70,7 +70,7 @@ static void tiles(kfun f, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                   float *C, ptrdiff_t ldc, const fnn_epilogue *ep0, void *work)
 {
     ptrdiff_t tm = tile_m(M), tn = tile_n(N);
-    int pp = prepack ? prepack_f(ta, tb, M, N, K, lda, tm, tn, ep0) : 0;
+    int pp = prepack ? prepack_f(ta, tb, M, N, K, lda, tm, tn, ep0) & prepack : 0;
     float *pa = (pp & FNN_PREPACK_A) ? pk : NULL;
     float *pb = (pp & FNN_PREPACK_B) ? pk + pa_elems_f(M, K) + 64 : NULL;
     if (pa) pack_a_f(ta, M, K, A, lda, pa, 0, 1);
