@@ -136,6 +136,7 @@ cdef enum:
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     CACHE_LINE = 64         # bytes: scratch and packed buffers start on one
+    TAIL_ROWS = 64          # rows per task of the fused output stage (tail_stage)
     ROW_BLOCK = 16          # rows: per-thread row blocks start on a cache line (row_block)
     PACK_PARTS = 8          # tasks per operand packed for a whole product (pack_stage)
     MAX_PACK_OPS = 4        # operands packed in one stage: a phase's delta and two updates

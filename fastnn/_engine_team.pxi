@@ -224,7 +224,15 @@ cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
                     Packed packed) noexcept nogil:
     """Tile ``t`` of C = epilogue(op(A) @ op(B)); ``packed``: the operands
     packed whole for the product (plan_packing), or NULLs."""
-    cdef Tile tile = tile_bounds(kernel, t, M, N)
+    gemm_block(proto, kernel, tile_bounds(kernel, t, M, N), ta, tb, K, A, lda, B, ldb,
+               C, ldc, ep, work, packed)
+
+
+cdef void gemm_block(floating *proto, int kernel, Tile tile, int ta, int tb, Py_ssize_t K,
+                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                     floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work,
+                     Packed packed) noexcept nogil:
+    """The block ``tile`` of C = epilogue(op(A) @ op(B)) (gemm_tile)."""
     cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
     cdef fnn_epilogue e = ep[0]
     cdef const floating *pa = <const floating *>packed.pa
