@@ -153,11 +153,12 @@ static size_t no_packed_b(ptrdiff_t N, ptrdiff_t K)
 }
 
 /* One table per kernel code (fnn_kernels.h).  The BLAS path has no
- * pre-packed B: its packed size is 0, and its pack_b / gemm_pb are NULL. */
+ * pre-packed operands: its packed sizes are 0, it never asks for one, and
+ * its pack_b / gemm_pb / gemm_pp / pack_a are NULL. */
 static const fnn_kernel_table kernel_tables[] = {
     [FNN_KERNEL_BLAS] = { blas_available, blas_work_bytes,
-                          { blas_gemm_s, NULL, NULL, no_packed_b },
-                          { blas_gemm_d, NULL, NULL, no_packed_b } },
+                          { blas_gemm_s, NULL, NULL, no_packed_b, NULL, NULL, no_packed_b, NULL },
+                          { blas_gemm_d, NULL, NULL, no_packed_b, NULL, NULL, no_packed_b, NULL } },
     [FNN_KERNEL_GENERIC] = FNN_KERNEL_TABLE(generic, always_available),
     [FNN_KERNEL_AVX2] = FNN_KERNEL_TABLE(avx2, fnn_cpu_has_avx2_fma),
     [FNN_KERNEL_AVX512] = FNN_KERNEL_TABLE(avx512, fnn_cpu_has_avx512),
@@ -192,6 +193,25 @@ void fnn_gemm_pb_##SUF(int kernel, int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K
     /* NULL for BLAS: fnn_gemm_packed_b_bytes() said 0, there is nothing to do */    \
     const fnn_kernel_table *t = kernel_table(kernel);                                \
     if (t->SUF.gemm_pb) t->SUF.gemm_pb(ta, M, N, K, A, lda, pb, C, ldc, ep, work);   \
+}                                                                                    \
+                                                                                     \
+void fnn_gemm_pack_a_##SUF(int kernel, int ta, ptrdiff_t M, ptrdiff_t K,             \
+                           const T *A, ptrdiff_t lda, T *pa, int part, int n_parts)  \
+{                                                                                    \
+    const fnn_kernel_table *t = kernel_table(kernel);                                \
+    if (t->SUF.pack_a) t->SUF.pack_a(ta, M, K, A, lda, pa, part, n_parts);           \
+}                                                                                    \
+                                                                                     \
+void fnn_gemm_pp_##SUF(int kernel, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                       const T *A, ptrdiff_t lda, const T *pa,                       \
+                       const T *B, ptrdiff_t ldb, const T *pb,                       \
+                       T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)      \
+{                                                                                    \
+    const fnn_kernel_table *t = kernel_table(kernel);                                \
+    if (t->SUF.gemm_pp)                                                              \
+        t->SUF.gemm_pp(ta, tb, M, N, K, A, lda, pa, B, ldb, pb, C, ldc, ep, work);   \
+    else /* BLAS never asked for packed operands */                                 \
+        t->SUF.gemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work);              \
 }
 
 FNN_DEFINE_DISPATCH(float, s)
@@ -208,6 +228,23 @@ size_t fnn_gemm_packed_b_bytes(int kernel, size_t elem_size, ptrdiff_t N, ptrdif
     size_t n = elem_size == sizeof(double) ? t->d.packed_b_elems(N, K)
                                            : t->s.packed_b_elems(N, K);
     return n * elem_size;
+}
+
+size_t fnn_gemm_packed_a_bytes(int kernel, size_t elem_size, ptrdiff_t M, ptrdiff_t K)
+{
+    const fnn_kernel_table *t = kernel_table(kernel);
+    size_t n = elem_size == sizeof(double) ? t->d.packed_a_elems(M, K)
+                                           : t->s.packed_a_elems(M, K);
+    return n * elem_size;
+}
+
+int fnn_gemm_prepack(int kernel, size_t elem_size, int ta, int tb, ptrdiff_t M, ptrdiff_t N,
+                     ptrdiff_t K, ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep)
+{
+    const fnn_kernel_table *t = kernel_table(kernel);
+    int (*f)(int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+             const fnn_epilogue *) = elem_size == sizeof(double) ? t->d.prepack : t->s.prepack;
+    return f ? f(ta, tb, M, N, K, lda, tm, tn, ep) : 0;
 }
 
 int fnn_kernel_available(int kernel)

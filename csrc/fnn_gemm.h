@@ -98,6 +98,35 @@ void fnn_gemm_pb_d(int kernel, int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t 
                    const double *A, ptrdiff_t lda, const double *pb,
                    double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
 
+/* Pre-packed operands, for a product cut into tiles (training: the engine's
+ * output tiles, each one fnn_gemm call that would pack its own operands).
+ * fnn_gemm_prepack: which operands of the M x N x K product, cut into tiles of
+ * tm x tn, are worth packing once for every tile (FNN_PREPACK_A: three or
+ * more column tiles would each pack the same op(A) rows again; FNN_PREPACK_B:
+ * as many row tiles the same op(B) columns); 0 for BLAS.  fnn_gemm_pack_a_s/d pack op(A) (M x K)
+ * whole into fnn_gemm_packed_a_bytes bytes (64-byte aligned; in n_parts
+ * parts as for B, any split giving the same buffer).  The tile at (i0, j0) then passes pa + i0 * K and pb + j0 * K to
+ * fnn_gemm_pp_s/d, which computes C = epilogue(op(A) @ op(B)) like fnn_gemm
+ * from whichever of pa / pb is not NULL (A or B is then unused, except that
+ * A must stay valid), bit-identical to fnn_gemm_s/d with the same kernel. */
+enum { FNN_PREPACK_A = 1, FNN_PREPACK_B = 2 };
+int fnn_gemm_prepack(int kernel, size_t elem_size, int trans_a, int trans_b,
+                     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t lda,
+                     ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep);
+size_t fnn_gemm_packed_a_bytes(int kernel, size_t elem_size, ptrdiff_t M, ptrdiff_t K);
+void fnn_gemm_pack_a_s(int kernel, int trans_a, ptrdiff_t M, ptrdiff_t K,
+                       const float *A, ptrdiff_t lda, float *pa, int part, int n_parts);
+void fnn_gemm_pack_a_d(int kernel, int trans_a, ptrdiff_t M, ptrdiff_t K,
+                       const double *A, ptrdiff_t lda, double *pa, int part, int n_parts);
+void fnn_gemm_pp_s(int kernel, int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const float *A, ptrdiff_t lda, const float *pa,
+                   const float *B, ptrdiff_t ldb, const float *pb,
+                   float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+void fnn_gemm_pp_d(int kernel, int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   const double *A, ptrdiff_t lda, const double *pa,
+                   const double *B, ptrdiff_t ldb, const double *pb,
+                   double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+
 /* 1 if this build has the kernel and this CPU can run it. */
 int fnn_kernel_available(int kernel);
 

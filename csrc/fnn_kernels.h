@@ -22,7 +22,10 @@
  * layout (threads may each pack parts 0..n_parts-1); fnn_kgemm_pb_V_T then
  * computes C = epilogue(op(A) @ op(B)) from it, bit-identical to
  * fnn_kgemm_V_T on the original B.  A buffer is only valid for the variant
- * and element type that packed it.
+ * and element type that packed it.  Likewise fnn_kpack_a_V_T packs op(A)
+ * (M x K) whole, and fnn_kgemm_pp_V_T takes either operand packed (or both,
+ * or neither: pa / pb NULL); fnn_kprepack_V_T says which operands of a tiled
+ * product are worth packing once (fnn_gemm.h, "Pre-packed operands").
  */
 #ifndef FNN_KERNELS_H
 #define FNN_KERNELS_H
@@ -52,7 +55,25 @@ void fnn_kpack_b_##V##_s(int trans_b, ptrdiff_t N, ptrdiff_t K, const float *B, 
 void fnn_kpack_b_##V##_d(int trans_b, ptrdiff_t N, ptrdiff_t K, const double *B,         \
                          ptrdiff_t ldb, double *pb, int part, int n_parts);               \
 size_t fnn_kpacked_b_elems_##V##_s(ptrdiff_t N, ptrdiff_t K);                             \
-size_t fnn_kpacked_b_elems_##V##_d(ptrdiff_t N, ptrdiff_t K);
+size_t fnn_kpacked_b_elems_##V##_d(ptrdiff_t N, ptrdiff_t K);                             \
+void fnn_kgemm_pp_##V##_s(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                          const float *A, ptrdiff_t lda, const float *pa,                 \
+                          const float *B, ptrdiff_t ldb, const float *pb,                 \
+                          float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);   \
+void fnn_kgemm_pp_##V##_d(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                          const double *A, ptrdiff_t lda, const double *pa,               \
+                          const double *B, ptrdiff_t ldb, const double *pb,               \
+                          double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);  \
+void fnn_kpack_a_##V##_s(int trans_a, ptrdiff_t M, ptrdiff_t K, const float *A,          \
+                         ptrdiff_t lda, float *pa, int part, int n_parts);                \
+void fnn_kpack_a_##V##_d(int trans_a, ptrdiff_t M, ptrdiff_t K, const double *A,         \
+                         ptrdiff_t lda, double *pa, int part, int n_parts);               \
+size_t fnn_kpacked_a_elems_##V##_s(ptrdiff_t M, ptrdiff_t K);                             \
+size_t fnn_kpacked_a_elems_##V##_d(ptrdiff_t M, ptrdiff_t K);                             \
+int fnn_kprepack_##V##_s(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                         ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep); \
+int fnn_kprepack_##V##_d(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                         ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep);
 
 FNN_KGEMM_DECL(generic)
 FNN_KGEMM_DECL(avx2)
@@ -82,6 +103,28 @@ void fnn_kpack_b_##V##_##S(int tb, ptrdiff_t N, ptrdiff_t K, const T *B,        
 size_t fnn_kpacked_b_elems_##V##_##S(ptrdiff_t N, ptrdiff_t K)                       \
 {                                                                                    \
     return fnn_kpacked_b_elems_generic_##S(N, K);                                    \
+}                                                                                    \
+void fnn_kgemm_pp_##V##_##S(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,   \
+                            const T *A, ptrdiff_t lda, const T *pa, const T *B,      \
+                            ptrdiff_t ldb, const T *pb, T *C, ptrdiff_t ldc,         \
+                            const fnn_epilogue *ep, void *work)                      \
+{                                                                                    \
+    fnn_kgemm_pp_generic_##S(ta, tb, M, N, K, A, lda, pa, B, ldb, pb, C, ldc, ep, work); \
+}                                                                                    \
+void fnn_kpack_a_##V##_##S(int ta, ptrdiff_t M, ptrdiff_t K, const T *A,             \
+                           ptrdiff_t lda, T *pa, int part, int n_parts)              \
+{                                                                                    \
+    fnn_kpack_a_generic_##S(ta, M, K, A, lda, pa, part, n_parts);                    \
+}                                                                                    \
+size_t fnn_kpacked_a_elems_##V##_##S(ptrdiff_t M, ptrdiff_t K)                       \
+{                                                                                    \
+    return fnn_kpacked_a_elems_generic_##S(M, K);                                    \
+}                                                                                    \
+int fnn_kprepack_##V##_##S(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,    \
+                           ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn,                \
+                           const fnn_epilogue *ep)                                   \
+{                                                                                    \
+    return fnn_kprepack_generic_##S(ta, tb, M, N, K, lda, tm, tn, ep);               \
 }
 
 #define FNN_FORWARD_TO_GENERIC(V)                                                    \
@@ -107,6 +150,14 @@ typedef struct {                                                                
     void (*pack_b)(int trans_b, ptrdiff_t N, ptrdiff_t K, const T *B, ptrdiff_t ldb, \
                    T *pb, int part, int n_parts);                                    \
     size_t (*packed_b_elems)(ptrdiff_t N, ptrdiff_t K);                              \
+    void (*gemm_pp)(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
+                    const T *A, ptrdiff_t lda, const T *pa, const T *B, ptrdiff_t ldb, \
+                    const T *pb, T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work); \
+    void (*pack_a)(int trans_a, ptrdiff_t M, ptrdiff_t K, const T *A, ptrdiff_t lda, \
+                   T *pa, int part, int n_parts);                                    \
+    size_t (*packed_a_elems)(ptrdiff_t M, ptrdiff_t K);                              \
+    int (*prepack)(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,  \
+                   ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep); \
 } fnn_kernel_fns_##S;
 FNN_KERNEL_FNS_T(float, s)
 FNN_KERNEL_FNS_T(double, d)
@@ -122,9 +173,11 @@ typedef struct {
 #define FNN_KERNEL_TABLE(V, AVAILABLE)                                               \
     { AVAILABLE, fnn_kgemm_##V##_work_bytes,                                         \
       { fnn_kgemm_##V##_s, fnn_kgemm_pb_##V##_s, fnn_kpack_b_##V##_s,                \
-        fnn_kpacked_b_elems_##V##_s },                                               \
+        fnn_kpacked_b_elems_##V##_s, fnn_kgemm_pp_##V##_s, fnn_kpack_a_##V##_s,      \
+        fnn_kpacked_a_elems_##V##_s, fnn_kprepack_##V##_s },                         \
       { fnn_kgemm_##V##_d, fnn_kgemm_pb_##V##_d, fnn_kpack_b_##V##_d,                \
-        fnn_kpacked_b_elems_##V##_d } }
+        fnn_kpacked_b_elems_##V##_d, fnn_kgemm_pp_##V##_d, fnn_kpack_a_##V##_d,      \
+        fnn_kpacked_a_elems_##V##_d, fnn_kprepack_##V##_d } }
 
 /* Bytes of workspace any variant needs for elements of elem_size bytes. */
 size_t fnn_kgemm_work_bytes(size_t elem_size);

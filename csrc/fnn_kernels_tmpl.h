@@ -346,12 +346,46 @@ static FNN_KFUNC void KP(gemv_rows)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
     if (e->scalar_pass) KP(epi_scalar)(e, C, ldc, 0, 0, M, N);
 }
 
+/* Whether one call packs A and B itself: the driver's decisions below, for
+ * fnn_kprepack (the engine packs such an operand once for all its tiles). */
+static inline int KP(packs_a)(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t lda)
+{
+    /* Pack the A block into contiguous [k][MR] panels when enough B panels
+     * (N >= 4 * NR) reuse it:
+     *  - with trans_a (the weight updates, A.T @ D), always where PACK_A_TRANS
+     *    and K >= PACK_A_TRANS_MIN_K (AVX-512; with AVX2's 6 x 16 tiles, and
+     *    for batches of 32, it measured slower), else when rows are a
+     *    multiple of 2 KiB apart (see below).  Read in place,
+     *    each micro-kernel call touches kc rows of A for MR values each, kc
+     *    cache lines (16 KiB at kc = 256) that crowd the B micro-panel out
+     *    of L1; packed, the same values are MR * kc contiguous ones
+     *    (measured: 784 x 256 x 256 updates 146 -> 194 GFLOP/s);
+     *  - without trans_a, when rows of A are a multiple of 4 KiB apart: they
+     *    fall in a few cache sets and thrash L1/L2 (measured: helps
+     *    1024-wide float rows, hurts 784- and 512-wide ones). */
+    return M > MR && N >= 4 * NR &&
+           (ta ? ((PACK_A_TRANS && K >= PACK_A_TRANS_MIN_K) || (lda * (ptrdiff_t)sizeof(T)) % 2048 == 0)
+               : (lda * (ptrdiff_t)sizeof(T)) % 4096 == 0);
+}
+
+static inline int KP(packs_b)(int ta, int tb, ptrdiff_t M)
+{
+    const int gemv = !ta && !tb && M <= GEMV_MAX_M;
+    const int direct = !tb && M <= DIRECT_B_MAX_M;
+    return !gemv && !direct;
+}
+
 /* The driver.  pb == NULL: B is packed block by block into work (or read in
  * place, see "direct").  pb != NULL: op(B) was packed whole by
- * KP(fnn_kpack_b) (B, ldb and tb are then unused).  Both feed the micro-kernel
- * the same values in the same order, so results are bit-identical. */
+ * KP(fnn_kpack_b) (B, ldb and tb are then unused).  pa == NULL: A is read in
+ * place or packed block by block (see pack_a).  pa != NULL: op(A) was packed
+ * whole by KP(fnn_kpack_a) and is read from there (A, lda and ta are then
+ * unused except by the two-pass beta path, which reads A in place).  All of
+ * them feed the micro-kernel the same values in the same order, so results
+ * are bit-identical. */
 static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                               const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb, const T *pb,
+                               const T *A, ptrdiff_t lda, const T *pa,
+                               const T *B, ptrdiff_t ldb, const T *pb,
                                T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
 {
     KP(ectx) e;
@@ -368,22 +402,9 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     /* Few rows: each B element is used only M/MR times, so read full B
      * panels in place instead of packing them (same FMAs, same results). */
     const int direct = !prepacked && !tb && M <= DIRECT_B_MAX_M;
-    /* Pack the A block into contiguous [k][MR] panels when enough B panels
-     * (N >= 4 * NR) reuse it:
-     *  - with trans_a (the weight updates, A.T @ D), always where PACK_A_TRANS
-     *    and K >= PACK_A_TRANS_MIN_K (AVX-512; with AVX2's 6 x 16 tiles, and
-     *    for batches of 32, it measured slower), else when rows are a
-     *    multiple of 2 KiB apart (see below).  Read in place,
-     *    each micro-kernel call touches kc rows of A for MR values each, kc
-     *    cache lines (16 KiB at kc = 256) that crowd the B micro-panel out
-     *    of L1; packed, the same values are MR * kc contiguous ones
-     *    (measured: 784 x 256 x 256 updates 146 -> 194 GFLOP/s);
-     *  - without trans_a, when rows of A are a multiple of 4 KiB apart: they
-     *    fall in a few cache sets and thrash L1/L2 (measured: helps
-     *    1024-wide float rows, hurts 784- and 512-wide ones). */
-    const int pack_a = M > MR && N >= 4 * NR &&
-                       (ta ? ((PACK_A_TRANS && K >= PACK_A_TRANS_MIN_K) || (lda * (ptrdiff_t)sizeof(T)) % 2048 == 0)
-                           : (lda * (ptrdiff_t)sizeof(T)) % 4096 == 0);
+    /* A in [k][MR] panels: packed whole by the caller (pa), or block by
+     * block here when KP(packs_a) says so. */
+    const int pack_a = pa != NULL || KP(packs_a)(ta, M, N, K, lda);
     T *ap = (T *)((char *)work + (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T));
 
     /* Decide the epilogue once. */
@@ -465,7 +486,7 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     /* (jc, pc) blocks, normally jc-major so a C block stays in L2 across the
      * K blocks.  When A is packed and fits one MC block, go pc-major instead
      * so that each K slice of A is packed once, not once per NC columns. */
-    const int pc_outer = pack_a && M <= MC;
+    const int pc_outer = pack_a && !pa && M <= MC;
     const ptrdiff_t njb = (N + NC - 1) / NC;
     for (ptrdiff_t t = 0; t < njb * nkb; t++) {
         ptrdiff_t bj = pc_outer ? t % njb : t / nkb, bk = pc_outer ? t / njb : t % nkb;
@@ -492,7 +513,7 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
             if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 ptrdiff_t mc = M - ic < MC ? M - ic : MC;
-                if (pack_a && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
+                if (pack_a && !pa && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
                     const char *pf = NULL;
@@ -526,7 +547,8 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
                                            NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
                         else
                             KP(ukr)(pack_a ? 1 : ta, kc,
-                                    pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
+                                    pa ? pa + (ic + ir) * K + pc * MR
+                                       : pack_a ? ap + ir * kc : A + (ic + ir) * sa_i + pc * sa_k,
                                     pack_a ? MR : lda,
                                     direct && nr == NR ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
                                     direct && nr == NR ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
@@ -541,14 +563,70 @@ void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                    const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb,
                    T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
 {
-    KP(gemm)(ta, tb, M, N, K, A, lda, B, ldb, NULL, C, ldc, ep, work);
+    KP(gemm)(ta, tb, M, N, K, A, lda, NULL, B, ldb, NULL, C, ldc, ep, work);
+}
+
+void KP(fnn_kgemm_pp)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                      const T *A, ptrdiff_t lda, const T *pa, const T *B, ptrdiff_t ldb,
+                      const T *pb, T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    /* K == 0 has nothing packed: the plain path. */
+    if (K <= 0) pa = pb = NULL;
+    KP(gemm)(ta, tb, M, N, K, A, lda, pa, B, ldb, pb, C, ldc, ep, work);
 }
 
 void KP(fnn_kgemm_pb)(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,
                       const T *pb, T *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
 {
     /* K == 0 has nothing packed (pb may be anything): the plain path. */
-    KP(gemm)(ta, 0, M, N, K, A, lda, NULL, 0, K > 0 ? pb : NULL, C, ldc, ep, work);
+    KP(gemm)(ta, 0, M, N, K, A, lda, NULL, NULL, 0, K > 0 ? pb : NULL, C, ldc, ep, work);
+}
+
+/* Part `part` of n_parts (a run of consecutive panels: with trans_a, MR
+ * floats are half a cache line, which the next panel reads too) of op(A)
+ * (M x K) packed whole: panel p (rows p*MR ..) at p*MR*K, laid out [k][r]
+ * like pack_a's (rows past M repeat the last one), so a K block [pc, pc+kc)
+ * of it is the panel pack_a would build, at + pc*MR.  Pure copies: any split
+ * gives the same buffer. */
+void KP(fnn_kpack_a)(int ta, ptrdiff_t M, ptrdiff_t K, const T *A, ptrdiff_t lda, T *pa,
+                     int part, int n_parts)
+{
+    if (M <= 0 || K <= 0) return;
+    if (n_parts < 1) n_parts = 1;
+    const ptrdiff_t panels = (M + MR - 1) / MR;
+    const ptrdiff_t p0 = panels * part / n_parts, p1 = panels * (part + 1) / n_parts;
+    for (ptrdiff_t i = p0 * MR; i < p1 * MR && i < M; i += MR)
+        KP(pack_a)(ta, A, lda, i, M - i < MR ? M - i : MR, 0, K, pa + i * K);
+}
+
+size_t KP(fnn_kpacked_a_elems)(ptrdiff_t M, ptrdiff_t K)
+{
+    return M <= 0 || K <= 0 ? 0 : (size_t)((M + MR - 1) / MR) * MR * (size_t)K;
+}
+
+/* Which operands of an M x N x K product cut into tm x tn tiles (one call
+ * each) are worth packing once for all the tiles: FNN_PREPACK_A when every
+ * tile would pack its A and there are three or more column tiles (each would
+ * pack the same rows again), FNN_PREPACK_B likewise with B and row tiles.
+ * Measured (one core): 4-5 % off the 784-1024-1024-10 step at batch 256
+ * (four column and four row tiles); with two column tiles (784-256-128-10's
+ * first update) packing once gained nothing over packing in the tiles, where
+ * the packed block is still in L1/L2 when the micro-kernel reads it.  Only
+ * where every tile starts on a panel (tm a multiple of MR, tn of NR), so the
+ * tile at (i0, j0) reads the packed A from + i0*K and B from + j0*K.
+ * ep: the product's epilogue (the two-pass beta path never reads a packed A). */
+int KP(fnn_kprepack)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t lda,
+                     ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep)
+{
+    const ptrdiff_t mt = M < tm ? M : tm, nt = N < tn ? N : tn;
+    /* the two-pass beta path below reads A in place */
+    const int two_pass = (!ep || ep->kind == FNN_EPI_STORE) && ep && ep->beta != 0 && K > KC;
+    int r = 0;
+    if (K <= 0) return 0;
+    if (N > 2 * tn && (M <= tm || tm % MR == 0) && !two_pass && KP(packs_a)(ta, mt, nt, K, lda))
+        r |= FNN_PREPACK_A;
+    if (M > 2 * tm && (N <= tn || tn % NR == 0) && KP(packs_b)(ta, tb, mt)) r |= FNN_PREPACK_B;
+    return r;
 }
 
 /* Panels part, part + n_parts, ... of op(B) packed whole (see packed_elems);

@@ -67,6 +67,29 @@ cdef extern from "fnn_gemm.h" nogil:
                        const double *A, Py_ssize_t lda, const double *pb,
                        double *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
 
+# Operands packed once for all the tiles of a training product (fnn_gemm.h:
+# "Pre-packed operands").
+cdef extern from "fnn_gemm.h" nogil:
+    enum:
+        FNN_PREPACK_A
+        FNN_PREPACK_B
+    int fnn_gemm_prepack(int kernel, size_t elem_size, int trans_a, int trans_b,
+                         Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, Py_ssize_t lda,
+                         Py_ssize_t tm, Py_ssize_t tn, const fnn_epilogue *ep)
+    size_t fnn_gemm_packed_a_bytes(int kernel, size_t elem_size, Py_ssize_t M, Py_ssize_t K)
+    void fnn_gemm_pack_a_s(int kernel, int trans_a, Py_ssize_t M, Py_ssize_t K,
+                           const float *A, Py_ssize_t lda, float *pa, int part, int n_parts)
+    void fnn_gemm_pack_a_d(int kernel, int trans_a, Py_ssize_t M, Py_ssize_t K,
+                           const double *A, Py_ssize_t lda, double *pa, int part, int n_parts)
+    void fnn_gemm_pp_s(int kernel, int trans_a, int trans_b, Py_ssize_t M, Py_ssize_t N,
+                       Py_ssize_t K, const float *A, Py_ssize_t lda, const float *pa,
+                       const float *B, Py_ssize_t ldb, const float *pb,
+                       float *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
+    void fnn_gemm_pp_d(int kernel, int trans_a, int trans_b, Py_ssize_t M, Py_ssize_t N,
+                       Py_ssize_t K, const double *A, Py_ssize_t lda, const double *pa,
+                       const double *B, Py_ssize_t ldb, const double *pb,
+                       double *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
+
 cdef extern from "fnn_activations.h" nogil:
     enum:
         FNN_ACT_LINEAR
@@ -113,6 +136,10 @@ cdef enum:
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     CACHE_LINE = 64         # bytes: scratch and packed buffers start on one
+    TAIL_ROWS = 64          # rows per task of the fused output stage (tail_stage)
+    ROW_BLOCK = 16          # rows: per-thread row blocks start on a cache line (row_block)
+    PACK_PARTS = 8          # tasks per operand packed for a whole product (pack_stage)
+    MAX_PACK_OPS = 4        # operands packed in one stage: a phase's delta and two updates
 
 DEF POLL_SECONDS = 0.02     # Python handles a signal at most this late, plus a tile's time
 
@@ -232,6 +259,8 @@ cdef struct Ctx:
     bint abort_on_signal  # ... or at once (gradients: nothing to keep)
     Py_ssize_t n_done     # samples trained on so far (written by thread 0)
     char **work           # per-thread GEMM scratch
+    char *pack            # operands packed once per product for all its tiles
+                          # (shared by the team; NULL: none), pack_arena_bytes
     long claims[3]        # tile claim counters of the team (see begin_stage)
     Governor governor     # one thread or the team, slice by slice (_engine_threads.pxi)
 

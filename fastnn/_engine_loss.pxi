@@ -135,15 +135,22 @@ cdef double output_row(Ctx *c, floating *o, floating *d, const floating *t,
 
 
 cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int nt) noexcept nogil:
-    """Per-sample losses (times the sample's weight) and output deltas."""
+    """Per-sample losses (times the sample's weight) and output deltas of
+    this thread's rows (row_block)."""
+    cdef RowBlock blk = row_block(b.rows, tid, nt)
+    output_rows(c, b, T, blk.r0, blk.r1)
+
+
+cdef void output_rows(Ctx *c, const Batch *b, const floating *T, Py_ssize_t r0,
+                      Py_ssize_t r1) noexcept nogil:
+    """Per-sample losses (times the sample's weight) and output deltas of rows r0..r1-1."""
     cdef Layer *L = &c.layers[c.n_layers - 1]
     cdef Py_ssize_t r, k = L.n_out, rows = b.rows
     # the steepness s rides on the deltas' scale: d loss / dz = s d loss / d(s z);
     # data-parallel steps (grad_sums) take sums, scaled once all ranks added theirs
     cdef double inv_rows = L.steepness * (1.0 if c.grad_sums else 1.0 / rows), w, loss
     cdef double inv_weight = L.steepness * (1.0 if c.grad_sums else b.inv_weight)
-    r = tid
-    while r < rows:
+    for r in range(r0, r1):
         if c.sample_weight == NULL:
             c.row_loss[r] = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
                                        T + r * k, k, inv_rows)
@@ -153,5 +160,4 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
             loss = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,
                               T + r * k, k, w * inv_weight)
             c.row_loss[r] = w * loss if w != 0 else 0.0   # 0 * inf would be NaN
-        r += nt
 

@@ -60,17 +60,18 @@ cdef void dropout_tile(Ctx *c, const Batch *b, Py_ssize_t l, floating *dst, cons
 cdef void noisy_rows(Ctx *c, const Batch *b, floating *dst, const floating *X, Py_ssize_t width,
                      int tid, int nt) noexcept nogil:
     """dst[r] = X[sample of r] + input_noise * N(0, 1) per feature, keyed on
-    (seed, epoch, sample, feature); the user's X is only read."""
+    (seed, epoch, sample, feature), for this thread's rows (row_block: the
+    same rows as its check_rows, which reads them before any barrier); the
+    user's X is only read."""
     cdef Py_ssize_t r, j
     cdef const floating *x
     cdef floating *d
     cdef u64 key
-    r = tid
-    while r < b.rows:
+    cdef RowBlock blk = row_block(b.rows, tid, nt)
+    for r in range(blk.r0, blk.r1):
         key = noise_row_key(c.epoch_key, 0, sample_of(b, r))
         x = X + sample_of(b, r) * width
         d = dst + r * width
         for j in range(width):
             d[j] = <floating>(x[j] + c.input_noise * standard_normal(key, j))
-        r += nt
 

@@ -156,24 +156,128 @@ cdef inline Tile tile_bounds(int kernel, Py_ssize_t t, Py_ssize_t M, Py_ssize_t 
     return tile
 
 
+# Operands packed once per product.  Each tile call of fastnn's kernels packs
+# the operands it reads (B always, A for the weight updates and for rows a
+# multiple of 4 KiB apart), so with several column tiles every tile packed
+# the same A rows again, and with several row tiles the same B columns
+# (4 times each for the 1024-wide layers).  A training product whose tiles
+# would do that (fnn_gemm_prepack) gets a stage of its own first: the team
+# packs the operand once into the shared arena (Ctx.pack, PACK_PARTS tasks
+# per operand), and after a barrier every tile reads its panels from there.
+# Packing copies values, so results do not change.
+cdef struct Packed:
+    const void *pa      # op(A) packed whole, or NULL
+    const void *pb      # op(B) packed whole, or NULL
+
+
+cdef struct PackOp:
+    bint is_a
+    int trans
+    Py_ssize_t n, K     # op(A) is n x K, or op(B) is K x n
+    const void *src
+    Py_ssize_t ld
+    void *dst
+
+
+cdef inline size_t packed_bytes(int kernel, size_t itemsize, bint is_a, Py_ssize_t n,
+                                Py_ssize_t K) noexcept nogil:
+    """Bytes one packed operand takes in the arena (whole cache lines)."""
+    cdef size_t nb = (fnn_gemm_packed_a_bytes(kernel, itemsize, n, K) if is_a
+                      else fnn_gemm_packed_b_bytes(kernel, itemsize, n, K))
+    return (nb + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+
+
+cdef Packed plan_packing(floating *proto, int kernel, char *arena, PackOp *ops, int *n_ops,
+                         size_t *used, int ta, int tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                         const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                         const fnn_epilogue *ep) noexcept nogil:
+    """Which operands of this product to pack once (added to ops, placed in
+    the arena after ``used`` bytes); every thread computes the same plan."""
+    cdef Packed p
+    cdef int flags = 0
+    cdef PackOp *op
+    p.pa = p.pb = NULL
+    if arena != NULL:
+        flags = fnn_gemm_prepack(kernel, sizeof(floating), ta, tb, M, N, K, lda,
+                                 tile_m(kernel, M), tile_n(kernel, N), ep)
+    if flags & FNN_PREPACK_A:
+        op = &ops[n_ops[0]]
+        op.is_a, op.trans, op.n, op.K, op.src, op.ld = True, ta, M, K, A, lda
+        op.dst = arena + used[0]
+        p.pa = op.dst
+        used[0] += packed_bytes(kernel, sizeof(floating), True, M, K)
+        n_ops[0] += 1
+    if flags & FNN_PREPACK_B:
+        op = &ops[n_ops[0]]
+        op.is_a, op.trans, op.n, op.K, op.src, op.ld = False, tb, N, K, B, ldb
+        op.dst = arena + used[0]
+        p.pb = op.dst
+        used[0] += packed_bytes(kernel, sizeof(floating), False, N, K)
+        n_ops[0] += 1
+    return p
+
+
 cdef void gemm_tile(floating *proto, int kernel, Py_ssize_t t, int ta, int tb,
                     Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
-                    floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work) noexcept nogil:
-    """Tile ``t`` of C = epilogue(op(A) @ op(B))."""
-    cdef Tile tile = tile_bounds(kernel, t, M, N)
+                    floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work,
+                    Packed packed) noexcept nogil:
+    """Tile ``t`` of C = epilogue(op(A) @ op(B)); ``packed``: the operands
+    packed whole for the product (plan_packing), or NULLs."""
+    gemm_block(proto, kernel, tile_bounds(kernel, t, M, N), ta, tb, K, A, lda, B, ldb,
+               C, ldc, ep, work, packed)
+
+
+cdef void gemm_block(floating *proto, int kernel, Tile tile, int ta, int tb, Py_ssize_t K,
+                     const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
+                     floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work,
+                     Packed packed) noexcept nogil:
+    """The block ``tile`` of C = epilogue(op(A) @ op(B)) (gemm_tile)."""
     cdef Py_ssize_t i0 = tile.i0, j0 = tile.j0, mb = tile.mb, nb = tile.nb
     cdef fnn_epilogue e = ep[0]
+    cdef const floating *pa = <const floating *>packed.pa
+    cdef const floating *pb = <const floating *>packed.pb
     if e.bias != NULL:
         e.bias = (<const floating *>e.bias) + j0
     if e.Y != NULL:
         e.Y = (<const floating *>e.Y) + i0 * e.ldy + j0
     if e.Z != NULL:
         e.Z = (<floating *>e.Z) + i0 * e.ldz + j0
-    gemm(proto, kernel, ta, tb, mb, nb, K,
-         A + (i0 if ta else i0 * lda), lda,
-         B + (j0 * ldb if tb else j0), ldb,
-         C + i0 * ldc + j0, ldc, &e, work)
+    if pa == NULL and pb == NULL:
+        gemm(proto, kernel, ta, tb, mb, nb, K,
+             A + (i0 if ta else i0 * lda), lda,
+             B + (j0 * ldb if tb else j0), ldb,
+             C + i0 * ldc + j0, ldc, &e, work)
+        return
+    # the packed panels of this tile start at row i0 and column j0 (fnn_gemm.h)
+    if floating is float:
+        fnn_gemm_pp_s(kernel, ta, tb, mb, nb, K, A + (i0 if ta else i0 * lda), lda,
+                      pa + i0 * K if pa != NULL else NULL,
+                      B + (j0 * ldb if tb else j0), ldb, pb + j0 * K if pb != NULL else NULL,
+                      C + i0 * ldc + j0, ldc, &e, work)
+    else:
+        fnn_gemm_pp_d(kernel, ta, tb, mb, nb, K, A + (i0 if ta else i0 * lda), lda,
+                      pa + i0 * K if pa != NULL else NULL,
+                      B + (j0 * ldb if tb else j0), ldb, pb + j0 * K if pb != NULL else NULL,
+                      C + i0 * ldc + j0, ldc, &e, work)
+
+
+# Per-row work of a step (gathering the batch, checking it, the losses and
+# output deltas) is split into one block of consecutive rows per thread, cut
+# at multiples of ROW_BLOCK rows: rows as narrow as 10 classes would otherwise
+# put two threads' rows on one cache line (measured: the output stage was no
+# faster on two threads than on one with rows dealt out in turn).
+cdef struct RowBlock:
+    Py_ssize_t r0, r1
+
+
+cdef inline RowBlock row_block(Py_ssize_t rows, int tid, int nt) noexcept nogil:
+    """Rows r0 <= r < r1 of thread ``tid`` of ``nt``."""
+    cdef RowBlock blk
+    cdef Py_ssize_t per = ((rows + nt - 1) // nt + ROW_BLOCK - 1) // ROW_BLOCK * ROW_BLOCK
+    blk.r0 = min(rows, tid * per)
+    blk.r1 = min(rows, blk.r0 + per)
+    return blk
 
 
 # Threads claim the tiles of a stage from a shared counter, so a thread that
@@ -211,6 +315,10 @@ cdef inline Py_ssize_t claim(Team *team, long counter) noexcept nogil:
     return fnn_atomic_fetch_add(&team.counters[counter], 1)
 
 
+cdef Packed NO_PACKING
+NO_PACKING.pa = NO_PACKING.pb = NULL
+
+
 cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
                      Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                      const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
@@ -221,8 +329,61 @@ cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
     cdef long k = begin_stage(team)
     cdef Py_ssize_t t = claim(team, k)
     while t < count:
-        gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work)
+        gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work, NO_PACKING)
         t = claim(team, k)
+
+
+cdef void pack_stage(floating *proto, int kernel, const PackOp *ops, int n_ops,
+                     Team *team) noexcept nogil:
+    """Pack the planned operands (a claimed stage and its barrier; nothing
+    when there are none, on every thread alike)."""
+    cdef Py_ssize_t t
+    cdef long k
+    cdef const PackOp *op
+    if n_ops == 0:
+        return
+    k = begin_stage(team)
+    t = claim(team, k)
+    while t < n_ops * PACK_PARTS:
+        op = &ops[t // PACK_PARTS]
+        if floating is float:
+            if op.is_a:
+                fnn_gemm_pack_a_s(kernel, op.trans, op.n, op.K, <const float *>op.src, op.ld,
+                                  <float *>op.dst, t % PACK_PARTS, PACK_PARTS)
+            else:
+                fnn_gemm_pack_b_s(kernel, op.trans, op.n, op.K, <const float *>op.src, op.ld,
+                                  <float *>op.dst, t % PACK_PARTS, PACK_PARTS)
+        else:
+            if op.is_a:
+                fnn_gemm_pack_a_d(kernel, op.trans, op.n, op.K, <const double *>op.src, op.ld,
+                                  <double *>op.dst, t % PACK_PARTS, PACK_PARTS)
+            else:
+                fnn_gemm_pack_b_d(kernel, op.trans, op.n, op.K, <const double *>op.src, op.ld,
+                                  <double *>op.dst, t % PACK_PARTS, PACK_PARTS)
+        t = claim(team, k)
+    fnn_omp_barrier()
+
+
+def pack_arena_bytes(int kernel, size_t itemsize, list sizes, Py_ssize_t batch_size):
+    """Bytes of the shared arena for a network of layer ``sizes`` (n_in,
+    n_out, ...) trained in batches of at most ``batch_size`` rows: the most
+    that one stage may pack (forward l: its input rows and W[l]; backward
+    phase l: the delta's D[l] and W[l], the updates' inputs and deltas),
+    whatever is decided.  Pages never packed into are never touched."""
+    cdef Py_ssize_t l, n = len(sizes) - 1, rows = batch_size
+    cdef size_t stage, most = 0
+    for l in range(n):
+        most = max(most, packed_bytes(kernel, itemsize, True, rows, sizes[l])
+                   + packed_bytes(kernel, itemsize, False, sizes[l + 1], sizes[l]))
+        stage = 0
+        if l > 0:
+            stage = (packed_bytes(kernel, itemsize, True, rows, sizes[l + 1])
+                     + packed_bytes(kernel, itemsize, False, sizes[l], sizes[l + 1]))
+        for u in ((l + 1,) if l + 1 < n else ()) + ((0,) if l == 0 else ()):
+            stage += (packed_bytes(kernel, itemsize, True, sizes[u], rows)
+                      + packed_bytes(kernel, itemsize, False, sizes[u + 1], rows))
+        most = max(most, stage)
+    return most
 
 
 def threads_for_batch(list weights, Py_ssize_t batch_size, int n_threads):

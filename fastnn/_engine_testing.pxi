@@ -7,10 +7,13 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
                double act_param=0.0, double alpha=1.0, double beta=0.0,
                floating[::1] bias=None, floating[:, ::1] Y=None,
                int n_threads=1, int kernel=0, double steepness=0.0,
-               double flat_lo=0.0, double flat_hi=0.0, floating[:, ::1] Z=None):
+               double flat_lo=0.0, double flat_hi=0.0, floating[:, ::1] Z=None,
+               bint prepack=False):
     """C = epilogue(op(A) @ op(B)) with the engine's tiling and threads
     (the epilogue's fields: see csrc/fnn_gemm.h; ``Z``, M x N, receives the
-    activation inputs of a BIAS_ACT product)."""
+    activation inputs of a BIAS_ACT product).  ``prepack``: pack the
+    operands the training step would pack once for all the tiles
+    (plan_packing) and return which (FNN_PREPACK_A | FNN_PREPACK_B), else 0."""
     cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
     cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
     cdef fnn_epilogue ep
@@ -33,28 +36,54 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
     n_threads = start_team(max(1, min(n_threads, MAX_THREADS)))
     works = alloc_work(work, n_threads, kernel, C.itemsize)
     cdef long counters[3]
+    cdef char *arena = NULL
+    cdef int flags = 0
     memset(counters, 0, sizeof(counters))
+    if prepack:
+        arena_buf = np.empty(packed_bytes(kernel, C.itemsize, True, M, K)
+                             + packed_bytes(kernel, C.itemsize, False, N, K) + CACHE_LINE, np.uint8)
+        arena = <char *>aligned(arena_buf)
+        flags = fnn_gemm_prepack(kernel, C.itemsize, trans_a, trans_b, M, N, K, A.shape[1],
+                                 tile_m(kernel, M), tile_n(kernel, N), &ep)
     with nogil:
         if n_threads == 1:
             tiled_worker(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
-                         A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work, counters,
-                         0, 1)
+                         A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work, arena,
+                         counters, 0, 1)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
                 nt = fnn_omp_num_threads()
                 tiled_worker(<floating *>NULL, kernel, trans_a, trans_b, M, N, K, &A[0, 0],
-                             A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work,
+                             A.shape[1], &B[0, 0], B.shape[1], &C[0, 0], N, &ep, work, arena,
                              counters, tid, nt)
+    return flags
 
 
 cdef void tiled_worker(floating *proto, int kernel, int ta, int tb,
                        Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
                        floating *C, Py_ssize_t ldc, const fnn_epilogue *ep, char **work,
-                       long *counters, int tid, int nt) noexcept nogil:
+                       char *arena, long *counters, int tid, int nt) noexcept nogil:
     cdef Team team = make_team(counters, tid, nt)
-    gemm_tasks(proto, kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], &team)
+    cdef PackOp ops[2]
+    cdef int n_ops = 0
+    cdef size_t used = 0
+    cdef Packed packed
+    cdef Py_ssize_t t
+    cdef long k
+    if arena == NULL:
+        gemm_tasks(proto, kernel, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], &team)
+        return
+    # as a step of training does it (forward_layers, backward_stage)
+    packed = plan_packing(proto, kernel, arena, ops, &n_ops, &used, ta, tb, M, N, K,
+                          A, lda, B, ldb, ep)
+    pack_stage(proto, kernel, ops, n_ops, &team)
+    k = begin_stage(&team)
+    t = claim(&team, k)
+    while t < n_tiles(kernel, M, N):
+        gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], packed)
+        t = claim(&team, k)
 
 
 def hyper_parameters(int optimizer, dict hyper):

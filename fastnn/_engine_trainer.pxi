@@ -171,6 +171,13 @@ cdef class Trainer:
         self.keep += [Xb, Tb, row_loss, penalty_parts]
         self.batch_inputs = Xb
         self.keep += alloc_work(self.work, self.n_threads, kernel, self.dtype.itemsize)
+        arena_bytes = pack_arena_bytes(kernel, self.dtype.itemsize,
+                                       [weights[0].shape[0]] + [W.shape[1] for W in weights],
+                                       batch_size)
+        if arena_bytes > 0:
+            arena = np.empty(arena_bytes + CACHE_LINE, np.uint8)
+            self.keep.append(arena)
+            self.ctx.pack = <char *>aligned(arena)
         self.ctx.n_layers = n_layers
         self.ctx.layers = self.layers
         self.ctx.kernel = kernel

@@ -173,6 +173,36 @@ def test_gemm_element_independent_of_position(kernel, dtype, trans):
     np.testing.assert_array_equal(part, full[i0:i1, j0:j1])
 
 
+# Products whose operands the training step packs once for all their tiles
+# (fnn_gemm_prepack): (M, N, K, trans_a, trans_b, beta).
+PREPACK_CASES = [
+    (603, 300, 130, True, False, 1.0),   # an SGD update: row and column tiles, ragged edges
+    (603, 300, 130, True, False, 0.0),   # a gradient
+    (70, 300, 1024, False, False, 0.0),  # rows of A 4 KiB apart, several column tiles
+    (70, 300, 1024, False, True, 0.0),   # a hidden delta's shape
+    (600, 140, 50, False, True, 0.0),    # several row tiles: B packed once
+]
+
+
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_threads", THREADS)
+def test_gemm_prepacked_operands_bit_identical(kernel, dtype, n_threads):
+    """Operands packed once for every tile (as training does) give exactly
+    the products of the tiles packing their own: packing only copies."""
+    planned = 0
+    for case, (M, N, K, ta, tb, beta) in enumerate(PREPACK_CASES):
+        A, B = _operands(M, N, K, ta, tb, dtype, seed=case)
+        C0 = np.random.default_rng(case).standard_normal((M, N)).astype(dtype)
+        kw = dict(trans_a=ta, trans_b=tb, kind=0, alpha=-0.5, beta=beta)
+        plain = _run(A, B, M, N, dtype, kernel, n_threads, C=C0, **kw)
+        C = C0.copy()
+        planned |= _engine.gemm_tiled(A, B, C, n_threads=n_threads,
+                                      kernel=_engine.KERNELS[kernel], prepack=True, **kw)
+        np.testing.assert_array_equal(C, plain, err_msg=f"case {case}")
+    assert planned == 3      # both operands were packed once somewhere above
+
+
 @pytest.mark.parametrize("kernel", KERNEL_NAMES)
 def test_gemm_rejects_mismatched_operands(kernel):
     A = np.ones((3, 4))

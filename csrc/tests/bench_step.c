@@ -52,19 +52,42 @@ static ptrdiff_t tile_n(ptrdiff_t N)
 /* Every tile of C = ep(op(A) @ op(B)), as gemm_tile does. */
 static int warm; /* BENCH_WARM=1: each product runs once untimed first (caches warm) */
 
+/* BENCH_PREPACK=3 (1: A only, 2: B only): operands that fnn_kprepack names are packed once per
+ * product (into pk) and every tile reads them from there, as the engine does. */
+static int prepack;
+static float *pk;
+static int (*prepack_f)(int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                        const fnn_epilogue *);
+static void (*pack_a_f)(int, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, float *, int, int);
+static void (*pack_b_f)(int, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, float *, int, int);
+static size_t (*pa_elems_f)(ptrdiff_t, ptrdiff_t);
+static void (*gemm_pp_f)(int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const float *,
+                         const float *, ptrdiff_t, const float *, float *, ptrdiff_t,
+                         const fnn_epilogue *, void *);
+
 static void tiles(kfun f, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                   const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                   float *C, ptrdiff_t ldc, const fnn_epilogue *ep0, void *work)
 {
     ptrdiff_t tm = tile_m(M), tn = tile_n(N);
+    int pp = prepack ? prepack_f(ta, tb, M, N, K, lda, tm, tn, ep0) & prepack : 0;
+    float *pa = (pp & FNN_PREPACK_A) ? pk : NULL;
+    float *pb = (pp & FNN_PREPACK_B) ? pk + pa_elems_f(M, K) + 64 : NULL;
+    if (pa) pack_a_f(ta, M, K, A, lda, pa, 0, 1);
+    if (pb) pack_b_f(tb, N, K, B, ldb, pb, 0, 1);
     for (ptrdiff_t i0 = 0; i0 < M; i0 += tm)
         for (ptrdiff_t j0 = 0; j0 < N; j0 += tn) {
             ptrdiff_t mb = M - i0 < tm ? M - i0 : tm, nb = N - j0 < tn ? N - j0 : tn;
             fnn_epilogue e = *ep0;
             if (e.bias) e.bias = (const float *)e.bias + j0;
             if (e.Y) e.Y = (const float *)e.Y + i0 * e.ldy + j0;
-            f(ta, tb, mb, nb, K, A + (ta ? i0 : i0 * lda), lda, B + (tb ? j0 * ldb : j0), ldb,
-              C + i0 * ldc + j0, ldc, &e, work);
+            if (pp)
+                gemm_pp_f(ta, tb, mb, nb, K, A + (ta ? i0 : i0 * lda), lda, pa ? pa + i0 * K : NULL,
+                          B + (tb ? j0 * ldb : j0), ldb, pb ? pb + j0 * K : NULL,
+                          C + i0 * ldc + j0, ldc, &e, work);
+            else
+                f(ta, tb, mb, nb, K, A + (ta ? i0 : i0 * lda), lda, B + (tb ? j0 * ldb : j0), ldb,
+                  C + i0 * ldc + j0, ldc, &e, work);
         }
 }
 
@@ -81,6 +104,14 @@ int main(int argc, char **argv)
               : variant == 2 ? fnn_kgemm_avx2_work_bytes(4) : fnn_kgemm_avx512_work_bytes(4);
     ptrdiff_t sz[MAXL + 1] = {0};
     warm = getenv("BENCH_WARM") && atoi(getenv("BENCH_WARM"));
+    prepack = getenv("BENCH_PREPACK") && atoi(getenv("BENCH_PREPACK"));
+    prepack_f = variant == 1 ? fnn_kprepack_generic_s : variant == 2 ? fnn_kprepack_avx2_s : fnn_kprepack_avx512_s;
+    pack_a_f = variant == 1 ? fnn_kpack_a_generic_s : variant == 2 ? fnn_kpack_a_avx2_s : fnn_kpack_a_avx512_s;
+    pack_b_f = variant == 1 ? fnn_kpack_b_generic_s : variant == 2 ? fnn_kpack_b_avx2_s : fnn_kpack_b_avx512_s;
+    pa_elems_f = variant == 1 ? fnn_kpacked_a_elems_generic_s : variant == 2 ? fnn_kpacked_a_elems_avx2_s
+                                                                             : fnn_kpacked_a_elems_avx512_s;
+    gemm_pp_f = variant == 1 ? fnn_kgemm_pp_generic_s : variant == 2 ? fnn_kgemm_pp_avx2_s : fnn_kgemm_pp_avx512_s;
+    pk = xalloc((size_t)8 << 20);
     int nl = 0;
     for (const char *p = net; *p && nl <= MAXL; nl++) {
         sz[nl] = strtol(p, (char **)&p, 10);
