@@ -2,7 +2,7 @@
 #
 # Built once per ``fit``: it allocates every buffer of the run and fills the
 # ``Layer`` descriptors and the ``Ctx``; ``run_epoch`` then releases the GIL
-# and runs a whole epoch (run_team, in _engine_step.pxi), ``run_epochs`` many
+# and runs a whole epoch (run_team, in _engine_threads.pxi), ``run_epochs`` many
 # (run_epochs_loop, in _engine_epochs.pxi).
 
 cdef class Trainer:
