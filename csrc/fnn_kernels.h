@@ -54,6 +54,11 @@ void fnn_kpack_b_##V##_d(int trans_b, ptrdiff_t N, ptrdiff_t K, const double *B,
 size_t fnn_kpacked_b_elems_##V##_s(ptrdiff_t N, ptrdiff_t K);                             \
 size_t fnn_kpacked_b_elems_##V##_d(ptrdiff_t N, ptrdiff_t K);
 
+/* Test hook of the SIMD variants' vector exp (fnn_activations.h, float32):
+ * y = exp(x) (which == 0) or expm1(x) (which == 1) for n elements. */
+void fnn_kvexp_avx2_s(int which, const float *x, float *y, ptrdiff_t n);
+void fnn_kvexp_avx512_s(int which, const float *x, float *y, ptrdiff_t n);
+
 FNN_KGEMM_DECL(generic)
 FNN_KGEMM_DECL(avx2)
 FNN_KGEMM_DECL(avx512)
@@ -87,6 +92,10 @@ size_t fnn_kpacked_b_elems_##V##_##S(ptrdiff_t N, ptrdiff_t K)                  
 #define FNN_FORWARD_TO_GENERIC(V)                                                    \
 FNN_FORWARD_TO_GENERIC_T(V, float, s)                                                \
 FNN_FORWARD_TO_GENERIC_T(V, double, d)                                               \
+void fnn_kvexp_##V##_s(int which, const float *x, float *y, ptrdiff_t n)             \
+{                                                                                    \
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = which ? expm1f(x[i]) : expf(x[i]);      \
+}                                                                                    \
 size_t fnn_kgemm_##V##_work_bytes(size_t elem_size)                                  \
 {                                                                                    \
     return fnn_kgemm_generic_work_bytes(elem_size);                                  \

@@ -19,9 +19,40 @@ typedef struct {
     const T *bias;
     const T *Y;
     ptrdiff_t ldy;
-    T *Z;              /* BIAS: receives the activation inputs (scalar pass) */
+    T *Z;              /* BIAS: receives the activation inputs */
     ptrdiff_t ldz;
 } KP(ectx);
+
+#ifdef VLDEXP
+/* The vector exp and the functions on it (fnn_activations.h): float32 only. */
+typedef char KP(vexp_is_float32)[sizeof(T) == sizeof(float) ? 1 : -1];
+FNN_DEFINE_VEXPF(FNN_KFUNC, KP(vexp), KP(vexpm1), KP(vsigm), KP(vtanh))
+#define VEXP(x) KP(vexp)(x)
+#define VEXPM1(x) KP(vexpm1)(x)
+#define VSIGM(x) KP(vsigm)(x)
+#define VTANH(x) KP(vtanh)(x)
+#define KT_VEXP_PROPS (FNN_ACT_VEXP | FNN_ACT_VEXP_D)
+
+/* Test hook: y = exp(x) (which == 0) or expm1(x) (which == 1), n elements. */
+void KP(fnn_kvexp)(int which, const T *x, T *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i += VL) {
+        int m = n - i < VL ? (int)(n - i) : VL;
+        V v = LDN(x + i, m);
+        STN(y + i, which ? VEXPM1(v) : VEXP(v), m);
+    }
+}
+#else
+#define KT_VEXP_PROPS 0
+#endif
+
+/* Whether the activation's forward (deriv == 0) or derivative has a vector
+ * form in this kernel. */
+static inline int KP(has_vec)(int act, int deriv)
+{
+    return FNN_ACT_HAS(act, (deriv ? FNN_ACT_VEC_D | (KT_VEXP_PROPS & FNN_ACT_VEXP_D)
+                                   : FNN_ACT_VEC | (KT_VEXP_PROPS & FNN_ACT_VEXP)));
+}
 
 /* Epilogue of one vector x = acc[i][j .. j+n-1], written to c = &C[i][j]. */
 static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
@@ -37,8 +68,12 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
         break;
     case FNN_EM_BIAS:
         if (e->bias) x = VADD(x, LDN(e->bias + j, n));
+        if (e->Z && !e->scalar_pass) STN(e->Z + i * e->ldz + j, x, n);
         switch (e->vact) {
         FNN_VACT_CASES(x, VSET1(e->p), one, zero)
+#ifdef VLDEXP
+        FNN_VACT_EXP_CASES(x, VSET1(e->p), one, zero)
+#endif
         default: break;  /* identity (linear, softmax), or the scalar pass */
         }
         break;
@@ -46,6 +81,9 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
         V y = LDN(e->Y + i * e->ldy + j, n), d;
         switch (e->vact) {
         FNN_VDACT_CASES(d, y, VSET1(e->p), one, zero)
+#ifdef VLDEXP
+        FNN_VDACT_EXP_CASES(d, y, VSET1(e->p), one, zero)
+#endif
         default: d = one; break;  /* linear, softmax, or the scalar pass */
         }
         x = VMUL(x, d);
@@ -56,8 +94,8 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
     STN(c, x, n);
 }
 
-/* The scalar pass (activations without a vector form, a steepness, a flat
- * spot or kept inputs): fnn_act/fnn_dact over an mr x nr block of C that
+/* The scalar pass (activations without a vector form here, a steepness or a
+ * flat spot): fnn_act/fnn_dact over an mr x nr block of C that
  * already holds acc + bias (BIAS) or acc (DERIV).  Multiplying by s == 1 is
  * exact, so it needs no branch of its own. */
 static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,

@@ -44,11 +44,15 @@
  * Epilogue: applied to the accumulators in registers on the last K block
  * (vector code for bias, STORE alpha/beta, and the activations and
  * derivatives that fnn_activations.h gives a vector form: FNN_VACT_CASES,
- * FNN_VDACT_CASES; full tiles with the common ones take a branch-free path
- * decided once per tile).  The others (exp-based ones), and any activation
- * with a steepness, a flat spot or kept inputs (fnn_epilogue's optional
- * fields), first store acc (+ bias) and then run the scalar fnn_act /
- * fnn_dact over the tile while it is hot in L1 (the scalar pass).
+ * FNN_VDACT_CASES, and where the instantiation gives the vector exp's
+ * primitives (VLDEXP: AVX2 and AVX-512 float32) the exp-based ones,
+ * FNN_VACT_EXP_CASES, FNN_VDACT_EXP_CASES; kept activation inputs (Z) are
+ * stored from the same registers; full tiles with the common ones take a
+ * branch-free path decided once per tile).  The others (exp-based ones
+ * without the vector exp: float64, generic), and any activation with a
+ * steepness or a flat spot (fnn_epilogue's optional fields), first store
+ * acc (+ bias) and then run the scalar fnn_act / fnn_dact over the tile
+ * while it is hot in L1 (the scalar pass).
  * STORE with beta != 0 and K > KC needs C's old values once at the end, so
  * that case accumulates MCS x NC blocks of raw sums in the work buffer and
  * applies the same vector epilogue from there.
@@ -70,7 +74,10 @@
  *   (largest M for which B is read in place when trans_b == 0; default
  *   4 * MR), PACK_A_TRANS (1: pack op(A) of every trans_a product with
  *   K >= PACK_A_TRANS_MIN_K, default 128; default 0)
- *   and PACK_PF (rows of B prefetched ahead while packing; default 16).
+ *   and PACK_PF (rows of B prefetched ahead while packing; default 16);
+ *   for float32, optionally the vector exp's primitives VMAX, VMIN, VROUND,
+ *   VDIV and VLDEXP (fnn_activations.h, FNN_VEXPF_REDUCE), which turn on the
+ *   FNN_ACT_VEXP vector forms.
  */
 
 #define KP_CAT_(a, b) a##_##b
@@ -218,7 +225,7 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
      * the activation and masks every vector).  Same operations, same bits. */
     const int full = mr == MRX && nr == NVX * VL;
     const int relu = e && e->act == FNN_ACT_RELU;
-    int fast = full && !(e && e->scalar_pass);
+    int fast = full && !(e && (e->scalar_pass || e->Z));
     if (fast && e) {
         switch (e->mode) {
         case FNN_EM_BIAS: fast = relu || e->identity; break;
@@ -411,9 +418,9 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
         /* The activation's vector form when it has one and nothing else is
          * asked; else the vector part adds the bias (or keeps acc) only and
          * the scalar pass does the rest. */
-        const int plain = e.s == 1 && !e.clip && !e.Z;
+        const int plain = e.s == 1 && !e.clip;
         const int deriv = ep->kind == FNN_EPI_DERIV;
-        e.scalar_pass = !(plain && FNN_ACT_HAS(e.act, deriv ? FNN_ACT_VEC_D : FNN_ACT_VEC));
+        e.scalar_pass = !(plain && KP(has_vec)(e.act, deriv));
         if (e.scalar_pass) e.vact = FNN_ACT_LINEAR;
         e.identity = FNN_ACT_HAS(e.vact, FNN_ACT_IDENTITY);
         if (deriv) {
@@ -585,6 +592,11 @@ size_t KP(fnn_kpacked_b_elems)(ptrdiff_t N, ptrdiff_t K)
 #endif
 #undef LDN
 #undef STN
+#undef VEXP
+#undef VEXPM1
+#undef VSIGM
+#undef VTANH
+#undef KT_VEXP_PROPS
 #undef NR
 #undef KP
 #undef KP_CAT
