@@ -173,12 +173,16 @@ FNN_DEFINE_ACT(double, d, exp, expm1, log1p, tanh)
  * n = round(x log2 e) and r = x - n ln 2 in [-ln2/2, ln2/2] (ln 2 in two
  * parts, the first with few enough bits that n * part 1 is exact), e^r = 1 +
  * r + r^2 P(r), P Cephes' degree-5 minimax polynomial; VLDEXP applies 2^n
- * with one rounding, also into the subnormals.  x is first clamped into
- * [-104, 88.8]: exp rounds to 0 below -103.97 (half the smallest subnormal,
- * 2^-150) and overflows to inf above 88.73, so -inf gives 0, inf gives inf;
- * a NaN passes the clamp (VMAX / VMIN return their second operand then) and
- * propagates.  pm1 = e^r - 1 = r + r^2 P(r) is kept apart, which gives expm1
- * without cancellation near 0: 2^n pm1 + (2^n - 1).  Measured against
+ * with one rounding, also into the subnormals.  exp rounds to 0 below
+ * -103.97 (half the smallest subnormal, 2^-150) and overflows to inf above
+ * 88.73: x is clamped to 88.8 (inf gives inf), and x <= -104 (-inf too) is
+ * computed as 0 and its result replaced by the limit afterwards (0, or -1
+ * for expm1) rather than clamped to -104: a product that underflows to 0
+ * costs a microcode assist on Intel, and saturated sigmoid units (FANN's
+ * thyroid set) hit it in most lanes.  A NaN passes both (VMIN returns its
+ * second operand then, the comparisons are false) and propagates.
+ * pm1 = e^r - 1 = r + r^2 P(r) is kept apart, which gives expm1 without
+ * cancellation near 0: 2^n pm1 + (2^n - 1).  Measured against
  * NumPy in float64 over the whole float range: exp and expm1 within 2 ulp,
  * sigmoid and tanh within 3 (tests/test_vector_exp.py).
  *
@@ -187,8 +191,10 @@ FNN_DEFINE_ACT(double, d, exp, expm1, log1p, tanh)
  *   VMAX(a, b) = a > b ? a : b, VMIN(a, b) = a < b ? a : b (lane-wise: b when
  *   either is NaN, as x86's max/min), VROUND(x) (to nearest, ties to even),
  *   VDIV(a, b), VLDEXP(p, n) = p * 2^n for integer-valued n in [-150, 128]. */
+#define FNN_VEXPF_LO -104.0f
+#define FNN_VEXPF_BELOW(x) VSUB(VSET1(FNN_VEXPF_LO), x) /* >= 0: x <= -104 (not NaN) */
 #define FNN_VEXPF_REDUCE(x, n, pm1) do {                                          \
-    V xc_ = VMIN(VSET1(88.8f), VMAX(VSET1(-104.0f), (x)));                        \
+    V xc_ = VMIN(VSET1(88.8f), VSELGE(FNN_VEXPF_BELOW(x), VZERO(), (x)));         \
     V r_, q_;                                                                     \
     n = VROUND(VMUL(xc_, VSET1(1.44269504088896341f)));                           \
     r_ = VFMA(n, VSET1(-0.693359375f), xc_);                                      \
@@ -214,7 +220,7 @@ static inline ATTR V VEXP_(V x)                                                 
 {                                                                                 \
     V n, pm1;                                                                     \
     FNN_VEXPF_REDUCE(x, n, pm1);                                                  \
-    return VLDEXP(VADD(pm1, VSET1(1.0f)), n);                                     \
+    return VSELGE(FNN_VEXPF_BELOW(x), VZERO(), VLDEXP(VADD(pm1, VSET1(1.0f)), n)); \
 }                                                                                 \
 static inline ATTR V VEXPM1_(V x)                                                 \
 {                                                                                 \
@@ -222,8 +228,9 @@ static inline ATTR V VEXPM1_(V x)                                               
     V n, pm1;                                                                     \
     FNN_VEXPF_REDUCE(x, n, pm1);                                                  \
     /* 2^n - 1 overflows at n = 128 (x > 88.37): there exp - 1 is exact enough */ \
-    return VSELGT(VSUB(n, VSET1(127.0f)), VSUB(VLDEXP(VADD(pm1, one), n), one),   \
-                  VADD(VLDEXP(pm1, n), VSUB(VLDEXP(one, n), one)));               \
+    return VSELGE(FNN_VEXPF_BELOW(x), VSUB(VZERO(), one),                         \
+                  VSELGT(VSUB(n, VSET1(127.0f)), VSUB(VLDEXP(VADD(pm1, one), n), one), \
+                         VADD(VLDEXP(pm1, n), VSUB(VLDEXP(one, n), one))));       \
 }                                                                                 \
 static inline ATTR V VSIGM_(V x)                                                  \
 {                                                                                 \
