@@ -115,6 +115,10 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c
         break;
     case FNN_EM_DERIV: {
         V y = LDN(e->Y + i * e->ldy + j, n), d;
+        if (e->clip && !e->scalar_pass) {  /* as fnn_dact_layer: y < lo ? lo : (y > hi ? hi : y) */
+            const V lo = VSET1(e->flo), hi = VSET1(e->fhi);
+            y = VSELGT(VSUB(lo, y), lo, VSELGT(VSUB(y, hi), hi, y));
+        }
         switch (e->vact) {
         FNN_VDACT_CASES(d, y, VSET1(e->p), one, zero)
         default: d = one; break;  /* linear, softmax, or the scalar pass */
@@ -122,7 +126,8 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c
 #ifdef VLDEXP
         if (e->vexp) d = KP(vdact_exp)(e->vact, y, VSET1(e->p));
 #endif
-        x = VMUL(x, d);
+        if (!e->scalar_pass) d = VMUL(VSET1(e->s), d);  /* as fnn_dact_layer: s f' (exact for s == 1) */
+        x = VMUL(x, d);   /* (the scalar pass applies s and the flat spot itself) */
         break;
     }
     default: break;
@@ -130,8 +135,8 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c
     STN(c, x, n);
 }
 
-/* The scalar pass (activations without a vector form here; derivatives with
- * a steepness or a flat spot): fnn_act/fnn_dact over an mr x nr block of C that
+/* The scalar pass (activations without a vector form here): fnn_act /
+ * fnn_dact_layer over an mr x nr block of C that
  * already holds acc + bias (BIAS) or acc (DERIV).  Multiplying by s == 1 is
  * exact, so it needs no branch of its own. */
 static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,

@@ -47,12 +47,12 @@
  * FNN_VDACT_CASES, and where the instantiation gives the vector exp's
  * primitives (VLDEXP: AVX2 and AVX-512 float32) the exp-based ones,
  * FNN_VACT_EXP_CASES, FNN_VDACT_EXP_CASES; kept activation inputs (Z) are
- * stored from the same registers, after the steepness; full tiles with the
- * common ones take a branch-free path decided once per tile).  The others
- * (exp-based ones without the vector exp: float64, generic), and the
- * derivatives with a steepness or a flat spot (fnn_epilogue's optional
- * fields), first store acc (+ bias) and then run the scalar fnn_act /
- * fnn_dact over the tile while it is hot in L1 (the scalar pass).
+ * stored from the same registers, after the steepness; the flat spot
+ * clips Y there too; full tiles with the common ones take a branch-free
+ * path decided once per tile).  The others (exp-based ones without the
+ * vector exp: float64, generic) first store acc (+ bias) and then run the
+ * scalar fnn_act / fnn_dact_layer over the tile while it is hot in L1 (the
+ * scalar pass).
  * STORE with beta != 0 and K > KC needs C's old values once at the end, so
  * that case accumulates MCS x NC blocks of raw sums in the work buffer and
  * applies the same vector epilogue from there.
@@ -227,7 +227,7 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
      * the activation and masks every vector).  Same operations, same bits. */
     const int full = mr == MRX && nr == NVX * VL;
     const int relu = e && e->act == FNN_ACT_RELU;
-    int fast = full && !(e && (e->scalar_pass || e->Z || e->s != 1));
+    int fast = full && !(e && (e->scalar_pass || e->Z || e->s != 1 || e->clip));
     if (fast && e) {
         switch (e->mode) {
         case FNN_EM_BIAS: fast = relu || e->identity; break;
@@ -418,19 +418,17 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
         if (e.beta != 0) e.mode = FNN_EM_AXPBY;
         else if (e.alpha != 1) e.mode = FNN_EM_SCALE;
     } else {
-        /* The activation's vector form when it has one (the forward after
-         * scaling by the steepness, as the scalar pass would; the derivative
-         * only without a steepness or a flat spot); else the vector part
-         * adds the bias (or keeps acc) only and the scalar pass does the
-         * rest. */
+        /* The activation's vector form when it has one (with the steepness
+         * and the flat spot applied as the scalar pass would); else the
+         * vector part adds the bias (or keeps acc) only and the scalar pass
+         * does the rest. */
         const int deriv = ep->kind == FNN_EPI_DERIV;
-        const int plain = !deriv || (e.s == 1 && !e.clip);
-        e.scalar_pass = !(plain && KP(has_vec)(e.act, deriv));
+        e.scalar_pass = !KP(has_vec)(e.act, deriv);
         if (e.scalar_pass) e.vact = FNN_ACT_LINEAR;
         e.vexp = !e.scalar_pass && FNN_ACT_HAS(e.act, KT_VEXP_PROPS & (deriv ? FNN_ACT_VEXP_D : FNN_ACT_VEXP));
         e.identity = FNN_ACT_HAS(e.vact, FNN_ACT_IDENTITY);
         if (deriv) {
-            if (e.scalar_pass || !e.identity) e.mode = FNN_EM_DERIV;
+            if (e.scalar_pass || !e.identity || e.s != 1) e.mode = FNN_EM_DERIV;
         } else if (e.bias || e.scalar_pass || !e.identity || e.s != 1) {
             e.mode = FNN_EM_BIAS;
         }
