@@ -99,7 +99,7 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c
     case FNN_EM_BIAS:
         if (e->bias) x = VADD(x, LDN(e->bias + j, n));
         if (!e->scalar_pass) {  /* (else the scalar pass scales, and keeps x) */
-            x = VMUL(VSET1(e->s), x);   /* exact for s == 1 */
+            if (e->s != 1) x = VMUL(VSET1(e->s), x);
             if (e->Z) STN(e->Z + i * e->ldz + j, x, n);
         }
 #ifdef VLDEXP
@@ -126,7 +126,7 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c
 #ifdef VLDEXP
         if (e->vexp) d = KP(vdact_exp)(e->vact, y, VSET1(e->p));
 #endif
-        if (!e->scalar_pass) d = VMUL(VSET1(e->s), d);  /* as fnn_dact_layer: s f' (exact for s == 1) */
+        if (e->s != 1 && !e->scalar_pass) d = VMUL(VSET1(e->s), d);  /* as fnn_dact_layer: s f' */
         x = VMUL(x, d);   /* (the scalar pass applies s and the flat spot itself) */
         break;
     }
