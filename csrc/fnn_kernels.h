@@ -75,6 +75,11 @@ int fnn_kprepack_##V##_s(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptr
 int fnn_kprepack_##V##_d(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
                          ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep);
 
+/* Test hook of the SIMD variants' vector exp (fnn_activations.h, float32):
+ * y = exp(x) (which == 0) or expm1(x) (which == 1) for n elements. */
+void fnn_kvexp_avx2_s(int which, const float *x, float *y, ptrdiff_t n);
+void fnn_kvexp_avx512_s(int which, const float *x, float *y, ptrdiff_t n);
+
 FNN_KGEMM_DECL(generic)
 FNN_KGEMM_DECL(avx2)
 FNN_KGEMM_DECL(avx512)
@@ -130,6 +135,10 @@ int fnn_kprepack_##V##_##S(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K
 #define FNN_FORWARD_TO_GENERIC(V)                                                    \
 FNN_FORWARD_TO_GENERIC_T(V, float, s)                                                \
 FNN_FORWARD_TO_GENERIC_T(V, double, d)                                               \
+void fnn_kvexp_##V##_s(int which, const float *x, float *y, ptrdiff_t n)             \
+{                                                                                    \
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = which ? expm1f(x[i]) : expf(x[i]);      \
+}                                                                                    \
 size_t fnn_kgemm_##V##_work_bytes(size_t elem_size)                                  \
 {                                                                                    \
     return fnn_kgemm_generic_work_bytes(elem_size);                                  \

@@ -16,9 +16,10 @@
 #include <stdint.h>
 #include "fnn_kernels.h"
 
+#include <math.h>
+
 #if defined(__x86_64__) || defined(_M_X64)
 
-#include <math.h>
 #include <immintrin.h>
 
 #if defined(__clang__)
@@ -57,6 +58,20 @@ static inline void fnn_tr4_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrd
     }
 }
 
+/* p * 2^n for integer-valued n in [-150, 128] (the vector exp's VLDEXP, as
+ * AVX-512's scalef): 2^n as two normal factors 2^(n/2) 2^(n - n/2); p times
+ * the first is exact, the second product rounds once (into the subnormals,
+ * or to inf). */
+static inline __m256 fnn_ldexp_avx2_s(__m256 p, __m256 n)
+{
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
 /* ---- float ---- */
 #define T float
 #define KSUFFIX avx2_s
@@ -85,6 +100,11 @@ static inline void fnn_tr4_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrd
 #define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VSELGT(x, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ))
 #define VSELGE(x, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ))
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VMIN(a, b) _mm256_min_ps(a, b)
+#define VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VDIV(a, b) _mm256_div_ps(a, b)
+#define VLDEXP(p, n) fnn_ldexp_avx2_s(p, n)
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr8_avx2_s(s, ls, d, ld)
 #include "fnn_kernels_tmpl.h"
 #include "fnn_kernels_undef.h"

@@ -23,9 +23,10 @@
 #include <stddef.h>
 #include "fnn_kernels.h"
 
+#include <math.h>
+
 #if defined(__x86_64__) || defined(_M_X64)
 
-#include <math.h>
 #include <immintrin.h>
 
 #if defined(__clang__)
@@ -132,6 +133,11 @@ static inline void fnn_tr8_avx512_d(const double *s, ptrdiff_t ls, double *d, pt
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VSELGT(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), b, a)
 #define VSELGE(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), b, a)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VMIN(a, b) _mm512_min_ps(a, b)
+#define VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VDIV(a, b) _mm512_div_ps(a, b)
+#define VLDEXP(p, n) _mm512_scalef_ps(p, n)   /* one rounding, also into the subnormals */
 #define VTRANSPOSE(s, ls, d, ld) fnn_tr16_avx512_s(s, ls, d, ld)
 #define VTRANSPOSE_A(s, ls, d) fnn_tr8_avx2_s(s, ls, d, 8)   /* MR = 8 row panels */
 #include "fnn_kernels_tmpl.h"

@@ -14,18 +14,79 @@ typedef struct {
     int vact;          /* what the vector code applies: act, or linear (scalar pass) */
     int identity;      /* vact leaves acc + bias (FNN_ACT_IDENTITY) */
     int scalar_pass;   /* run FACT / FDACT over the stored tile */
+    int vexp;          /* vact's form is on the vector exp (KP(vact_exp) / KP(vdact_exp)) */
     int clip;          /* flat-spot elimination: Y clipped into [flo, fhi] */
     T p, alpha, beta, s, flo, fhi;
     const T *bias;
     const T *Y;
     ptrdiff_t ldy;
-    T *Z;              /* BIAS: receives the activation inputs (scalar pass) */
+    T *Z;              /* BIAS: receives the activation inputs */
     ptrdiff_t ldz;
 } KP(ectx);
 
+#ifdef VLDEXP
+/* The vector exp and the functions on it (fnn_activations.h): float32 only. */
+typedef char KP(vexp_is_float32)[sizeof(T) == sizeof(float) ? 1 : -1];
+FNN_DEFINE_VEXPF(FNN_KFUNC, KP(vexp), KP(vexpm1), KP(vsigm), KP(vtanh))
+#define VEXP(x) KP(vexp)(x)
+#define VEXPM1(x) KP(vexpm1)(x)
+#define VSIGM(x) KP(vsigm)(x)
+#define VTANH(x) KP(vtanh)(x)
+#define KT_VEXP_PROPS (FNN_ACT_VEXP | FNN_ACT_VEXP_D)
+
+/* The forms on the vector exp, out of line: inlined into every vector of
+ * the unrolled micro-kernels they would multiply its code many times over.
+ * They return the vector (a void function taking one would return with the
+ * upper halves of the registers dirty, and its caller, assuming them clean,
+ * would not clear them: the engine's SSE code then runs several times
+ * slower on Intel). */
+static FNN_NOINLINE FNN_KFUNC V KP(vact_exp)(int act, V x, V p)
+{
+    const V one = VSET1((T)1), zero = VZERO();
+    (void)one, (void)zero;
+    switch (act) {
+    FNN_VACT_EXP_CASES(x, p, one, zero)
+    default: break;
+    }
+    return x;
+}
+
+static FNN_NOINLINE FNN_KFUNC V KP(vdact_exp)(int act, V y, V p)
+{
+    const V one = VSET1((T)1), zero = VZERO();
+    V d = one;
+    (void)p;
+    switch (act) {
+    FNN_VDACT_EXP_CASES(d, y, p, one, zero)
+    default: break;
+    }
+    return d;
+}
+
+/* Test hook: y = exp(x) (which == 0) or expm1(x) (which == 1), n elements. */
+void KP(fnn_kvexp)(int which, const T *x, T *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i += VL) {
+        int m = n - i < VL ? (int)(n - i) : VL;
+        V v = LDN(x + i, m);
+        STN(y + i, which ? VEXPM1(v) : VEXP(v), m);
+    }
+}
+#else
+#define KT_VEXP_PROPS 0
+#endif
+
+/* Whether the activation's forward (deriv == 0) or derivative has a vector
+ * form in this kernel. */
+static inline int KP(has_vec)(int act, int deriv)
+{
+    return FNN_ACT_HAS(act, (deriv ? FNN_ACT_VEC_D | (KT_VEXP_PROPS & FNN_ACT_VEXP_D)
+                                   : FNN_ACT_VEC | (KT_VEXP_PROPS & FNN_ACT_VEXP)));
+}
+
 /* Epilogue of one vector x = acc[i][j .. j+n-1], written to c = &C[i][j]. */
-static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
-                                         ptrdiff_t i, ptrdiff_t j, int n)
+static FNN_ALWAYS_INLINE FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
+                                                    ptrdiff_t i, ptrdiff_t j, int n)
 {
     const V one = VSET1((T)1), zero = VZERO();
     switch (e->mode) {
@@ -37,6 +98,16 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
         break;
     case FNN_EM_BIAS:
         if (e->bias) x = VADD(x, LDN(e->bias + j, n));
+        if (!e->scalar_pass) {  /* (else the scalar pass scales, and keeps x) */
+            if (e->s != 1) x = VMUL(VSET1(e->s), x);
+            if (e->Z) STN(e->Z + i * e->ldz + j, x, n);
+        }
+#ifdef VLDEXP
+        if (e->vexp) {
+            x = KP(vact_exp)(e->vact, x, VSET1(e->p));
+            break;
+        }
+#endif
         switch (e->vact) {
         FNN_VACT_CASES(x, VSET1(e->p), one, zero)
         default: break;  /* identity (linear, softmax), or the scalar pass */
@@ -44,11 +115,19 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
         break;
     case FNN_EM_DERIV: {
         V y = LDN(e->Y + i * e->ldy + j, n), d;
+        if (e->clip && !e->scalar_pass) {  /* as fnn_dact_layer: y < lo ? lo : (y > hi ? hi : y) */
+            const V lo = VSET1(e->flo), hi = VSET1(e->fhi);
+            y = VSELGT(VSUB(lo, y), lo, VSELGT(VSUB(y, hi), hi, y));
+        }
         switch (e->vact) {
         FNN_VDACT_CASES(d, y, VSET1(e->p), one, zero)
         default: d = one; break;  /* linear, softmax, or the scalar pass */
         }
-        x = VMUL(x, d);
+#ifdef VLDEXP
+        if (e->vexp) d = KP(vdact_exp)(e->vact, y, VSET1(e->p));
+#endif
+        if (e->s != 1 && !e->scalar_pass) d = VMUL(VSET1(e->s), d);  /* as fnn_dact_layer: s f' */
+        x = VMUL(x, d);   /* (the scalar pass applies s and the flat spot itself) */
         break;
     }
     default: break;
@@ -56,8 +135,8 @@ static inline FNN_KFUNC void KP(epi_vec)(const KP(ectx) *e, V x, T *c,
     STN(c, x, n);
 }
 
-/* The scalar pass (activations without a vector form, a steepness, a flat
- * spot or kept inputs): fnn_act/fnn_dact over an mr x nr block of C that
+/* The scalar pass (activations without a vector form here): fnn_act /
+ * fnn_dact_layer over an mr x nr block of C that
  * already holds acc + bias (BIAS) or acc (DERIV).  Multiplying by s == 1 is
  * exact, so it needs no branch of its own. */
 static FNN_KFUNC void KP(epi_scalar)(const KP(ectx) *e, T *c, ptrdiff_t ldc,

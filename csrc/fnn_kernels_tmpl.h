@@ -44,11 +44,15 @@
  * Epilogue: applied to the accumulators in registers on the last K block
  * (vector code for bias, STORE alpha/beta, and the activations and
  * derivatives that fnn_activations.h gives a vector form: FNN_VACT_CASES,
- * FNN_VDACT_CASES; full tiles with the common ones take a branch-free path
- * decided once per tile).  The others (exp-based ones), and any activation
- * with a steepness, a flat spot or kept inputs (fnn_epilogue's optional
- * fields), first store acc (+ bias) and then run the scalar fnn_act /
- * fnn_dact over the tile while it is hot in L1 (the scalar pass).
+ * FNN_VDACT_CASES, and where the instantiation gives the vector exp's
+ * primitives (VLDEXP: AVX2 and AVX-512 float32) the exp-based ones,
+ * FNN_VACT_EXP_CASES, FNN_VDACT_EXP_CASES; kept activation inputs (Z) are
+ * stored from the same registers, after the steepness; the flat spot
+ * clips Y there too; full tiles with the common ones take a branch-free
+ * path decided once per tile).  The others (exp-based ones without the
+ * vector exp: float64, generic) first store acc (+ bias) and then run the
+ * scalar fnn_act / fnn_dact_layer over the tile while it is hot in L1 (the
+ * scalar pass).
  * STORE with beta != 0 and K > KC needs C's old values once at the end, so
  * that case accumulates MCS x NC blocks of raw sums in the work buffer and
  * applies the same vector epilogue from there.
@@ -70,7 +74,10 @@
  *   (largest M for which B is read in place when trans_b == 0; default
  *   4 * MR), PACK_A_TRANS (1: pack op(A) of every trans_a product with
  *   K >= PACK_A_TRANS_MIN_K, default 128; default 0)
- *   and PACK_PF (rows of B prefetched ahead while packing; default 16).
+ *   and PACK_PF (rows of B prefetched ahead while packing; default 16);
+ *   for float32, optionally the vector exp's primitives VMAX, VMIN, VROUND,
+ *   VDIV and VLDEXP (fnn_activations.h, FNN_VEXPF_REDUCE), which turn on the
+ *   FNN_ACT_VEXP vector forms.
  */
 
 #define KP_CAT_(a, b) a##_##b
@@ -89,8 +96,10 @@
 #endif
 #if defined(__GNUC__) || defined(__clang__)
 #define FNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define FNN_NOINLINE __attribute__((noinline))
 #else
 #define FNN_ALWAYS_INLINE inline
+#define FNN_NOINLINE
 #endif
 enum { FNN_EM_RAW, FNN_EM_SCALE, FNN_EM_AXPBY, FNN_EM_BIAS, FNN_EM_DERIV };
 #endif
@@ -218,7 +227,7 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
      * the activation and masks every vector).  Same operations, same bits. */
     const int full = mr == MRX && nr == NVX * VL;
     const int relu = e && e->act == FNN_ACT_RELU;
-    int fast = full && !(e && e->scalar_pass);
+    int fast = full && !(e && (e->scalar_pass || e->Z || e->s != 1 || e->clip));
     if (fast && e) {
         switch (e->mode) {
         case FNN_EM_BIAS: fast = relu || e->identity; break;
@@ -413,6 +422,7 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     e.vact = e.act;
     e.identity = 0;
     e.scalar_pass = 0;
+    e.vexp = 0;
     e.p = ep ? (T)ep->act_param : (T)0;
     e.alpha = ep ? (T)ep->alpha : (T)1;
     e.beta = ep ? (T)ep->beta : (T)0;
@@ -429,17 +439,18 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
         if (e.beta != 0) e.mode = FNN_EM_AXPBY;
         else if (e.alpha != 1) e.mode = FNN_EM_SCALE;
     } else {
-        /* The activation's vector form when it has one and nothing else is
-         * asked; else the vector part adds the bias (or keeps acc) only and
-         * the scalar pass does the rest. */
-        const int plain = e.s == 1 && !e.clip && !e.Z;
+        /* The activation's vector form when it has one (with the steepness
+         * and the flat spot applied as the scalar pass would); else the
+         * vector part adds the bias (or keeps acc) only and the scalar pass
+         * does the rest. */
         const int deriv = ep->kind == FNN_EPI_DERIV;
-        e.scalar_pass = !(plain && FNN_ACT_HAS(e.act, deriv ? FNN_ACT_VEC_D : FNN_ACT_VEC));
+        e.scalar_pass = !KP(has_vec)(e.act, deriv);
         if (e.scalar_pass) e.vact = FNN_ACT_LINEAR;
+        e.vexp = !e.scalar_pass && FNN_ACT_HAS(e.act, KT_VEXP_PROPS & (deriv ? FNN_ACT_VEXP_D : FNN_ACT_VEXP));
         e.identity = FNN_ACT_HAS(e.vact, FNN_ACT_IDENTITY);
         if (deriv) {
-            if (e.scalar_pass || !e.identity) e.mode = FNN_EM_DERIV;
-        } else if (e.bias || e.scalar_pass || !e.identity) {
+            if (e.scalar_pass || !e.identity || e.s != 1) e.mode = FNN_EM_DERIV;
+        } else if (e.bias || e.scalar_pass || !e.identity || e.s != 1) {
             e.mode = FNN_EM_BIAS;
         }
     }
@@ -663,6 +674,11 @@ size_t KP(fnn_kpacked_b_elems)(ptrdiff_t N, ptrdiff_t K)
 #endif
 #undef LDN
 #undef STN
+#undef VEXP
+#undef VEXPM1
+#undef VSIGM
+#undef VTANH
+#undef KT_VEXP_PROPS
 #undef NR
 #undef KP
 #undef KP_CAT

@@ -32,5 +32,10 @@
 #undef VMUL
 #undef VSELGT
 #undef VSELGE
+#undef VMAX
+#undef VMIN
+#undef VROUND
+#undef VDIV
+#undef VLDEXP
 #undef VTRANSPOSE
 #undef VTRANSPOSE_A

@@ -86,6 +86,29 @@ cdef void tiled_worker(floating *proto, int kernel, int ta, int tb,
         t = claim(&team, k)
 
 
+cdef extern from "fnn_kernels.h" nogil:
+    void fnn_kvexp_avx2_s(int which, const float *x, float *y, Py_ssize_t n)
+    void fnn_kvexp_avx512_s(int which, const float *x, float *y, Py_ssize_t n)
+
+
+def vector_exp(const float[::1] x, str kernel, bint minus_one=False):
+    """The float32 vector exp (or expm1) of the "avx2" or "avx512" kernel
+    (csrc/fnn_activations.h), elementwise, as a new array."""
+    if kernel not in ("avx2", "avx512") or not fnn_kernel_available(KERNELS[kernel]):
+        raise ValueError(f"kernel {kernel!r} has no vector exp here")
+    out = np.empty(x.shape[0], np.float32)
+    cdef float[::1] y = out
+    cdef bint avx2 = kernel == "avx2"
+    if x.shape[0] == 0:
+        return out
+    with nogil:
+        if avx2:
+            fnn_kvexp_avx2_s(minus_one, &x[0], &y[0], x.shape[0])
+        else:
+            fnn_kvexp_avx512_s(minus_one, &x[0], &y[0], x.shape[0])
+    return out
+
+
 def hyper_parameters(int optimizer, dict hyper):
     """The struct of rule ``optimizer`` as the engine reads it from ``hyper``
     (for the tests: every field, by name)."""
