@@ -76,6 +76,8 @@ def openmp_flags():
 
 def extensions():
     c_sources = sorted(str(p.relative_to(HERE)) for p in CSRC.glob("fnn_*.c"))
+    # a changed header (the kernels' templates among them) rebuilds the engine
+    c_headers = sorted(str(p.relative_to(HERE)) for p in CSRC.glob("fnn_*.h"))
     # MSVC needs C11 mode for ``restrict`` and ``_Pragma`` (VS 2019 16.8+).
     compile_args = ["-O3", "-std=c11"] if sys.platform != "win32" else ["/O2", "/std:c11"]
     link_args = []
@@ -91,6 +93,7 @@ def extensions():
     ext = Extension(
         "fastnn._engine",
         sources=["fastnn/_engine.pyx"] + c_sources,
+        depends=c_headers,
         include_dirs=[str(CSRC), np.get_include()],
         define_macros=macros,
         extra_compile_args=compile_args,
