@@ -220,6 +220,7 @@ cdef struct Governor:
     bint on_team            # the current choice
     double next_probe       # when to try the other count (fnn_wtime)
     double probe_wait       # seconds from the last try to the next; 0: a new governor
+    Py_ssize_t n_weights, batch_size   # the run's shape: whose speeds sec_per_row are
 
 
 cdef struct Ctx:

@@ -183,6 +183,7 @@ def governor_update_for_tests(state, bint team, bint probe, Py_ssize_t rows, dou
     """One governor_update on ``state`` = (seconds per row on one thread, on
     the team, on the team now, next try, wait); returns the new state."""
     cdef Governor g
+    memset(&g, 0, sizeof(Governor))
     g.sec_per_row[0], g.sec_per_row[1], g.on_team, g.next_probe, g.probe_wait = state
     governor_update(&g, team, probe, rows, seconds, now)
     return g.sec_per_row[0], g.sec_per_row[1], bool(g.on_team), g.next_probe, g.probe_wait

@@ -85,7 +85,7 @@ def test_the_governor_keeps_the_faster_count_and_tries_the_other_less_often():
     assert state[1] == pytest.approx(5e-5, rel=1e-2) and state[2]
     # the next try finds one thread faster: switch, and try again soon
     state = _engine.governor_update_for_tests(state, False, True, 50, 0.9e-3, 0.05)
-    assert not state[2] and state[4] == pytest.approx(0.01)
+    assert not state[2] and state[4] == pytest.approx(0.005)
     # a try of the team that loses 0.1 s waits at least 30 times that
     state = _engine.governor_update_for_tests(state, True, True, 50, 0.1 + 50 * 1.8e-5, 0.1)
     assert not state[2] and state[4] == pytest.approx(3.0)
