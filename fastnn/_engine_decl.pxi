@@ -218,7 +218,7 @@ cdef struct Poll:
 cdef struct Governor:
     double sec_per_row[2]   # [one thread, the team]: measured, 0 until then
     bint on_team            # the current choice
-    double next_probe       # when to try the other count (fnn_wtime)
+    double next_probe       # when to try the other count (in governed_seconds)
     double probe_wait       # seconds from the last try to the next; 0: a new governor
     Py_ssize_t n_weights, batch_size   # the run's shape: whose speeds sec_per_row are
 
