@@ -23,6 +23,7 @@ import itertools
 import numpy as np
 
 from ._weighting import check_sample_weight
+from .metrics import evaluation_from_sums, evaluation_sums
 
 # The noise keys of an epoch: epoch * CHUNK_KEYS + chunk number.
 CHUNK_KEYS = 1 << 24
@@ -117,16 +118,11 @@ def make_fit_loop(chunks, loop_args):
         def _evaluate(self, X, T):
             if X is not chunks:
                 return super()._evaluate(X, T)
-            # the training data's metrics: over every chunk (means weighted
-            # by rows, counts summed)
-            total, n = {}, 0
+            # the training data's metrics: over every chunk
+            part, total = {}, 0.0
             for _, Xc, Tc, _ in chunks.checked():
                 part = super()._evaluate(Xc, Tc)
-                for name, v in part.items():
-                    total[name] = total.get(name, 0) + (v if isinstance(v, (int, np.integer))
-                                                        else v * Xc.shape[0])
-                n += Xc.shape[0]
-            return {name: (v if isinstance(v, (int, np.integer)) else v / n)
-                    for name, v in total.items()}
+                total = total + evaluation_sums(part, Xc.shape[0])
+            return evaluation_from_sums(part, total) if part else {}
 
     return ChunkedFitLoop(*loop_args)

@@ -47,6 +47,7 @@ import traceback
 import numpy as np
 
 from . import _engine
+from .metrics import evaluation_from_sums, evaluation_sums
 
 # The slots after the gradients in the step buffer ...
 _WEIGHT, _LOSS, _ROWS, _INTERRUPT, _STOP = range(5)
@@ -154,17 +155,10 @@ def global_rows(comm, n_rows):
 def reduce_evaluation(comm, result, n_rows):
     """Results of ``evaluate`` on each rank's rows, over all ranks: means
     (loss, accuracy) weighted by rows, counts (bit_fail) summed."""
-    names = list(result)
-    local = np.array([n_rows] + [v if isinstance(v, (int, np.integer)) else v * n_rows
-                                 for v in result.values()], np.float64)
+    local = evaluation_sums(result, n_rows)
     total = np.empty_like(local)
     comm.Allreduce(local, total, op=_mpi().SUM)
-    out = {}
-    for i, name in enumerate(names):
-        v = result[name]
-        out[name] = (int(round(total[i + 1])) if isinstance(v, (int, np.integer))
-                     else float(total[i + 1] / total[0]))
-    return out
+    return evaluation_from_sums(result, total)
 
 
 class CtrlCTwice(BaseException):

@@ -108,3 +108,25 @@ def get_list(metrics, loss):
     for m in out:
         m.check(loss)
     return out
+
+
+# One evaluate() over rows held in parts (chunks, MPI ranks): each part's
+# result as sums, the sums added, and the means taken again - means (loss,
+# accuracy) weighted by rows, counts (bit_fail) summed.
+
+def _is_count(value):
+    return isinstance(value, (int, np.integer))
+
+
+def evaluation_sums(result, n_rows):
+    """``[n_rows, then each mean times n_rows or each count]`` of an
+    ``evaluate`` result on ``n_rows`` rows (float64)."""
+    return np.array([n_rows] + [v if _is_count(v) else v * n_rows for v in result.values()],
+                    np.float64)
+
+
+def evaluation_from_sums(like, sums):
+    """The result over every part from the added ``evaluation_sums``, with
+    the names and kinds of ``like`` (one part's result)."""
+    return {name: int(round(sums[i + 1])) if _is_count(v) else float(sums[i + 1] / sums[0])
+            for i, (name, v) in enumerate(like.items())}
