@@ -235,8 +235,7 @@ class StepBuffer:
         params, state = [], []
         split = average_every == 1 and n - _N_EXTRA >= SPLIT_MIN_PARAMS
         if split:
-            params = parameters_and_state(net, optimizer)
-            params, state = params[:n_params(net)], params[n_params(net):]
+            params, state = parameter_arrays(net), state_arrays(net, optimizer)
             specs += [((n_ranks, 2, 2), np.dtype(np.float64))]
             specs += [(a.shape, a.dtype) for a in params] * n_ranks
             specs += [(a.shape, a.dtype) for a in state]
@@ -339,23 +338,24 @@ class SharedParameters:
         self._forget_pointers()
 
 
-def n_params(net):
-    return sum(1 + (l.b is not None) for l in net.layers)
+def parameter_arrays(net):
+    """The layers' W and b, in layer order."""
+    return [a for l in net.layers for a in (l.W, l.b) if a is not None]
+
+
+def state_arrays(net, optimizer):
+    """The optimizer's state buffers (allocated), in layer order."""
+    return [a for buf in optimizer.state_for(net.layers) if buf is not None
+            for pair in buf for a in pair if a is not None]
 
 
 def averaged_arrays(net, optimizer, average_every):
     """What a step sums over the ranks: the gradients (as the parameters),
     or with ``average_every`` > 1 the parameters and the optimizer state."""
-    arrays = [a for l in net.layers for a in (l.W, l.b) if a is not None]
+    arrays = parameter_arrays(net)
     if average_every > 1:
-        arrays += [a for buf in optimizer.state_for(net.layers) if buf is not None
-                   for pair in buf for a in pair if a is not None]
+        arrays += state_arrays(net, optimizer)
     return arrays
-
-
-def parameters_and_state(net, optimizer):
-    """The layers' W and b, then the optimizer's state buffers (allocated)."""
-    return averaged_arrays(net, optimizer, 2)
 
 
 def rows_share(arrays, n_parts, part):
