@@ -187,6 +187,18 @@ cdef inline size_t packed_bytes(int kernel, size_t itemsize, bint is_a, Py_ssize
     return (nb + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
 
 
+cdef void *add_pack_op(int kernel, size_t itemsize, char *arena, PackOp *ops, int *n_ops,
+                       size_t *used, bint is_a, int trans, Py_ssize_t n, Py_ssize_t K,
+                       const void *src, Py_ssize_t ld) noexcept nogil:
+    """Append one operand to pack at the arena's next free byte; returns where."""
+    cdef PackOp *op = &ops[n_ops[0]]
+    op.is_a, op.trans, op.n, op.K, op.src, op.ld = is_a, trans, n, K, src, ld
+    op.dst = arena + used[0]
+    used[0] += packed_bytes(kernel, itemsize, is_a, n, K)
+    n_ops[0] += 1
+    return op.dst
+
+
 cdef Packed plan_packing(floating *proto, int kernel, char *arena, PackOp *ops, int *n_ops,
                          size_t *used, int ta, int tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                          const floating *A, Py_ssize_t lda, const floating *B, Py_ssize_t ldb,
@@ -195,25 +207,16 @@ cdef Packed plan_packing(floating *proto, int kernel, char *arena, PackOp *ops, 
     the arena after ``used`` bytes); every thread computes the same plan."""
     cdef Packed p
     cdef int flags = 0
-    cdef PackOp *op
     p.pa = p.pb = NULL
     if arena != NULL:
         flags = fnn_gemm_prepack(kernel, sizeof(floating), ta, tb, M, N, K, lda,
                                  tile_m(kernel, M), tile_n(kernel, N), ep)
     if flags & FNN_PREPACK_A:
-        op = &ops[n_ops[0]]
-        op.is_a, op.trans, op.n, op.K, op.src, op.ld = True, ta, M, K, A, lda
-        op.dst = arena + used[0]
-        p.pa = op.dst
-        used[0] += packed_bytes(kernel, sizeof(floating), True, M, K)
-        n_ops[0] += 1
+        p.pa = add_pack_op(kernel, sizeof(floating), arena, ops, n_ops, used,
+                           True, ta, M, K, A, lda)
     if flags & FNN_PREPACK_B:
-        op = &ops[n_ops[0]]
-        op.is_a, op.trans, op.n, op.K, op.src, op.ld = False, tb, N, K, B, ldb
-        op.dst = arena + used[0]
-        p.pb = op.dst
-        used[0] += packed_bytes(kernel, sizeof(floating), False, N, K)
-        n_ops[0] += 1
+        p.pb = add_pack_op(kernel, sizeof(floating), arena, ops, n_ops, used,
+                           False, tb, N, K, B, ldb)
     return p
 
 
