@@ -48,6 +48,29 @@ cdef inline bint tail_fused(Ctx *c) noexcept nogil:
     return c.kernel != FNN_KERNEL_BLAS and tile_n(c.kernel, L.n_out) >= L.n_out
 
 
+cdef inline fnn_epilogue forward_epilogue(const Layer *L) noexcept nogil:
+    """Layer L's training forward: f(acc + b), its inputs kept in Z when it keeps them."""
+    cdef fnn_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_BIAS_ACT
+    ep.act, ep.act_param, ep.steepness = L.act, L.act_param, L.steepness
+    ep.bias = L.b
+    ep.Z, ep.ldz = L.Z, L.n_out
+    return ep
+
+
+cdef inline fnn_epilogue delta_epilogue(const Layer *P) noexcept nogil:
+    """The delta into layer P: acc * s f'(.) of P's output (flat spot included)."""
+    cdef fnn_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = FNN_EPI_DERIV
+    ep.act, ep.act_param, ep.steepness = P.act, P.act_param, P.steepness
+    ep.flat_lo, ep.flat_hi = P.flat_lo, P.flat_hi
+    ep.Y = P.Z if P.Z != NULL else P.A   # see fnn_gemm.h: FNN_EPI_DERIV
+    ep.ldy = P.n_out
+    return ep
+
+
 cdef void tail_stage(Ctx *c, const Batch *b, const floating *X, const floating *T,
                      Team *team) noexcept nogil:
     """The output layer's forward, the losses and output deltas, and the delta
@@ -65,18 +88,9 @@ cdef void tail_stage(Ctx *c, const Batch *b, const floating *X, const floating *
     cdef Tile blk
     cdef fnn_epilogue fwd, delta
     cdef void *work = c.work[team.tid]
-    memset(&fwd, 0, sizeof(fwd))
-    fwd.kind = FNN_EPI_BIAS_ACT
-    fwd.act, fwd.act_param, fwd.steepness = L.act, L.act_param, L.steepness
-    fwd.bias = L.b
-    fwd.Z, fwd.ldz = L.Z, L.n_out
-    memset(&delta, 0, sizeof(delta))
+    fwd = forward_epilogue(L)
     if P != NULL:
-        delta.kind = FNN_EPI_DERIV
-        delta.act, delta.act_param, delta.steepness = P.act, P.act_param, P.steepness
-        delta.flat_lo, delta.flat_hi = P.flat_lo, P.flat_hi
-        delta.Y = P.Z if P.Z != NULL else P.A   # see fnn_gemm.h: FNN_EPI_DERIV
-        delta.ldy = P.n_out
+        delta = delta_epilogue(P)
     k = begin_stage(team)
     t = claim(team, k)
     while t < count and not aborted(c, team.tid):
@@ -110,15 +124,9 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team,
     cdef int n_ops
     cdef size_t used
     cdef Packed packed
-    memset(&ep, 0, sizeof(ep))
-    ep.kind = FNN_EPI_BIAS_ACT
     for l in range(n_layers):
         L = &c.layers[l]
-        ep.act = L.act
-        ep.act_param = L.act_param
-        ep.steepness = L.steepness
-        ep.bias = L.b
-        ep.Z, ep.ldz = L.Z, L.n_out
+        ep = forward_epilogue(L)
         n_ops, used = 0, 0
         packed = plan_packing(<floating *>NULL, c.kernel, c.pack, ops, &n_ops, &used, 0, 0,
                               rows, L.n_out, L.n_in, inp, L.n_in, <const floating *>L.W,
@@ -244,8 +252,6 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team,
     cdef int n_ops
     cdef size_t used
     cdef Packed p_delta, p_upd, p_first
-    memset(&ep, 0, sizeof(ep))
-    ep.kind = FNN_EPI_DERIV
     l = c.n_layers - 1
     if tail_done and l > 0:
         l -= 1
@@ -257,12 +263,7 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team,
         if l > 0:
             P = &c.layers[l - 1]
             t_delta = n_tiles(c.kernel, rows, L.n_in)
-            ep.act = P.act
-            ep.act_param = P.act_param
-            ep.steepness = P.steepness
-            ep.flat_lo, ep.flat_hi = P.flat_lo, P.flat_hi
-            ep.Y = P.Z if P.Z != NULL else P.A   # see fnn_gemm.h: FNN_EPI_DERIV
-            ep.ldy = P.n_out
+            ep = delta_epilogue(P)
             p_delta = plan_packing(<floating *>NULL, c.kernel, c.pack, ops, &n_ops, &used, 0, 1,
                                    rows, L.n_in, L.n_out, <const floating *>L.D, L.n_out,
                                    <const floating *>L.W, L.n_out, &ep)
