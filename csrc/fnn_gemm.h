@@ -31,7 +31,8 @@ enum {
     FNN_KERNEL_BLAS = 0,
     FNN_KERNEL_GENERIC = 1,
     FNN_KERNEL_AVX2 = 2,
-    FNN_KERNEL_AVX512 = 3
+    FNN_KERNEL_AVX512 = 3,
+    FNN_KERNEL_AMX = 4    /* the AVX-512 kernels, plus fnn_amx_* below for inference */
 };
 
 /* Epilogue kinds. */
@@ -126,6 +127,23 @@ void fnn_gemm_pp_d(int kernel, int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t 
                    const double *A, ptrdiff_t lda, const double *pa,
                    const double *B, ptrdiff_t ldb, const double *pb,
                    double *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
+
+/* float32 products on the AMX tile unit (fnn_amx.c: each float split into
+ * three bfloat16, six tile products; float32 accuracy, not bit-identical to
+ * the FMA kernels).  For inference on many rows, with the kernel code
+ * FNN_KERNEL_AMX: fnn_amx_pack_b copies B (K x N, row-major, not transposed)
+ * into fnn_amx_packed_b_bytes(N, K) bytes (64-byte aligned); fnn_amx_gemm_pb
+ * computes C = epilogue(A @ B) (A: M x K, row-major; epilogue FNN_EPI_BIAS_ACT)
+ * with `work` of fnn_amx_work_bytes(N, K) bytes, 64-byte aligned, on the calling
+ * thread.  fnn_amx_available: 1 if this CPU, OS and build run them (the first
+ * call asks Linux for the tile state). */
+int fnn_amx_available(void);
+size_t fnn_amx_packed_b_bytes(ptrdiff_t N, ptrdiff_t K);
+size_t fnn_amx_work_bytes(ptrdiff_t N, ptrdiff_t K);
+void fnn_amx_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb, void *pb);
+void fnn_amx_gemm_pb(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                     const void *pb, float *C, ptrdiff_t ldc, const fnn_epilogue *ep,
+                     void *work);
 
 /* 1 if this build has the kernel and this CPU can run it. */
 int fnn_kernel_available(int kernel);

@@ -26,6 +26,8 @@
  * (M x K) whole, and fnn_kgemm_pp_V_T takes either operand packed (or both,
  * or neither: pa / pb NULL); fnn_kprepack_V_T says which operands of a tiled
  * product are worth packing once (fnn_gemm.h, "Pre-packed operands").
+ * fnn_kepilogue_V_T applies an epilogue to raw sums another unit computed
+ * (fnn_amx.c), as the variant's micro-kernels would.
  */
 #ifndef FNN_KERNELS_H
 #define FNN_KERNELS_H
@@ -73,7 +75,11 @@ size_t fnn_kpacked_a_elems_##V##_d(ptrdiff_t M, ptrdiff_t K);                   
 int fnn_kprepack_##V##_s(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
                          ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep); \
 int fnn_kprepack_##V##_d(int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, \
-                         ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep);
+                         ptrdiff_t lda, ptrdiff_t tm, ptrdiff_t tn, const fnn_epilogue *ep); \
+void fnn_kepilogue_##V##_s(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N,               \
+                           const float *acc, ptrdiff_t ld_acc, float *C, ptrdiff_t ldc);  \
+void fnn_kepilogue_##V##_d(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N,               \
+                           const double *acc, ptrdiff_t ld_acc, double *C, ptrdiff_t ldc);
 
 /* Test hook of the SIMD variants' vector exp (fnn_activations.h, float32):
  * y = exp(x) (which == 0) or expm1(x) (which == 1) for n elements. */
@@ -130,6 +136,11 @@ int fnn_kprepack_##V##_##S(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K
                            const fnn_epilogue *ep)                                   \
 {                                                                                    \
     return fnn_kprepack_generic_##S(ta, tb, M, N, K, lda, tm, tn, ep);               \
+}                                                                                    \
+void fnn_kepilogue_##V##_##S(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N,       \
+                             const T *acc, ptrdiff_t ld_acc, T *C, ptrdiff_t ldc)    \
+{                                                                                    \
+    fnn_kepilogue_generic_##S(ep, M, N, acc, ld_acc, C, ldc);                        \
 }
 
 #define FNN_FORWARD_TO_GENERIC(V)                                                    \

@@ -384,6 +384,48 @@ static inline int KP(packs_b)(int ta, int tb, ptrdiff_t M)
     return !gemv && !direct;
 }
 
+/* The epilogue's context, decided once per product. */
+static FNN_KFUNC void KP(ectx_init)(KP(ectx) *e, const fnn_epilogue *ep)
+{
+    e->mode = FNN_EM_RAW;
+    e->act = ep ? ep->act : FNN_ACT_LINEAR;
+    e->vact = e->act;
+    e->identity = 0;
+    e->scalar_pass = 0;
+    e->vexp = 0;
+    e->p = ep ? (T)ep->act_param : (T)0;
+    e->alpha = ep ? (T)ep->alpha : (T)1;
+    e->beta = ep ? (T)ep->beta : (T)0;
+    e->bias = ep ? (const T *)ep->bias : NULL;
+    e->Y = ep ? (const T *)ep->Y : NULL;
+    e->ldy = ep ? ep->ldy : 0;
+    e->s = ep && ep->steepness != 0 ? (T)ep->steepness : (T)1;
+    e->clip = ep && ep->kind == FNN_EPI_DERIV && ep->flat_lo < ep->flat_hi;
+    e->flo = ep ? (T)ep->flat_lo : (T)0;
+    e->fhi = ep ? (T)ep->flat_hi : (T)0;
+    e->Z = ep && ep->kind == FNN_EPI_BIAS_ACT ? (T *)ep->Z : NULL;
+    e->ldz = ep ? ep->ldz : 0;
+    if (!ep || ep->kind == FNN_EPI_STORE) {
+        if (e->beta != 0) e->mode = FNN_EM_AXPBY;
+        else if (e->alpha != 1) e->mode = FNN_EM_SCALE;
+    } else {
+        /* The activation's vector form when it has one (with the steepness
+         * and the flat spot applied as the scalar pass would); else the
+         * vector part adds the bias (or keeps acc) only and the scalar pass
+         * does the rest. */
+        const int deriv = ep->kind == FNN_EPI_DERIV;
+        e->scalar_pass = !KP(has_vec)(e->act, deriv);
+        if (e->scalar_pass) e->vact = FNN_ACT_LINEAR;
+        e->vexp = !e->scalar_pass && FNN_ACT_HAS(e->act, KT_VEXP_PROPS & (deriv ? FNN_ACT_VEXP_D : FNN_ACT_VEXP));
+        e->identity = FNN_ACT_HAS(e->vact, FNN_ACT_IDENTITY);
+        if (deriv) {
+            if (e->scalar_pass || !e->identity || e->s != 1) e->mode = FNN_EM_DERIV;
+        } else if (e->bias || e->scalar_pass || !e->identity || e->s != 1) {
+            e->mode = FNN_EM_BIAS;
+        }
+    }
+}
+
 /* The driver.  pb == NULL: B is packed block by block into work (or read in
  * place, see "direct").  pb != NULL: op(B) was packed whole by
  * KP(fnn_kpack_b) (B, ldb and tb are then unused).  pa == NULL: A is read in
@@ -416,44 +458,7 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     const int pack_a = pa != NULL || KP(packs_a)(ta, M, N, K, lda);
     T *ap = (T *)((char *)work + (size_t)KC * NC * sizeof(T) + (size_t)MCS * NC * sizeof(T));
 
-    /* Decide the epilogue once. */
-    e.mode = FNN_EM_RAW;
-    e.act = ep ? ep->act : FNN_ACT_LINEAR;
-    e.vact = e.act;
-    e.identity = 0;
-    e.scalar_pass = 0;
-    e.vexp = 0;
-    e.p = ep ? (T)ep->act_param : (T)0;
-    e.alpha = ep ? (T)ep->alpha : (T)1;
-    e.beta = ep ? (T)ep->beta : (T)0;
-    e.bias = ep ? (const T *)ep->bias : NULL;
-    e.Y = ep ? (const T *)ep->Y : NULL;
-    e.ldy = ep ? ep->ldy : 0;
-    e.s = ep && ep->steepness != 0 ? (T)ep->steepness : (T)1;
-    e.clip = ep && ep->kind == FNN_EPI_DERIV && ep->flat_lo < ep->flat_hi;
-    e.flo = ep ? (T)ep->flat_lo : (T)0;
-    e.fhi = ep ? (T)ep->flat_hi : (T)0;
-    e.Z = ep && ep->kind == FNN_EPI_BIAS_ACT ? (T *)ep->Z : NULL;
-    e.ldz = ep ? ep->ldz : 0;
-    if (!ep || ep->kind == FNN_EPI_STORE) {
-        if (e.beta != 0) e.mode = FNN_EM_AXPBY;
-        else if (e.alpha != 1) e.mode = FNN_EM_SCALE;
-    } else {
-        /* The activation's vector form when it has one (with the steepness
-         * and the flat spot applied as the scalar pass would); else the
-         * vector part adds the bias (or keeps acc) only and the scalar pass
-         * does the rest. */
-        const int deriv = ep->kind == FNN_EPI_DERIV;
-        e.scalar_pass = !KP(has_vec)(e.act, deriv);
-        if (e.scalar_pass) e.vact = FNN_ACT_LINEAR;
-        e.vexp = !e.scalar_pass && FNN_ACT_HAS(e.act, KT_VEXP_PROPS & (deriv ? FNN_ACT_VEXP_D : FNN_ACT_VEXP));
-        e.identity = FNN_ACT_HAS(e.vact, FNN_ACT_IDENTITY);
-        if (deriv) {
-            if (e.scalar_pass || !e.identity || e.s != 1) e.mode = FNN_EM_DERIV;
-        } else if (e.bias || e.scalar_pass || !e.identity || e.s != 1) {
-            e.mode = FNN_EM_BIAS;
-        }
-    }
+    KP(ectx_init)(&e, ep);   /* the epilogue, decided once */
 
     if (!ta && !tb && !prepacked && M <= GEMV_MAX_M) {
         KP(gemv_rows)(M, N, K, A, lda, B, ldb, C, ldc, &e);
@@ -568,6 +573,22 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
             }
         }
     }
+}
+
+/* The epilogue over an M x N block of raw sums acc (another unit's product,
+ * fnn_amx.c), written to C: the block is the product's top left corner
+ * (offset ep's bias, Y and Z for any other). */
+void KP(fnn_kepilogue)(const fnn_epilogue *ep, ptrdiff_t M, ptrdiff_t N,
+                       const T *acc, ptrdiff_t ld_acc, T *C, ptrdiff_t ldc)
+{
+    KP(ectx) e;
+    KP(ectx_init)(&e, ep);
+    for (ptrdiff_t r = 0; r < M; r++)
+        for (ptrdiff_t q = 0; q < N; q += VL) {
+            int n = (int)(N - q < VL ? N - q : VL);
+            KP(epi_vec)(&e, LDN(acc + r * ld_acc + q, n), C + r * ldc + q, r, q, n);
+        }
+    if (e.scalar_pass) KP(epi_scalar)(&e, C, ldc, 0, 0, M, N);
 }
 
 void KP(fnn_kgemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,

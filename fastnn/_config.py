@@ -10,7 +10,7 @@ _num_threads = None
 _kernel = None
 KERNEL_ENV = "FASTNN_KERNEL"
 # Best first; "blas" (scipy's BLAS) is the reference path.
-KERNEL_PREFERENCE = ("avx512", "avx2", "generic", "blas")
+KERNEL_PREFERENCE = ("amx", "avx512", "avx2", "generic", "blas")
 
 
 def _available_cores():
@@ -98,7 +98,7 @@ def available_kernels():
 
 
 def set_kernel(name):
-    """Force a GEMM kernel ("avx512", "avx2", "generic", "blas"), or None for the best."""
+    """Force a GEMM kernel ("amx", "avx512", "avx2", "generic", "blas"), or None for the best."""
     global _kernel
     if name is not None:
         _check_kernel(name, "set_kernel")

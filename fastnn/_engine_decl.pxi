@@ -23,6 +23,7 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_KERNEL_GENERIC
         FNN_KERNEL_AVX2
         FNN_KERNEL_AVX512
+        FNN_KERNEL_AMX
         FNN_EPI_STORE
         FNN_EPI_BIAS_ACT
         FNN_EPI_DERIV
@@ -66,6 +67,16 @@ cdef extern from "fnn_gemm.h" nogil:
     void fnn_gemm_pb_d(int kernel, int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        const double *A, Py_ssize_t lda, const double *pb,
                        double *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
+
+# float32 inference products on the AMX tile unit (fnn_gemm.h, fnn_amx.c).
+cdef extern from "fnn_gemm.h" nogil:
+    int fnn_amx_available()
+    size_t fnn_amx_packed_b_bytes(Py_ssize_t N, Py_ssize_t K)
+    size_t fnn_amx_work_bytes(Py_ssize_t N, Py_ssize_t K)
+    void fnn_amx_pack_b(Py_ssize_t N, Py_ssize_t K, const float *B, Py_ssize_t ldb, void *pb)
+    void fnn_amx_gemm_pb(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                         Py_ssize_t lda, const void *pb, float *C, Py_ssize_t ldc,
+                         const fnn_epilogue *ep, void *work)
 
 # Operands packed once for all the tiles of a training product (fnn_gemm.h:
 # "Pre-packed operands").
@@ -128,12 +139,17 @@ fnn_omp_watch_fork()
 # Limits: the engine's fixed sizes and tuning constants, named once.
 
 cpdef enum:
-    # Python sees these two as module attributes (network.py checks MAX_LAYERS).
+    # Python sees these as module attributes (network.py checks MAX_LAYERS; the
+    # tests, where the row count changes the arithmetic).
     MAX_LAYERS = 64         # layers of a network: inference keeps per-layer arrays on the stack
     MAX_THREADS = 256       # per-thread scratch arrays (Python caps far lower: _config)
+    AMX_MIN_ROWS = 192      # kernel "amx": float32 predicts of this many rows use AMX tiles
 
 cdef enum:
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
+    AMX_MIN_INPUTS = 256    # kernel "amx": layers of at least this many inputs and outputs
+    AMX_MIN_OUTPUTS = 64    # (and predicts of AMX_MIN_ROWS rows) use the tiles (uses_amx;
+                            # measured: narrower layers and fewer rows are faster on FMAs)
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     CACHE_LINE = 64         # bytes: scratch and packed buffers start on one
     TAIL_ROWS = 64          # rows per task of the fused output stage (tail_stage)
@@ -173,7 +189,7 @@ ACTIVATION_CODES = {fnn_act_name(a).decode(): a for a in range(FNN_ACT_COUNT)}
 ACTIVATIONS_FROM_INPUT = frozenset(fnn_act_name(a).decode() for a in range(FNN_ACT_COUNT)
                                    if fnn_act_props(a) & FNN_ACT_FROM_INPUT)
 KERNELS = {"blas": FNN_KERNEL_BLAS, "generic": FNN_KERNEL_GENERIC,
-           "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512}
+           "avx2": FNN_KERNEL_AVX2, "avx512": FNN_KERNEL_AVX512, "amx": FNN_KERNEL_AMX}
 
 
 # ---------------------------------------------------------------------------

@@ -3,15 +3,29 @@
 # Independent chunks of PREDICT_CHUNK rows, each through the whole network,
 # one chunk per task; with several chunks every W is packed once for the
 # whole call.
+#
+# With the kernel "amx", a float32 call of AMX_MIN_ROWS rows or more runs its
+# wide layers on the AMX tile unit (csrc/fnn_amx.c: float32 accuracy, about
+# 1.45x the FMA peak).  A layer's arithmetic then depends on the call's row
+# count (a few rows stay on the FMA kernels, which read W unpacked and are
+# faster there), but never on the rows next to it or on the thread count.
+
+
+cdef bint uses_amx(int kernel, bint is_double, Py_ssize_t n, Layer *L) noexcept nogil:
+    """Whether layer L of a predict of n rows runs on the AMX tiles."""
+    return (kernel == FNN_KERNEL_AMX and not is_double and n >= AMX_MIN_ROWS
+            and L.n_in >= AMX_MIN_INPUTS and L.n_out >= AMX_MIN_OUTPUTS)
 
 cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel,
                         void **packed, const floating *X, Py_ssize_t rows, floating **outs,
                         floating *scratch, Py_ssize_t ld_scratch, Py_ssize_t half_rows,
-                        void *work, Poll *poll) noexcept nogil:
+                        void *work, const bint *on_amx, void *amx_work,
+                        Poll *poll) noexcept nogil:
     """Rows of X through every layer.  ``outs[l]`` (when not NULL) receives
     layer l's output; other layers go through two halves of ``scratch``
     (``half_rows`` >= rows each, rows ``ld_scratch`` apart).  ``packed[l]``: layer l's W pre-packed for
-    ``kernel``, or NULL.  ``poll``: thread 0's, which runs the signal
+    ``kernel``, or NULL; for AMX (``on_amx`` not NULL and ``on_amx[l]``), by
+    fnn_amx_pack_b, with ``amx_work`` as the product's work.  ``poll``: thread 0's, which runs the signal
     handlers between layers (a chunk of a wide network takes milliseconds);
     the chunk is abandoned when one raised."""
     cdef Py_ssize_t l, r, j, k, ld_in = layers[0].n_in, ld_out
@@ -31,7 +45,11 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
             out, ld_out = scratch + (l % 2) * half_rows * ld_scratch, ld_scratch
         ep.act, ep.act_param, ep.bias = L.act, L.act_param, L.b
         ep.steepness = L.steepness
-        if packed[l] != NULL:
+        if on_amx != NULL and on_amx[l]:
+            if floating is float:       # (uses_amx: float32 only)
+                fnn_amx_gemm_pb(rows, L.n_out, L.n_in, inp, ld_in, packed[l], out, ld_out,
+                                &ep, amx_work)
+        elif packed[l] != NULL:
             if floating is float:
                 fnn_gemm_pb_s(kernel, 0, rows, L.n_out, L.n_in, inp, ld_in,
                               <const float *>packed[l], out, ld_out, &ep, work)
@@ -56,6 +74,7 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
 cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kernel,
                          void **packed, const floating *X, Py_ssize_t n, floating **outs,
                          char *scratch, Py_ssize_t ld_scratch, char **work,
+                         const bint *on_amx, char **amx_work,
                          long *bad_input, Poll *poll, long *next_chunk, int tid) noexcept nogil:
     """One thread's share of a forward pass: the threads claim chunks as they
     come (``next_chunk``), so a thread that the OS starts late - the other
@@ -82,6 +101,7 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
             my_outs[l] = outs[l] + r0 * layers[l].n_out if outs[l] != NULL else NULL
         forward_chunk(proto, layers, n_layers, kernel, packed, X + r0 * layers[0].n_in,
                       rows, my_outs, my_scratch, ld_scratch, PREDICT_CHUNK, work[tid],
+                      on_amx, amx_work[tid] if on_amx != NULL else NULL,
                       poll if tid == 0 else NULL)
         chunk = fnn_atomic_fetch_add(next_chunk, 1)
 
@@ -126,6 +146,10 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
     cdef char *work[MAX_THREADS]
     cdef size_t packed_total = 0
     cdef size_t packed_offset[MAX_LAYERS]
+    cdef size_t packed_bytes[MAX_LAYERS]
+    cdef bint on_amx[MAX_LAYERS]
+    cdef char *amx_work[MAX_THREADS]
+    cdef size_t amx_bytes = 0      # work per thread for the AMX layers (0: none)
     cdef bint is_double = cnp.PyArray_TYPE(X) == cnp.NPY_DOUBLE
     if n_layers > MAX_LAYERS:
         raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {n_layers}")
@@ -137,12 +161,17 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
         flops += 2.0 * n * layers[l].n_in * layers[l].n_out
-        # One chunk packs each W once anyway: pre-pack only for several.
+        on_amx[l] = uses_amx(kernel, is_double, n, &layers[l])
+        if on_amx[l]:
+            packed_bytes[l] = fnn_amx_packed_b_bytes(layers[l].n_out, layers[l].n_in)
+            amx_bytes = max(amx_bytes, fnn_amx_work_bytes(layers[l].n_out, layers[l].n_in))
+        elif n > PREDICT_CHUNK:  # (one chunk packs each W once anyway)
+            packed_bytes[l] = fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
+                                                      layers[l].n_in)
+        else:
+            packed_bytes[l] = 0
         packed_offset[l] = packed_total
-        if n > PREDICT_CHUNK:
-            packed_total += ((fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
-                                                      layers[l].n_in) + CACHE_LINE - 1)
-                             // CACHE_LINE * CACHE_LINE)
+        packed_total += (packed_bytes[l] + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
     # One chunk per task, and no thread for less work than waking it costs.
     n_threads = int(max(1, min(n_threads, MAX_THREADS, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
                                flops / MIN_FLOPS_PER_PREDICT_THREAD)))
@@ -155,8 +184,14 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         packed_buf = np.empty(packed_total + CACHE_LINE, np.uint8)
         pk = <char *>aligned(packed_buf)
         for l in range(n_layers):
-            if fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out, layers[l].n_in) > 0:
+            if packed_bytes[l] > 0:
                 packed[l] = pk + packed_offset[l]
+    if amx_bytes:
+        amx_bytes = (amx_bytes + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+        amx_buf = np.empty(n_threads * amx_bytes + CACHE_LINE, np.uint8)
+        for tid in range(n_threads):
+            amx_work[tid] = <char *>aligned(amx_buf) + tid * amx_bytes
+    cdef const bint *amx_layers = on_amx if amx_bytes else NULL
     cdef char *scr = <char *>aligned(scratch)
     cdef const void *x = cnp.PyArray_DATA(X)
     cdef long bad_input = 0
@@ -169,7 +204,10 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         # every chunk needs them, and a helper that the OS runs late would
         # otherwise hold up the others with its share of the packing.
         for l in range(n_layers):
-            if packed[l] != NULL:
+            if on_amx[l]:
+                fnn_amx_pack_b(layers[l].n_out, layers[l].n_in, <const float *>layers[l].W,
+                               layers[l].n_out, packed[l])
+            elif packed[l] != NULL:
                 if is_double:
                     fnn_gemm_pack_b_d(kernel, 0, layers[l].n_out, layers[l].n_in,
                                       <const double *>layers[l].W, layers[l].n_out,
@@ -182,22 +220,22 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
             if is_double:
                 predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                               bad, &poll, &next_chunk, 0)
+                               amx_layers, amx_work, bad, &poll, &next_chunk, 0)
             else:
                 predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                               bad, &poll, &next_chunk, 0)
+                               amx_layers, amx_work, bad, &poll, &next_chunk, 0)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
                 if is_double:
                     predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                    <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                                   bad, &poll, &next_chunk, tid)
+                                   amx_layers, amx_work, bad, &poll, &next_chunk, tid)
                 else:
                     predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                    <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                                   bad, &poll, &next_chunk, tid)
+                                   amx_layers, amx_work, bad, &poll, &next_chunk, tid)
     if poll.raised:
         raise_pending()
     return bad_input == 0

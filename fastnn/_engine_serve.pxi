@@ -116,12 +116,12 @@ cdef class FewRowsPredictor:
                 return None         # the general path names the bad value
             forward_chunk(<double *>NULL, self.layers, self.n_layers, kernel, packed,
                           <const double *>cnp.PyArray_DATA(x), rows, <double **>outs,
-                          <double *>scratch, self.ld_scratch, SERVE_MAX_ROWS, work, NULL)
+                          <double *>scratch, self.ld_scratch, SERVE_MAX_ROWS, work, NULL, NULL, NULL)
         else:
             check_rows(&bad, <const float *>cnp.PyArray_DATA(x), rows, self.n_in, 0, 1)
             if bad:
                 return None
             forward_chunk(<float *>NULL, self.layers, self.n_layers, kernel, packed,
                           <const float *>cnp.PyArray_DATA(x), rows, <float **>outs,
-                          <float *>scratch, self.ld_scratch, SERVE_MAX_ROWS, work, NULL)
+                          <float *>scratch, self.ld_scratch, SERVE_MAX_ROWS, work, NULL, NULL, NULL)
         return out
