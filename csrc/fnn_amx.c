@@ -50,20 +50,20 @@ static ptrdiff_t amx_k_chunks(ptrdiff_t K) { return (K + AMX_KC - 1) / AMX_KC; }
 /* columns and rows go in pairs of tiles: 32 at a time */
 static ptrdiff_t amx_pairs(ptrdiff_t n) { return (n + 2 * AMX_TILE - 1) / (2 * AMX_TILE); }
 
-size_t fnn_amx_packed_b_bytes(ptrdiff_t N, ptrdiff_t K)
+size_t fnn_amx_packed_bytes(ptrdiff_t n, ptrdiff_t K)
 {
-    return (size_t)amx_pairs(N) * 2 * (size_t)amx_k_chunks(K) * AMX_PARTS * AMX_TILE_ELEMS * 2;
+    return fnn_amx_packed_offset(2 * AMX_TILE * amx_pairs(n), K);
 }
 
-static size_t amx_packed_a_bytes(ptrdiff_t K)
+size_t fnn_amx_packed_offset(ptrdiff_t i, ptrdiff_t K)
 {
-    return (size_t)AMX_ROWS * (size_t)amx_k_chunks(K) * AMX_PARTS * AMX_KC * 2;
+    return (size_t)(i / AMX_TILE) * (size_t)amx_k_chunks(K) * AMX_PARTS * AMX_TILE_ELEMS * 2;
 }
 
-size_t fnn_amx_work_bytes(ptrdiff_t N, ptrdiff_t K)
+size_t fnn_amx_work_bytes(ptrdiff_t K)
 {
-    (void)N;   /* A split for AMX_ROWS rows, and one 32 x 32 block of sums */
-    return amx_packed_a_bytes(K) + (size_t)32 * 32 * sizeof(float);
+    /* the sums of one 32 x 32 block, then A split for AMX_ROWS rows */
+    return FNN_AMX_SUMS_BYTES + fnn_amx_packed_bytes(AMX_ROWS, K);
 }
 
 #if defined(__linux__) && defined(__x86_64__) && \
@@ -146,56 +146,116 @@ AMX_TARGET static inline __m512 load_masked(const float *p, ptrdiff_t n)
     return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
 }
 
-/* Packed B: tiles in the order [column block cb][k chunk kc][part], each tile
- * 16 k pairs x 16 columns x 2; column blocks come in pairs (zero-padded). */
-AMX_TARGET void fnn_amx_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb, void *pb)
+/* 16 x 16 32-bit values: rows become columns. */
+AMX_TARGET static inline void transpose16(__m512i r[16])
 {
-    uint16_t *out = (uint16_t *)pb;
-    ptrdiff_t KC = amx_k_chunks(K), NB = 2 * amx_pairs(N);
-    for (ptrdiff_t cb = 0; cb < NB; cb++) {
-        ptrdiff_t j0 = cb * AMX_TILE, cols = N - j0;
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* One unit of a packed operand: the three tiles (parts h, m, l) of 16
+ * rows or columns by 32 k values, as 16 vectors of 32-bit lanes per part,
+ * from one of two source shapes:
+ *  - lines: line q (q < n_lines, at X + q * ld) holds the 32 k values (the
+ *    first n_k of them exist); lane = a pair of consecutive k;
+ *  - pairs: k row k (k < n_k, at X + k * ld) holds 16 values (the first
+ *    n_lanes exist); vector q pairs k rows 2q and 2q + 1, lane by lane.
+ * `transpose` swaps vectors and lanes before the 16 rows of 64 bytes of
+ * each tile are stored at t, t + AMX_TILE_ELEMS, t + 2 * AMX_TILE_ELEMS. */
+AMX_TARGET static void pack_unit(int pairs, int transpose, const float *X, ptrdiff_t ld,
+                                 ptrdiff_t n_lanes, ptrdiff_t n_k, uint16_t *t)
+{
+    __m512i v[AMX_PARTS][16];
+    for (int q = 0; q < 16; q++) {
+        __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+        __m512 h0, m0, l0, h1, m1, l1;
+        if (pairs) {
+            if (2 * q < n_k) x0 = load_masked(X + 2 * q * ld, n_lanes);
+            if (2 * q + 1 < n_k) x1 = load_masked(X + (2 * q + 1) * ld, n_lanes);
+        } else if (q < n_lanes) {
+            x0 = load_masked(X + q * ld, n_k);
+            x1 = load_masked(X + q * ld + 16, n_k - 16);
+        }
+        split3(x0, &h0, &m0, &l0);
+        split3(x1, &h1, &m1, &l1);
+        if (pairs) {
+            v[0][q] = pair_bf16(h0, h1);
+            v[1][q] = pair_bf16(m0, m1);
+            v[2][q] = pair_bf16(l0, l1);
+        } else {
+            v[0][q] = to_bf16(h0, h1);
+            v[1][q] = to_bf16(m0, m1);
+            v[2][q] = to_bf16(l0, l1);
+        }
+    }
+    for (int p = 0; p < AMX_PARTS; p++) {
+        if (transpose) transpose16(v[p]);
+        for (int q = 0; q < 16; q++)
+            _mm512_storeu_si512(t + p * AMX_TILE_ELEMS + q * 32, v[p][q]);
+    }
+}
+
+/* Blocks [first, end) of the part `part` of n_parts of n blocks. */
+static void part_range(ptrdiff_t n, int part, int n_parts, ptrdiff_t *first, ptrdiff_t *end)
+{
+    *first = n * part / n_parts;
+    *end = n * (part + 1) / n_parts;
+}
+
+/* op(A) (M x K): block rb holds rows 16 rb .. 16 rb + 15. */
+AMX_TARGET void fnn_amx_pack_a(int trans_a, ptrdiff_t M, ptrdiff_t K, const float *A,
+                               ptrdiff_t lda, void *pa, int part, int n_parts)
+{
+    ptrdiff_t KC = amx_k_chunks(K), rb, end;
+    part_range(2 * amx_pairs(M), part, n_parts, &rb, &end);
+    for (; rb < end; rb++) {
+        ptrdiff_t i0 = rb * AMX_TILE;
         for (ptrdiff_t kc = 0; kc < KC; kc++) {
-            uint16_t *t = out + ((size_t)cb * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS;
-            for (ptrdiff_t kp = 0; kp < AMX_TILE; kp++) {
-                ptrdiff_t k = kc * AMX_KC + 2 * kp;
-                __m512 r0 = k < K ? load_masked(B + k * ldb + j0, cols) : _mm512_setzero_ps();
-                __m512 r1 = k + 1 < K ? load_masked(B + (k + 1) * ldb + j0, cols)
-                                      : _mm512_setzero_ps();
-                __m512 h0, m0, l0, h1, m1, l1;
-                split3(r0, &h0, &m0, &l0);
-                split3(r1, &h1, &m1, &l1);
-                _mm512_storeu_si512(t + 0 * AMX_TILE_ELEMS + kp * 32, pair_bf16(h0, h1));
-                _mm512_storeu_si512(t + 1 * AMX_TILE_ELEMS + kp * 32, pair_bf16(m0, m1));
-                _mm512_storeu_si512(t + 2 * AMX_TILE_ELEMS + kp * 32, pair_bf16(l0, l1));
-            }
+            ptrdiff_t k0 = kc * AMX_KC;
+            uint16_t *t = (uint16_t *)pa + ((size_t)rb * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS;
+            if (trans_a)   /* op(A)[i][k] = A[k][i]: k rows, then rows i <- lanes */
+                pack_unit(1, 1, A + k0 * lda + i0, lda, M - i0, K - k0, t);
+            else
+                pack_unit(0, 0, A + i0 * lda + k0, lda, M - i0, K - k0, t);
         }
     }
 }
 
-/* Packed A for `rows` (<= AMX_ROWS) rows, zero-padded to a multiple of 32:
- * tiles [row block rb][k chunk kc][part], each 16 rows x 32 k. */
-AMX_TARGET static void pack_a(ptrdiff_t rows, ptrdiff_t K, const float *A, ptrdiff_t lda, uint16_t *pa)
+/* op(B) (K x N): block cb holds columns 16 cb .. 16 cb + 15. */
+AMX_TARGET void fnn_amx_pack_b(int trans_b, ptrdiff_t N, ptrdiff_t K, const float *B,
+                               ptrdiff_t ldb, void *pb, int part, int n_parts)
 {
-    ptrdiff_t KC = amx_k_chunks(K), RB = 2 * amx_pairs(rows);
-    for (ptrdiff_t rb = 0; rb < RB; rb++)
-        for (ptrdiff_t r = 0; r < AMX_TILE; r++) {
-            ptrdiff_t i = rb * AMX_TILE + r;
-            for (ptrdiff_t kc = 0; kc < KC; kc++) {
-                uint16_t *t = pa + ((size_t)rb * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS + r * 32;
-                ptrdiff_t k0 = kc * AMX_KC;
-                __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
-                if (i < rows) {
-                    x0 = load_masked(A + i * lda + k0, K - k0);
-                    x1 = load_masked(A + i * lda + k0 + 16, K - k0 - 16);
-                }
-                __m512 h0, m0, l0, h1, m1, l1;
-                split3(x0, &h0, &m0, &l0);
-                split3(x1, &h1, &m1, &l1);
-                _mm512_storeu_si512(t + 0 * AMX_TILE_ELEMS, to_bf16(h0, h1));
-                _mm512_storeu_si512(t + 1 * AMX_TILE_ELEMS, to_bf16(m0, m1));
-                _mm512_storeu_si512(t + 2 * AMX_TILE_ELEMS, to_bf16(l0, l1));
-            }
+    ptrdiff_t KC = amx_k_chunks(K), cb, end;
+    part_range(2 * amx_pairs(N), part, n_parts, &cb, &end);
+    for (; cb < end; cb++) {
+        ptrdiff_t j0 = cb * AMX_TILE;
+        for (ptrdiff_t kc = 0; kc < KC; kc++) {
+            ptrdiff_t k0 = kc * AMX_KC;
+            uint16_t *t = (uint16_t *)pb + ((size_t)cb * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS;
+            if (trans_b)   /* op(B)[k][j] = B[j][k]: lines j, then k pairs <- lanes */
+                pack_unit(0, 1, B + j0 * ldb + k0, ldb, N - j0, K - k0, t);
+            else
+                pack_unit(1, 0, B + k0 * ldb + j0, ldb, N - j0, K - k0, t);
         }
+    }
 }
 
 /* ---- the micro-kernel: a 32 x 32 block of C ------------------------- */
@@ -245,34 +305,57 @@ AMX_TARGET static void block32(ptrdiff_t KC, const uint16_t *A0, const uint16_t 
     _tile_stored(3, S + 16 * ld + 16, stride);
 }
 
+/* C = epilogue(op(A) @ op(B)) from both operands packed (pa, pb: their
+ * first blocks), rows in blocks of AMX_ROWS whose A tiles stay in L2 while
+ * each column pair's B tiles (from L3 when B is larger than L2) serve every
+ * row pair of the block. */
+AMX_TARGET static void gemm_packed(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const uint16_t *A,
+                                   const uint16_t *B, float *C, ptrdiff_t ldc,
+                                   const fnn_epilogue *ep, float *S)
+{
+    const ptrdiff_t KC = amx_k_chunks(K), NP = amx_pairs(N);
+    const size_t block = (size_t)KC * AMX_PARTS * AMX_TILE_ELEMS;   /* one row/col block */
+    for (ptrdiff_t i0 = 0; i0 < M; i0 += AMX_ROWS) {
+        ptrdiff_t rows = M - i0 < AMX_ROWS ? M - i0 : AMX_ROWS;
+        for (ptrdiff_t jp = 0; jp < NP; jp++) {
+            const uint16_t *b = B + 2 * jp * block;
+            ptrdiff_t j0 = jp * 32, nc = N - j0 < 32 ? N - j0 : 32;
+            for (ptrdiff_t ip = 0; ip < amx_pairs(rows); ip++) {
+                ptrdiff_t r0 = i0 + ip * 32, nr = M - r0 < 32 ? M - r0 : 32;
+                const uint16_t *a = A + (r0 / AMX_TILE) * block;
+                fnn_epilogue e = *ep;   /* the epilogue of this block */
+                if (e.bias) e.bias = (const float *)e.bias + j0;
+                if (e.Y) e.Y = (const float *)e.Y + r0 * e.ldy + j0;
+                if (e.Z) e.Z = (float *)e.Z + r0 * e.ldz + j0;
+                block32(KC, a, a + block, b, b + block, S, 32);
+                fnn_kepilogue_avx512_s(&e, nr, nc, S, 32, C + r0 * ldc + j0, ldc);
+            }
+        }
+    }
+}
+
+AMX_TARGET void fnn_amx_gemm_pp(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void *pa,
+                                const void *pb, float *C, ptrdiff_t ldc,
+                                const fnn_epilogue *ep, void *work)
+{
+    configure_tiles();
+    gemm_packed(M, N, K, (const uint16_t *)pa, (const uint16_t *)pb, C, ldc, ep, (float *)work);
+    _tile_release();
+}
+
 AMX_TARGET void fnn_amx_gemm_pb(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                                 const float *A, ptrdiff_t lda, const void *pb,
                                 float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
 {
-    const ptrdiff_t KC = amx_k_chunks(K), NP = amx_pairs(N);
-    const size_t tiles_per_block = (size_t)KC * AMX_PARTS * AMX_TILE_ELEMS; /* a row/col block's */
-    uint16_t *pa = (uint16_t *)work;
-    float *S = (float *)((char *)work + amx_packed_a_bytes(K));   /* a 32 x 32 block's sums */
-    const uint16_t *B = (const uint16_t *)pb;
+    float *S = (float *)work;
+    uint16_t *pa = (uint16_t *)((char *)work + FNN_AMX_SUMS_BYTES);
     configure_tiles();
     for (ptrdiff_t i0 = 0; i0 < M; i0 += AMX_ROWS) {
         ptrdiff_t rows = M - i0 < AMX_ROWS ? M - i0 : AMX_ROWS;
-        pack_a(rows, K, A + i0 * lda, lda, pa);
-        /* column pairs outside: a pair's B tiles (from L3 when B is larger than
-         * L2) serve every row pair of the block, whose A tiles stay in L2 */
-        for (ptrdiff_t jp = 0; jp < NP; jp++) {
-            const uint16_t *b = B + 2 * jp * tiles_per_block;
-            ptrdiff_t j0 = jp * 32, nc = N - j0 < 32 ? N - j0 : 32;
-            fnn_epilogue e = *ep;
-            if (e.bias) e.bias = (const float *)e.bias + j0;
-            for (ptrdiff_t ip = 0; ip < amx_pairs(rows); ip++) {
-                const uint16_t *a = pa + 2 * ip * tiles_per_block;
-                ptrdiff_t r0 = i0 + ip * 32, nr = M - r0 < 32 ? M - r0 : 32;
-                block32(KC, a, a + tiles_per_block, b, b + tiles_per_block, S, 32);
-                if (ep->Z) e.Z = (float *)ep->Z + r0 * ep->ldz + j0;
-                fnn_kepilogue_avx512_s(&e, nr, nc, S, 32, C + r0 * ldc + j0, ldc);
-            }
-        }
+        fnn_epilogue e = *ep;
+        if (e.Z) e.Z = (float *)e.Z + i0 * e.ldz;
+        fnn_amx_pack_a(0, rows, K, A + i0 * lda, lda, pa, 0, 1);
+        gemm_packed(rows, N, K, pa, (const uint16_t *)pb, C + i0 * ldc, ldc, &e, S);
     }
     _tile_release();
 }
@@ -280,9 +363,20 @@ AMX_TARGET void fnn_amx_gemm_pb(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 #else   /* no AMX on this platform or compiler */
 
 int fnn_amx_available(void) { return 0; }
-void fnn_amx_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb, void *pb)
+void fnn_amx_pack_a(int trans_a, ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                    void *pa, int part, int n_parts)
 {
-    (void)N; (void)K; (void)B; (void)ldb; (void)pb;
+    (void)trans_a; (void)M; (void)K; (void)A; (void)lda; (void)pa; (void)part; (void)n_parts;
+}
+void fnn_amx_pack_b(int trans_b, ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb,
+                    void *pb, int part, int n_parts)
+{
+    (void)trans_b; (void)N; (void)K; (void)B; (void)ldb; (void)pb; (void)part; (void)n_parts;
+}
+void fnn_amx_gemm_pp(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void *pa, const void *pb,
+                     float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)
+{
+    (void)M; (void)N; (void)K; (void)pa; (void)pb; (void)C; (void)ldc; (void)ep; (void)work;
 }
 void fnn_amx_gemm_pb(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
                      const void *pb, float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work)

@@ -130,17 +130,31 @@ void fnn_gemm_pp_d(int kernel, int trans_a, int trans_b, ptrdiff_t M, ptrdiff_t 
 
 /* float32 products on the AMX tile unit (fnn_amx.c: each float split into
  * three bfloat16, six tile products; float32 accuracy, not bit-identical to
- * the FMA kernels).  For inference on many rows, with the kernel code
- * FNN_KERNEL_AMX: fnn_amx_pack_b copies B (K x N, row-major, not transposed)
- * into fnn_amx_packed_b_bytes(N, K) bytes (64-byte aligned); fnn_amx_gemm_pb
- * computes C = epilogue(A @ B) (A: M x K, row-major; epilogue FNN_EPI_BIAS_ACT)
- * with `work` of fnn_amx_work_bytes(N, K) bytes, 64-byte aligned, on the calling
- * thread.  fnn_amx_available: 1 if this CPU, OS and build run them (the first
- * call asks Linux for the tile state). */
+ * the FMA kernels), for the engine's large float32 products under the kernel
+ * code FNN_KERNEL_AMX (whose table is otherwise AVX-512's).
+ *   fnn_amx_available: 1 if this CPU, OS and build run them (the first call
+ *     asks Linux for the tile state).
+ *   fnn_amx_pack_a / _b: op(A) (M x K) or op(B) (K x N) split into
+ *     fnn_amx_packed_bytes(M or N, K) bytes, 64-byte aligned, in blocks of 16
+ *     rows (columns); parts as fnn_gemm_pack_b's.  The block holding row
+ *     (column) i, a multiple of 32, starts fnn_amx_packed_offset(i, K) bytes in.
+ *   fnn_amx_gemm_pp: C = epilogue(op(A) @ op(B)) from the packed operands of
+ *     rows and columns starting at multiples of 32; work: FNN_AMX_SUMS_BYTES.
+ *   fnn_amx_gemm_pb: the same from A (M x K, row-major, split here) and a
+ *     packed B; work: fnn_amx_work_bytes(K).
+ * C[i][j] depends on row i of op(A), column j of op(B), K and the epilogue
+ * only, as fnn_gemm_s's. */
+#define FNN_AMX_SUMS_BYTES 4096
 int fnn_amx_available(void);
-size_t fnn_amx_packed_b_bytes(ptrdiff_t N, ptrdiff_t K);
-size_t fnn_amx_work_bytes(ptrdiff_t N, ptrdiff_t K);
-void fnn_amx_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb, void *pb);
+size_t fnn_amx_packed_bytes(ptrdiff_t n, ptrdiff_t K);
+size_t fnn_amx_packed_offset(ptrdiff_t i, ptrdiff_t K);
+size_t fnn_amx_work_bytes(ptrdiff_t K);
+void fnn_amx_pack_a(int trans_a, ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                    void *pa, int part, int n_parts);
+void fnn_amx_pack_b(int trans_b, ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t ldb,
+                    void *pb, int part, int n_parts);
+void fnn_amx_gemm_pp(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void *pa, const void *pb,
+                     float *C, ptrdiff_t ldc, const fnn_epilogue *ep, void *work);
 void fnn_amx_gemm_pb(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
                      const void *pb, float *C, ptrdiff_t ldc, const fnn_epilogue *ep,
                      void *work);

@@ -68,12 +68,19 @@ cdef extern from "fnn_gemm.h" nogil:
                        const double *A, Py_ssize_t lda, const double *pb,
                        double *C, Py_ssize_t ldc, const fnn_epilogue *ep, void *work)
 
-# float32 inference products on the AMX tile unit (fnn_gemm.h, fnn_amx.c).
+# float32 products on the AMX tile unit (fnn_gemm.h, fnn_amx.c).
 cdef extern from "fnn_gemm.h" nogil:
     int fnn_amx_available()
-    size_t fnn_amx_packed_b_bytes(Py_ssize_t N, Py_ssize_t K)
-    size_t fnn_amx_work_bytes(Py_ssize_t N, Py_ssize_t K)
-    void fnn_amx_pack_b(Py_ssize_t N, Py_ssize_t K, const float *B, Py_ssize_t ldb, void *pb)
+    size_t fnn_amx_packed_bytes(Py_ssize_t n, Py_ssize_t K)
+    size_t fnn_amx_packed_offset(Py_ssize_t i, Py_ssize_t K)
+    size_t fnn_amx_work_bytes(Py_ssize_t K)
+    void fnn_amx_pack_a(int trans_a, Py_ssize_t M, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                        void *pa, int part, int n_parts)
+    void fnn_amx_pack_b(int trans_b, Py_ssize_t N, Py_ssize_t K, const float *B, Py_ssize_t ldb,
+                        void *pb, int part, int n_parts)
+    void fnn_amx_gemm_pp(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const void *pa,
+                         const void *pb, float *C, Py_ssize_t ldc, const fnn_epilogue *ep,
+                         void *work)
     void fnn_amx_gemm_pb(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
                          Py_ssize_t lda, const void *pb, float *C, Py_ssize_t ldc,
                          const fnn_epilogue *ep, void *work)
@@ -143,13 +150,15 @@ cpdef enum:
     # tests, where the row count changes the arithmetic).
     MAX_LAYERS = 64         # layers of a network: inference keeps per-layer arrays on the stack
     MAX_THREADS = 256       # per-thread scratch arrays (Python caps far lower: _config)
-    AMX_MIN_ROWS = 192      # kernel "amx": float32 predicts of this many rows use AMX tiles
+    AMX_MIN_ROWS = 192      # kernel "amx": float32 products of this many rows or more use
+                            # AMX tiles (amx_product)
+    AMX_MIN_COLS = 64       # ... and at least this many columns
+    AMX_MIN_DEPTH = 128     # ... and terms per sum (measured: smaller products are faster
+                            # on the FMAs, the tiles' six products per float32 product
+                            # and their packing not paying off)
 
 cdef enum:
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
-    AMX_MIN_INPUTS = 256    # kernel "amx": layers of at least this many inputs and outputs
-    AMX_MIN_OUTPUTS = 64    # (and predicts of AMX_MIN_ROWS rows) use the tiles (uses_amx;
-                            # measured: narrower layers and fewer rows are faster on FMAs)
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     CACHE_LINE = 64         # bytes: scratch and packed buffers start on one
     TAIL_ROWS = 64          # rows per task of the fused output stage (tail_stage)

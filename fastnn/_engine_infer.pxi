@@ -5,16 +5,11 @@
 # whole call.
 #
 # With the kernel "amx", a float32 call of AMX_MIN_ROWS rows or more runs its
-# wide layers on the AMX tile unit (csrc/fnn_amx.c: float32 accuracy, about
-# 1.45x the FMA peak).  A layer's arithmetic then depends on the call's row
-# count (a few rows stay on the FMA kernels, which read W unpacked and are
-# faster there), but never on the rows next to it or on the thread count.
+# wide layers on the AMX tile unit (amx_product).  A layer's arithmetic then
+# depends on the call's row count (a few rows stay on the FMA kernels, which
+# read W unpacked and are faster there), but never on the rows next to it or
+# on the thread count.
 
-
-cdef bint uses_amx(int kernel, bint is_double, Py_ssize_t n, Layer *L) noexcept nogil:
-    """Whether layer L of a predict of n rows runs on the AMX tiles."""
-    return (kernel == FNN_KERNEL_AMX and not is_double and n >= AMX_MIN_ROWS
-            and L.n_in >= AMX_MIN_INPUTS and L.n_out >= AMX_MIN_OUTPUTS)
 
 cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel,
                         void **packed, const floating *X, Py_ssize_t rows, floating **outs,
@@ -46,7 +41,7 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
         ep.act, ep.act_param, ep.bias = L.act, L.act_param, L.b
         ep.steepness = L.steepness
         if on_amx != NULL and on_amx[l]:
-            if floating is float:       # (uses_amx: float32 only)
+            if floating is float:       # (amx_product: float32 only)
                 fnn_amx_gemm_pb(rows, L.n_out, L.n_in, inp, ld_in, packed[l], out, ld_out,
                                 &ep, amx_work)
         elif packed[l] != NULL:
@@ -161,10 +156,10 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
         flops += 2.0 * n * layers[l].n_in * layers[l].n_out
-        on_amx[l] = uses_amx(kernel, is_double, n, &layers[l])
+        on_amx[l] = amx_product(kernel, itemsize, n, layers[l].n_out, layers[l].n_in)
         if on_amx[l]:
-            packed_bytes[l] = fnn_amx_packed_b_bytes(layers[l].n_out, layers[l].n_in)
-            amx_bytes = max(amx_bytes, fnn_amx_work_bytes(layers[l].n_out, layers[l].n_in))
+            packed_bytes[l] = fnn_amx_packed_bytes(layers[l].n_out, layers[l].n_in)
+            amx_bytes = max(amx_bytes, fnn_amx_work_bytes(layers[l].n_in))
         elif n > PREDICT_CHUNK:  # (one chunk packs each W once anyway)
             packed_bytes[l] = fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
                                                       layers[l].n_in)
@@ -205,8 +200,8 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         # otherwise hold up the others with its share of the packing.
         for l in range(n_layers):
             if on_amx[l]:
-                fnn_amx_pack_b(layers[l].n_out, layers[l].n_in, <const float *>layers[l].W,
-                               layers[l].n_out, packed[l])
+                fnn_amx_pack_b(0, layers[l].n_out, layers[l].n_in, <const float *>layers[l].W,
+                               layers[l].n_out, packed[l], 0, 1)
             elif packed[l] != NULL:
                 if is_double:
                     fnn_gemm_pack_b_d(kernel, 0, layers[l].n_out, layers[l].n_in,

@@ -32,6 +32,18 @@ cdef enum:
     MAX_TILE_N = 512
 
 
+# The kernel "amx" runs large float32 products on the AMX tile unit
+# (csrc/fnn_amx.c: float32 accuracy, about twice the FMAs' speed on large
+# products; the rest on the AVX-512 kernel).  Both operands are then packed
+# once per product in the tiles' layout (plan_packing), and the same output
+# tiles as the FMA kernel's read their blocks from there (gemm_block): the
+# choice depends on the product's shape only, never on the thread count.
+cdef inline bint amx_product(int kernel, size_t itemsize, Py_ssize_t M, Py_ssize_t N,
+                             Py_ssize_t K) noexcept nogil:
+    return (kernel == FNN_KERNEL_AMX and itemsize == sizeof(float) and M >= AMX_MIN_ROWS
+            and N >= AMX_MIN_COLS and K >= AMX_MIN_DEPTH)
+
+
 cdef inline Py_ssize_t tile_m(int kernel, Py_ssize_t M) noexcept nogil:
     if kernel == FNN_KERNEL_BLAS:
         return BLAS_TILE
@@ -168,10 +180,12 @@ cdef inline Tile tile_bounds(int kernel, Py_ssize_t t, Py_ssize_t M, Py_ssize_t 
 cdef struct Packed:
     const void *pa      # op(A) packed whole, or NULL
     const void *pb      # op(B) packed whole, or NULL
+    bint amx            # both, by fnn_amx_pack_a/b: the product runs on AMX tiles
 
 
 cdef struct PackOp:
     bint is_a
+    bint amx            # in the AMX tiles' layout (fnn_amx_pack_a/b)
     int trans
     Py_ssize_t n, K     # op(A) is n x K, or op(B) is K x n
     const void *src
@@ -181,18 +195,21 @@ cdef struct PackOp:
 
 cdef inline size_t packed_bytes(int kernel, size_t itemsize, bint is_a, Py_ssize_t n,
                                 Py_ssize_t K) noexcept nogil:
-    """Bytes one packed operand takes in the arena (whole cache lines)."""
+    """Bytes one packed operand takes in the arena (whole cache lines), in
+    whichever layout the product uses."""
     cdef size_t nb = (fnn_gemm_packed_a_bytes(kernel, itemsize, n, K) if is_a
                       else fnn_gemm_packed_b_bytes(kernel, itemsize, n, K))
+    if kernel == FNN_KERNEL_AMX and itemsize == sizeof(float):
+        nb = max(nb, fnn_amx_packed_bytes(n, K))
     return (nb + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
 
 
 cdef void *add_pack_op(int kernel, size_t itemsize, char *arena, PackOp *ops, int *n_ops,
-                       size_t *used, bint is_a, int trans, Py_ssize_t n, Py_ssize_t K,
+                       size_t *used, bint is_a, bint amx, int trans, Py_ssize_t n, Py_ssize_t K,
                        const void *src, Py_ssize_t ld) noexcept nogil:
     """Append one operand to pack at the arena's next free byte; returns where."""
     cdef PackOp *op = &ops[n_ops[0]]
-    op.is_a, op.trans, op.n, op.K, op.src, op.ld = is_a, trans, n, K, src, ld
+    op.is_a, op.amx, op.trans, op.n, op.K, op.src, op.ld = is_a, amx, trans, n, K, src, ld
     op.dst = arena + used[0]
     used[0] += packed_bytes(kernel, itemsize, is_a, n, K)
     n_ops[0] += 1
@@ -208,15 +225,18 @@ cdef Packed plan_packing(floating *proto, int kernel, char *arena, PackOp *ops, 
     cdef Packed p
     cdef int flags = 0
     p.pa = p.pb = NULL
-    if arena != NULL:
+    p.amx = arena != NULL and amx_product(kernel, sizeof(floating), M, N, K)
+    if p.amx:
+        flags = FNN_PREPACK_A | FNN_PREPACK_B
+    elif arena != NULL:
         flags = fnn_gemm_prepack(kernel, sizeof(floating), ta, tb, M, N, K, lda,
                                  tile_m(kernel, M), tile_n(kernel, N), ep)
     if flags & FNN_PREPACK_A:
         p.pa = add_pack_op(kernel, sizeof(floating), arena, ops, n_ops, used,
-                           True, ta, M, K, A, lda)
+                           True, p.amx, ta, M, K, A, lda)
     if flags & FNN_PREPACK_B:
         p.pb = add_pack_op(kernel, sizeof(floating), arena, ops, n_ops, used,
-                           False, tb, N, K, B, ldb)
+                           False, p.amx, tb, N, K, B, ldb)
     return p
 
 
@@ -246,6 +266,12 @@ cdef void gemm_block(floating *proto, int kernel, Tile tile, int ta, int tb, Py_
         e.Y = (<const floating *>e.Y) + i0 * e.ldy + j0
     if e.Z != NULL:
         e.Z = (<floating *>e.Z) + i0 * e.ldz + j0
+    if packed.amx:
+        if floating is float:   # (amx_product: float32 only)
+            fnn_amx_gemm_pp(mb, nb, K, <const char *>pa + fnn_amx_packed_offset(i0, K),
+                            <const char *>pb + fnn_amx_packed_offset(j0, K),
+                            C + i0 * ldc + j0, ldc, &e, work)
+        return
     if pa == NULL and pb == NULL:
         gemm(proto, kernel, ta, tb, mb, nb, K,
              A + (i0 if ta else i0 * lda), lda,
@@ -320,6 +346,7 @@ cdef inline Py_ssize_t claim(Team *team, long counter) noexcept nogil:
 
 cdef Packed NO_PACKING
 NO_PACKING.pa = NO_PACKING.pb = NULL
+NO_PACKING.amx = False
 
 
 cdef void gemm_tasks(floating *proto, int kernel, int ta, int tb,
@@ -349,7 +376,14 @@ cdef void pack_stage(floating *proto, int kernel, const PackOp *ops, int n_ops,
     t = claim(team, k)
     while t < n_ops * PACK_PARTS:
         op = &ops[t // PACK_PARTS]
-        if floating is float:
+        if op.amx:
+            if op.is_a:
+                fnn_amx_pack_a(op.trans, op.n, op.K, <const float *>op.src, op.ld, op.dst,
+                               t % PACK_PARTS, PACK_PARTS)
+            else:
+                fnn_amx_pack_b(op.trans, op.n, op.K, <const float *>op.src, op.ld, op.dst,
+                               t % PACK_PARTS, PACK_PARTS)
+        elif floating is float:
             if op.is_a:
                 fnn_gemm_pack_a_s(kernel, op.trans, op.n, op.K, <const float *>op.src, op.ld,
                                   <float *>op.dst, t % PACK_PARTS, PACK_PARTS)

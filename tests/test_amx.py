@@ -1,12 +1,13 @@
-"""The "amx" kernel: float32 predicts of many rows on the AMX tile unit
+"""The "amx" kernel: large float32 products on the AMX tile unit
 (csrc/fnn_amx.c: each float split into three bfloat16, six tile products per
-float32 product, float32 sums).
+float32 product, float32 sums), in predicts and in training steps.
 
 Checked against the float64 reference with the same per-dtype error bounds
-as every other kernel, against the FMA kernels' own error, and for the
-determinism contract that remains: a row's output does not depend on the
-thread count or on the rows predicted with it, among calls of at least
-AMX_MIN_ROWS rows (fewer rows run on the FMA kernels).
+as every other kernel (the products themselves, with every epilogue and
+transpose, are in tests/test_gemm_kernels.py), against the FMA kernels' own
+error, and for the determinism contract that remains: results do not depend
+on the thread count, and a row's output not on the rows predicted with it
+among calls of at least AMX_MIN_ROWS rows (fewer rows run on the FMA kernels).
 """
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ import pytest
 import fastnn as fn
 from fastnn import _config, _engine
 
-from conftest import assert_within, forward_bound, make_net, params64
+from conftest import (assert_same_weights, assert_within, forward_bound, gradient_bound,
+                      make_net, params64, targets, weights)
 
 pytestmark = pytest.mark.skipif("amx" not in _config.available_kernels(),
                                 reason="no AMX tile unit on this CPU (or the OS refused it)")
@@ -115,3 +117,87 @@ def test_amx_leaves_float64_on_the_fmas(amx):
     got = net.predict(X)
     fn.set_kernel("avx512")
     np.testing.assert_array_equal(got, net.predict(X))
+
+
+# A net whose every training product but the output layer's is on the tiles
+# at batches of 256: the forward (A rows, W), the hidden delta (D, W
+# transposed) and the weight gradient (X transposed, D).
+TRAIN_SIZES = (300, 256, 130, 10)
+
+
+def test_amx_training_products_are_on_the_tiles():
+    rows, (n0, n1, n2, _) = 256, TRAIN_SIZES
+    for M, N, K in ((rows, n1, n0), (rows, n2, n1), (rows, n1, n2), (n0, n1, rows), (n1, n2, rows)):
+        assert M >= MIN_ROWS and N >= _engine.AMX_MIN_COLS and K >= _engine.AMX_MIN_DEPTH
+
+
+def test_amx_gradients_within_the_float32_bounds(amx):
+    net = make_net(TRAIN_SIZES, ("tanh", "relu", "softmax"), loss="cross_entropy",
+                   dtype=np.float32, seed=11)
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(300, TRAIN_SIZES[0])).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    W, b, acts64 = params64(net)
+    T = targets("cross_entropy", y, 10)
+    _, expected, bounds = gradient_bound(W, b, acts64, "cross_entropy", X.astype(np.float64),
+                                         T, np.float32)
+    for n_threads in (1, 2):
+        got = net.gradients(X, y, n_threads=n_threads)
+        for l, ((dW, db), (eW, eb), (bW, bb)) in enumerate(zip(got, expected, bounds)):
+            assert_within(dW, eW, bW, f"dW[{l}], {n_threads} threads")
+            assert_within(db, eb, bb, f"db[{l}], {n_threads} threads")
+
+
+@pytest.fixture
+def alternating():
+    previous = _engine.alternate_threads_for_tests(True)
+    yield
+    _engine.alternate_threads_for_tests(previous)
+
+
+def _fit(n_threads, optimizer, dropout=0.0):
+    net = make_net(TRAIN_SIZES, ("relu", "tanh", "softmax"), loss="cross_entropy",
+                   dtype=np.float32, seed=13)
+    net.layers[0].dropout = dropout
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(1100, TRAIN_SIZES[0])).astype(np.float32)   # a short last batch
+    y = rng.integers(0, 10, 1100)
+    history = net.fit(X, y, epochs=2, batch_size=256, optimizer=optimizer, verbose=0,
+                      n_threads=n_threads)
+    return net, history.history["loss"]
+
+
+@pytest.mark.parametrize("optimizer,dropout", [(lambda: fn.SGD(lr=0.05), 0.0),
+                                               (lambda: fn.Adam(lr=1e-3), 0.2)],
+                         ids=["sgd", "adam+dropout"])
+def test_amx_training_does_not_depend_on_the_threads(amx, alternating, optimizer, dropout):
+    """Every batch its own slice, alternating one thread and two (the thread
+    governor's worst case), against plain 1- and 2-thread runs, bit for bit."""
+    if not _engine.openmp_enabled() or _engine.team_size(2) < 2:
+        pytest.skip("a team of two is not available here (serial engine, or one core)")
+    assert _engine.threads_for_batch([np.empty(s) for s in zip(TRAIN_SIZES, TRAIN_SIZES[1:])],
+                                     256, 2) == 2
+    net_alt, loss_alt = _fit(2, optimizer(), dropout)
+    _engine.alternate_threads_for_tests(False)
+    for n_threads in (1, 2):
+        net, loss = _fit(n_threads, optimizer(), dropout)
+        assert_same_weights(weights(net), weights(net_alt))
+        assert loss == loss_alt
+
+
+def test_amx_training_follows_the_fmas(alternating):
+    """Two epochs on the tiles end within float32 noise of the same run on
+    the AVX-512 kernel (and not bit-identical: the tiles did run)."""
+    _engine.alternate_threads_for_tests(False)
+    try:
+        fn.set_kernel("amx")
+        on_tiles, loss_tiles = _fit(1, fn.SGD(lr=0.05))
+        fn.set_kernel("avx512")
+        on_fmas, loss_fmas = _fit(1, fn.SGD(lr=0.05))
+    finally:
+        fn.set_kernel(None)
+    assert loss_tiles != loss_fmas
+    np.testing.assert_allclose(loss_tiles, loss_fmas, rtol=1e-4)
+    for (Wa, ba), (Wb, bb) in zip(weights(on_tiles), weights(on_fmas)):
+        np.testing.assert_allclose(Wa, Wb, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ba, bb, rtol=0, atol=1e-4)
