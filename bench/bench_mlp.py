@@ -418,7 +418,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 256])
     ap.add_argument("--net", nargs="+", default=["784-256-128-10"])
     ap.add_argument("--peers", nargs="+", default=ALL_PEERS,
-                    help="numpy torch jax sklearn fastnn fastnn-<blas|generic|avx2|avx512> numpy-ref")
+                    help="numpy torch jax sklearn fastnn fastnn-<blas|generic|avx2|avx512|amx> numpy-ref")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs; best is reported")
     ap.add_argument("--repeat-peer", action="append", default=[], metavar="PEER=N",
                     help="other repeat count for one peer, e.g. sklearn=1")

@@ -311,7 +311,7 @@ def sklearn_predict(model, X):
 # --------------------------------------------------------------------------
 
 def fastnn_init(params, threads):
-    """FASTNN_KERNEL (blas, generic, avx2, avx512) is set in the environment
+    """FASTNN_KERNEL (blas, generic, avx2, avx512, amx) is set in the environment
     by bench_mlp.py for the ``fastnn-<kernel>`` peers, before the import."""
     import fastnn as fn
 
@@ -391,7 +391,7 @@ PEERS = {
     "numpy-ref": Peer(numpy_ref_init, numpy_ref_train_epoch, numpy_ref_predict),
 }
 
-FASTNN_KERNELS = ("blas", "generic", "avx2", "avx512")
+FASTNN_KERNELS = ("blas", "generic", "avx2", "avx512", "amx")
 
 
 def get_peer(name):

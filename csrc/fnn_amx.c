@@ -41,7 +41,7 @@
 enum {
     AMX_KC = 32,        /* k values per tile row (bf16)                 */
     AMX_TILE = 16,      /* rows per tile, columns per B tile            */
-    AMX_ROWS = 128,      /* rows of A split per block (fits L2 with B)   */
+    AMX_ROWS = 256,     /* rows per block: its A tiles stay in L2 while B streams by */
     AMX_PARTS = 3,
     AMX_TILE_ELEMS = AMX_TILE * AMX_KC,    /* bf16 per tile: 512 */
 };

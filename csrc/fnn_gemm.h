@@ -10,6 +10,12 @@
  * epilogue - never on M, N, the tile's position or the thread.  That is what
  * makes results bit-identical for any number of threads.
  *
+ * The kernel code FNN_KERNEL_AMX bends it: the engine runs a float32 product
+ * of at least AMX_MIN_ROWS x _COLS x _DEPTH on the AMX tiles (fnn_amx_*
+ * below) and smaller ones on the AVX-512 kernel, so whether a row's values
+ * come from the tiles depends on the product's M as well; never on the tile
+ * or the thread.
+ *
  * The BLAS path is the exception: OpenBLAS may round an edge block differently
  * from the same block inside a larger product.  The engine's tiles depend on
  * the shapes only, never on the thread count, so it is still bit-identical

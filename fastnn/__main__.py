@@ -11,7 +11,7 @@ commands:
           test accuracy and speed; options: [--epochs N] [--batch-size N]
           [--threads N] (needs scikit-learn: pip install "fastnn[demo]")
 
-environment: FASTNN_KERNEL=avx512|avx2|generic|blas|auto, OMP_NUM_THREADS=N
+environment: FASTNN_KERNEL=amx|avx512|avx2|generic|blas|auto, OMP_NUM_THREADS=N
 """
 
 
