@@ -220,42 +220,51 @@ static void part_range(ptrdiff_t n, int part, int n_parts, ptrdiff_t *first, ptr
     *end = n * (part + 1) / n_parts;
 }
 
-/* op(A) (M x K): block rb holds rows 16 rb .. 16 rb + 15. */
-AMX_TARGET void fnn_amx_pack_a(int trans_a, ptrdiff_t M, ptrdiff_t K, const float *A,
-                               ptrdiff_t lda, void *pa, int part, int n_parts)
+/* Blocks [b0, b1) of 16 rows (of op(A)) or columns (of op(B)) of a packed
+ * operand, K deep, from X: `pairs` says which pack_unit form X's lines take
+ * (lines of k values: X + block_offset * ld + k0; or rows of k: X + k0 * ld +
+ * block_offset).  The loops follow X's memory: a line form reads a block's
+ * lines through, a pair form k rows across the blocks. */
+AMX_TARGET static void pack_blocks(int pairs, int transpose, ptrdiff_t n, ptrdiff_t K,
+                                   const float *X, ptrdiff_t ld, uint16_t *out,
+                                   ptrdiff_t b0, ptrdiff_t b1)
 {
-    ptrdiff_t KC = amx_k_chunks(K), rb, end;
-    part_range(2 * amx_pairs(M), part, n_parts, &rb, &end);
-    for (; rb < end; rb++) {
-        ptrdiff_t i0 = rb * AMX_TILE;
-        for (ptrdiff_t kc = 0; kc < KC; kc++) {
-            ptrdiff_t k0 = kc * AMX_KC;
-            uint16_t *t = (uint16_t *)pa + ((size_t)rb * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS;
-            if (trans_a)   /* op(A)[i][k] = A[k][i]: k rows, then rows i <- lanes */
-                pack_unit(1, 1, A + k0 * lda + i0, lda, M - i0, K - k0, t);
-            else
-                pack_unit(0, 0, A + i0 * lda + k0, lda, M - i0, K - k0, t);
-        }
+    const ptrdiff_t KC = amx_k_chunks(K);
+    if (pairs) {
+        for (ptrdiff_t kc = 0; kc < KC; kc++)
+            for (ptrdiff_t b = b0; b < b1; b++)
+                pack_unit(1, transpose, X + kc * AMX_KC * ld + b * AMX_TILE, ld,
+                          n - b * AMX_TILE, K - kc * AMX_KC,
+                          out + ((size_t)b * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS);
+    } else {
+        for (ptrdiff_t b = b0; b < b1; b++)
+            for (ptrdiff_t kc = 0; kc < KC; kc++)
+                pack_unit(0, transpose, X + b * AMX_TILE * ld + kc * AMX_KC, ld,
+                          n - b * AMX_TILE, K - kc * AMX_KC,
+                          out + ((size_t)b * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS);
     }
 }
 
-/* op(B) (K x N): block cb holds columns 16 cb .. 16 cb + 15. */
+/* op(A) (M x K): block b holds rows 16 b .. 16 b + 15.  op(A)[i][k] is
+ * A[i][k] (lines of k), or with trans_a A[k][i] (rows of k, whose lanes
+ * become the tile's rows). */
+AMX_TARGET void fnn_amx_pack_a(int trans_a, ptrdiff_t M, ptrdiff_t K, const float *A,
+                               ptrdiff_t lda, void *pa, int part, int n_parts)
+{
+    ptrdiff_t b0, b1;
+    part_range(2 * amx_pairs(M), part, n_parts, &b0, &b1);
+    pack_blocks(trans_a, trans_a, M, K, A, lda, (uint16_t *)pa, b0, b1);
+}
+
+/* op(B) (K x N): block b holds columns 16 b .. 16 b + 15.  op(B)[k][j] is
+ * B[k][j] (rows of k, paired as the tiles want), or with trans_b B[j][k]
+ * (lines of k, whose pairs become the lanes). */
 AMX_TARGET void fnn_amx_pack_b(int trans_b, ptrdiff_t N, ptrdiff_t K, const float *B,
                                ptrdiff_t ldb, void *pb, int part, int n_parts)
 {
-    ptrdiff_t KC = amx_k_chunks(K), cb, end;
-    part_range(2 * amx_pairs(N), part, n_parts, &cb, &end);
-    for (; cb < end; cb++) {
-        ptrdiff_t j0 = cb * AMX_TILE;
-        for (ptrdiff_t kc = 0; kc < KC; kc++) {
-            ptrdiff_t k0 = kc * AMX_KC;
-            uint16_t *t = (uint16_t *)pb + ((size_t)cb * KC + kc) * AMX_PARTS * AMX_TILE_ELEMS;
-            if (trans_b)   /* op(B)[k][j] = B[j][k]: lines j, then k pairs <- lanes */
-                pack_unit(0, 1, B + j0 * ldb + k0, ldb, N - j0, K - k0, t);
-            else
-                pack_unit(1, 0, B + k0 * ldb + j0, ldb, N - j0, K - k0, t);
-        }
-    }
+    ptrdiff_t b0, b1;
+    part_range(2 * amx_pairs(N), part, n_parts, &b0, &b1);
+    pack_blocks(!trans_b, trans_b, N, K, B, ldb, (uint16_t *)pb, b0, b1);
 }
 
 /* ---- the micro-kernel: a 32 x 32 block of C ------------------------- */
