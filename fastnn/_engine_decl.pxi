@@ -152,7 +152,7 @@ cpdef enum:
     MAX_THREADS = 256       # per-thread scratch arrays (Python caps far lower: _config)
     AMX_MIN_ROWS = 192      # kernel "amx": float32 products of this many rows or more use
                             # AMX tiles (amx_product)
-    AMX_MIN_COLS = 64       # ... and at least this many columns
+    AMX_MIN_COLS = 128      # ... and at least this many columns
     AMX_MIN_DEPTH = 128     # ... and terms per sum (measured: smaller products are faster
                             # on the FMAs, the tiles' six products per float32 product
                             # and their packing not paying off)

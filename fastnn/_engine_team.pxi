@@ -41,7 +41,8 @@ cdef enum:
 cdef inline bint amx_product(int kernel, size_t itemsize, Py_ssize_t M, Py_ssize_t N,
                              Py_ssize_t K) noexcept nogil:
     return (kernel == FNN_KERNEL_AMX and itemsize == sizeof(float) and M >= AMX_MIN_ROWS
-            and N >= AMX_MIN_COLS and K >= AMX_MIN_DEPTH)
+            and N >= AMX_MIN_COLS and K >= AMX_MIN_DEPTH
+            and fnn_amx_available())    # (asks the OS once, if no one has yet)
 
 
 cdef inline Py_ssize_t tile_m(int kernel, Py_ssize_t M) noexcept nogil:

@@ -36,15 +36,24 @@ def _x(rows, n_in, seed=0, scale=1.0):
 
 
 # (layer sizes, activations, rows): odd widths (not multiples of the 32-wide
-# tile pairs or of 32 k values), ragged row blocks, every AMX layer's input
-# >= 256 and output >= 64 (narrower ones stay on the FMA kernels).
+# tile pairs or of 32 k values), ragged row blocks; the first layer on the
+# tiles (test_amx_cases_are_on_the_tiles), narrower ones on the FMA kernels.
 CASES = [
-    ((256, 64, 3), ("relu", "softmax"), MIN_ROWS),
-    ((300, 65, 2), ("sigmoid", "linear"), MIN_ROWS + 1),
-    ((257, 100, 4), ("tanh", "softmax"), 300),
-    ((784, 257, 64, 10), ("relu", "gelu", "softmax"), 517),
+    ((256, 128, 3), ("relu", "softmax"), MIN_ROWS),
+    ((300, 129, 2), ("sigmoid", "linear"), MIN_ROWS + 1),
+    ((257, 160, 4), ("tanh", "softmax"), 300),
+    ((784, 257, 130, 10), ("relu", "gelu", "softmax"), 517),
     ((333, 300, 300, 1), ("leaky_relu", "elu", "sigmoid"), 260),
 ]
+
+
+def _on_tiles(M, N, K):
+    return M >= MIN_ROWS and N >= _engine.AMX_MIN_COLS and K >= _engine.AMX_MIN_DEPTH
+
+
+def test_amx_cases_are_on_the_tiles():
+    for sizes, _, rows in CASES:
+        assert _on_tiles(rows, sizes[1], sizes[0])
 
 
 @pytest.mark.parametrize("sizes,acts,rows", CASES)
@@ -101,7 +110,7 @@ def test_amx_rows_do_not_depend_on_the_batch_or_threads(amx, n_threads):
 def test_amx_wide_dynamic_range(amx):
     """Inputs from 1e-30 to 1e30 in one row: the three parts of each float
     are exact, so large and small values keep their float32 precision."""
-    net = make_net((256, 64, 2), ("linear", "linear"), loss="mse", dtype=np.float32, seed=7)
+    net = make_net((256, 128, 2), ("linear", "linear"), loss="mse", dtype=np.float32, seed=7)
     rng = np.random.default_rng(8)
     X = (rng.normal(size=(MIN_ROWS, 256)) * 10.0 ** rng.integers(-30, 31, (MIN_ROWS, 256)))
     X = X.astype(np.float32)
@@ -128,7 +137,7 @@ TRAIN_SIZES = (300, 256, 130, 10)
 def test_amx_training_products_are_on_the_tiles():
     rows, (n0, n1, n2, _) = 256, TRAIN_SIZES
     for M, N, K in ((rows, n1, n0), (rows, n2, n1), (rows, n1, n2), (n0, n1, rows), (n1, n2, rows)):
-        assert M >= MIN_ROWS and N >= _engine.AMX_MIN_COLS and K >= _engine.AMX_MIN_DEPTH
+        assert _on_tiles(M, N, K)
 
 
 def test_amx_gradients_within_the_float32_bounds(amx):
@@ -201,3 +210,9 @@ def test_amx_training_follows_the_fmas(alternating):
     for (Wa, ba), (Wb, bb) in zip(weights(on_tiles), weights(on_fmas)):
         np.testing.assert_allclose(Wa, Wb, rtol=0, atol=1e-4)
         np.testing.assert_allclose(ba, bb, rtol=0, atol=1e-4)
+
+
+def test_the_gemm_tests_cover_the_tiles():
+    """tests/test_gemm_kernels.py's every-epilogue test has shapes on the tiles."""
+    from test_gemm_kernels import SHAPES
+    assert sum(_on_tiles(M, N, K) for M, N, K in SHAPES) >= 2
