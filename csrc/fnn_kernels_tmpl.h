@@ -31,6 +31,7 @@
  * computes.  The next C tile (and Y tile) is prefetched while a tile computes.
  * Panels at most one vector wide (10-class outputs) use a 2*MR x VL tile
  * instead of MR x NR: the same FMAs per element, none spent on padding.
+ * Products of one column (N == 1) take gemm_col, VL rows per vector.
  *
  * Determinism: every C element is one FMA chain over k = 0..K-1 in order,
  * whatever tile it falls in and whichever of the paths above feeds it (they
@@ -355,6 +356,70 @@ static FNN_KFUNC void KP(gemv_rows)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
     if (e->scalar_pass) KP(epi_scalar)(e, C, ldc, 0, 0, M, N);
 }
 
+#ifdef VFMA_FUSED
+/* One column (N == 1: a 1-wide output layer, its weight update), VL rows per
+ * vector instead of one row per vector: the micro-kernels would broadcast
+ * every op(A)[i][k] against a B row of one useful lane (and pack that B
+ * into NR-wide padded panels), and the epilogue (a sigmoid's exp) would
+ * spend a whole vector on each row.  Here the lanes are rows i .. i+VL-1:
+ * with trans_a, op(A)[i..][k] is VL consecutive elements of A's row k;
+ * without it, VL x VL blocks of A are transposed (the rows' k values side
+ * by side).  Each C element is still the one FMA chain over k = 0..K-1 from
+ * zero (fma(b, a, acc) is fma(a, b, acc): fused, so exact either way), and
+ * the epilogue's lane-wise code sees the same values: bit-identical to the
+ * blocked path.  The epilogue reads C, Y and Z as column vectors, so the
+ * caller checks that their leading dimensions are 1 (gemm_col_fits). */
+static inline int KP(gemm_col_fits)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t ldc, const KP(ectx) *e)
+{
+    return N == 1 && (ldc == 1 || M == 1) &&
+           (e->mode != FNN_EM_DERIV || e->ldy == 1 || M == 1) &&
+           (e->mode != FNN_EM_BIAS || e->Z == NULL || e->scalar_pass || e->ldz == 1 || M == 1);
+}
+
+static FNN_KFUNC void KP(gemm_col)(int ta, int tb, ptrdiff_t M, ptrdiff_t K, const T *A,
+                                   ptrdiff_t lda, const T *B, ptrdiff_t ldb, T *C,
+                                   const KP(ectx) *e)
+{
+    const ptrdiff_t sb = tb ? 1 : ldb;   /* op(B)[k][0] = B[k * sb] */
+    KP(ectx) ec = *e;
+    ec.bias = NULL;   /* added below: one value for every lane */
+    for (ptrdiff_t i = 0; i < M; i += VL) {
+        const int n = M - i < VL ? (int)(M - i) : VL;
+        V acc = VZERO();
+        if (ta) {
+            const T *a = A + i;
+            for (ptrdiff_t k = 0; k < K; k++, a += lda)
+                acc = VFMA(LDN(a, n), VSET1(B[k * sb]), acc);
+        } else {
+            /* at[kk * VL + q] = A[(i + q) * lda + k0 + kk] */
+            T at[VL * VL];
+            for (ptrdiff_t k0 = 0; k0 < K; k0 += VL) {
+                const int kb = K - k0 < VL ? (int)(K - k0) : VL;
+#ifdef VTRANSPOSE
+                if (n == VL && kb == VL) {
+                    VTRANSPOSE(A + i * lda + k0, lda, at, VL);
+                } else
+#endif
+                {
+                    for (int kk = 0; kk < kb; kk++)
+                        for (int q = 0; q < VL; q++)
+                            at[kk * VL + q] = q < n ? A[(i + q) * lda + k0 + kk] : (T)0;
+                }
+                for (int kk = 0; kk < kb; kk++)
+                    acc = VFMA(VLOADU(at + kk * VL), VSET1(B[(k0 + kk) * sb]), acc);
+            }
+        }
+        if (e->mode == FNN_EM_RAW) {
+            STN(C + i, acc, n);
+            continue;
+        }
+        if (e->mode == FNN_EM_BIAS && e->bias) acc = VADD(acc, VSET1(e->bias[0]));
+        KP(epi_vec)(&ec, acc, C + i, i, 0, n);
+    }
+    if (e->scalar_pass) KP(epi_scalar)(e, C, 1, 0, 0, M, 1);
+}
+#endif
+
 /* Whether one call packs A and B itself: the driver's decisions below, for
  * fnn_kprepack (the engine packs such an operand once for all its tiles). */
 static inline int KP(packs_a)(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t lda)
@@ -459,6 +524,12 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
         KP(gemv_rows)(M, N, K, A, lda, B, ldb, C, ldc, &e);
         return;
     }
+#ifdef VFMA_FUSED
+    if (!prepacked && KP(gemm_col_fits)(M, N, ldc, &e)) {
+        KP(gemm_col)(ta, tb, M, K, A, lda, B, ldb, C, &e);
+        return;
+    }
+#endif
 
     if (e.mode == FNN_EM_AXPBY && K > KC) {
         /* Raw sums of an MCS x NC block in the work buffer, epilogue at the end. */
