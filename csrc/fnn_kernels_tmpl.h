@@ -307,6 +307,16 @@ static FNN_KFUNC void KP(ukr_narrow)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t
     KP(ukr_t)(2 * MR, 1, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
 }
 
+/* The same, MR x VL: for at most MR rows (a layer of few inputs' weight
+ * update), which the 2*MR-row tile would compute twice over. */
+static FNN_KFUNC void KP(ukr_narrow_half)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                                          const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr,
+                                          int nr, int accum, const KP(ectx) *e, ptrdiff_t i0,
+                                          ptrdiff_t j0, const T *cnext, const T *ynext)
+{
+    KP(ukr_t)(MR, 1, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
+}
+
 #include "fnn_kernels_pack_tmpl.h"
 
 /* Few rows, B read in place (inference of one or a few rows): per row, a
@@ -592,7 +602,8 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
             const KP(ectx) *ee = (last && e.mode != FNN_EM_RAW) ? &e : NULL;
             const T *bsrc = prepacked ? pb + jc * K + pc * NR : bp;
             const ptrdiff_t pstride = prepacked ? K : kc;
-            if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+            /* (2: a panel one vector wide is read in place too, by the narrow tiles) */
+            if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct ? (pack_a ? 1 : 2) : 0);
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 if (pack_a && !pa && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
@@ -625,8 +636,11 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
                         const T *cn = has_next ? C + ni * ldc + nj : NULL;
                         const T *yn = has_next && ee && e.mode == FNN_EM_DERIV ? e.Y + ni * e.ldy + nj : NULL;
                         if (narrow)
-                            KP(ukr_narrow)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda, bsrc + jr * pstride,
-                                           NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                            (mr <= MR ? KP(ukr_narrow_half) : KP(ukr_narrow))(
+                                ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda,
+                                direct && nr == VL ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
+                                direct && nr == VL ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir,
+                                jc + jr, cn, yn);
                         else
                             KP(ukr)(pack_a ? 1 : ta, kc,
                                     pa ? pa + (ic + ir) * K + pc * MR

@@ -93,6 +93,7 @@ cdef extern from "fnn_gemm.h" nogil:
 cdef extern from "fnn_activations.h" nogil:
     enum:
         FNN_ACT_LINEAR
+        FNN_ACT_SIGMOID
         FNN_ACT_SOFTMAX
         FNN_ACT_TANH
         FNN_ACT_SIGN
