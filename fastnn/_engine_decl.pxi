@@ -107,6 +107,11 @@ cdef extern from "fnn_finite.h" nogil:
     int fnn_finite_s(const float *x, Py_ssize_t n)
     int fnn_finite_d(const double *x, Py_ssize_t n)
 
+cdef extern from "fnn_colsum.h" nogil:
+    void fnn_colsum_s(const float *d, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n, float *sums)
+    void fnn_colsum_d(const double *d, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+                      double *sums)
+
 cdef extern from "fnn_omp.h" nogil:
     int fnn_omp_enabled()
     int fnn_omp_max_threads()
