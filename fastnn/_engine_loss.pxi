@@ -154,6 +154,14 @@ cdef void mse_rows(Ctx *c, const Layer *L, const floating *T, Py_ssize_t r0,
     cdef const floating *t = T + r0 * k
     cdef double loss, g, u
     cdef bint sigmoid = L.act == FNN_ACT_SIGMOID and L.Z == NULL and not L.flat_lo < L.flat_hi
+    if sigmoid and k == 1:
+        # one output (0.0 + x is x: a loss is never -0)
+        for r in range(r1 - r0):
+            g = <double>o[r] - t[r]
+            c.row_loss[r0 + r] = 0.5 * g * g
+            u = o[r]
+            d[r] = <floating>((o[r] - t[r]) * (u * (1.0 - u)) * inv_rows)
+        return
     for r in range(r0, r1):
         loss = 0.0
         for j in range(k):
