@@ -276,6 +276,20 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
             FNN_UNROLL for (int v = 0; v < NVX; v++)
                 if (nl[v] > 0) STN(c + r * ldc + v * VL, acc[r][v], nl[v]);
         }
+#ifdef VLDEXP
+    } else if (NVX == 1 && e->vexp && e->mode == FNN_EM_BIAS) {
+        /* Narrow tiles (a hidden layer one vector wide): bias, steepness and
+         * Z from the registers, then the activation on the vector exp over
+         * the stored tile in one call (KP(vact_exp_rows)), not one per row. */
+        KP(ectx) el = *e;
+        el.vexp = 0;
+        el.vact = FNN_ACT_LINEAR;
+        FNN_UNROLL for (int r = 0; r < MRX; r++) {
+            if (r >= mr) break;
+            KP(epi_vec)(&el, acc[r][0], c + r * ldc, i0 + r, j0, nl[0]);
+        }
+        KP(vact_exp_rows)(e->vact, c, ldc, mr, nl[0], e->p);
+#endif
     } else {
         FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
