@@ -232,7 +232,8 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
     if (fast && e) {
         switch (e->mode) {
         case FNN_EM_BIAS: fast = relu || e->identity; break;
-        case FNN_EM_DERIV: fast = relu; break;
+        case FNN_EM_DERIV: fast = relu || (!e->vexp && (e->act == FNN_ACT_SIGMOID ||
+                                                        e->act == FNN_ACT_TANH)); break;
         case FNN_EM_SCALE: break;
 #ifdef VFMA_FUSED
         case FNN_EM_AXPBY: break;
@@ -252,11 +253,25 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
             if (relu)
                 FNN_UNROLL for (int r = 0; r < MRX; r++)
                     FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VSELGT(acc[r][v], acc[r][v], zero);
-        } else if (e && e->mode == FNN_EM_DERIV) { /* relu' */
+        } else if (e && e->mode == FNN_EM_DERIV && relu) {
             const V one = VSET1((T)1);
             FNN_UNROLL for (int r = 0; r < MRX; r++)
                 FNN_UNROLL for (int v = 0; v < NVX; v++)
                     acc[r][v] = VMUL(acc[r][v], VSELGT(VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL), one, zero));
+        } else if (e && e->mode == FNN_EM_DERIV && e->act == FNN_ACT_SIGMOID) { /* y (1 - y) */
+            const V one = VSET1((T)1);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++) {
+                    V y = VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL);
+                    acc[r][v] = VMUL(acc[r][v], VMUL(y, VSUB(one, y)));
+                }
+        } else if (e && e->mode == FNN_EM_DERIV) { /* tanh': 1 - y^2 */
+            const V one = VSET1((T)1);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++) {
+                    V y = VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL);
+                    acc[r][v] = VMUL(acc[r][v], VSUB(one, VMUL(y, y)));
+                }
         } else if (e && e->mode == FNN_EM_SCALE) {
             const V alpha = VSET1(e->alpha);
             FNN_UNROLL for (int r = 0; r < MRX; r++)
