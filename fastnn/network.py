@@ -349,13 +349,12 @@ class Network:
             Visit the samples in a new random order each epoch (seeded).
             When one batch holds every sample (``batch_size`` at least the
             number of samples, or a full-batch optimizer), the samples are
-            visited in X's order and no order is drawn: the one step of an
-            epoch does not depend on it but for rounding, and a tiny
-            network's epoch costs little more than the draw and the copy of
-            X would.  The
-            network's generator then advances only for what else draws from
-            it (dropout and input noise never do: they are keyed on the seed,
-            the epoch and the sample).
+            visited in X's order and no order is drawn: an epoch's one step
+            depends on the order only through rounding, and on a tiny
+            network the draw and the copy of X cost more than the rest of
+            the epoch.  The network's generator then advances only for what
+            else draws from it (dropout and input noise never do: they are
+            keyed on the seed, the epoch and the sample).
             "blocks": for X on disk (``np.load(path, mmap_mode="r")``),
             shuffle the order of blocks of consecutive rows (8 MiB of X
             each, at least ``batch_size`` rows), then the rows inside each
