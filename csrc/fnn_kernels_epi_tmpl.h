@@ -51,6 +51,25 @@ static FNN_NOINLINE FNN_KFUNC V KP(vact_exp)(int act, V x, V p)
     return x;
 }
 
+/* The same over rows 0..mr-1 of a stored column of vectors (c, ldc; the
+ * first n lanes): one call per narrow tile instead of one per row, with no
+ * accumulator live across it.  The same operations, lane by lane, as
+ * KP(vact_exp). */
+static FNN_NOINLINE FNN_KFUNC void KP(vact_exp_rows)(int act, T *c, ptrdiff_t ldc, int mr, int n,
+                                                     T p)
+{
+    const V one = VSET1((T)1), zero = VZERO(), pv = VSET1(p);
+    (void)one, (void)zero, (void)pv;
+    for (int r = 0; r < mr; r++, c += ldc) {
+        V x = LDN(c, n);
+        switch (act) {
+        FNN_VACT_EXP_CASES(x, pv, one, zero)
+        default: break;
+        }
+        STN(c, x, n);
+    }
+}
+
 static FNN_NOINLINE FNN_KFUNC V KP(vdact_exp)(int act, V y, V p)
 {
     const V one = VSET1((T)1), zero = VZERO();

@@ -7,7 +7,8 @@
  * (row k of a panel = NR consecutive columns), zero-padding the last panel.
  * direct: the full panels are read in place by the micro-kernel (trans_b == 0
  * and small M, where packing would cost more than it saves): pack only the
- * ragged last one. */
+ * ragged last one; direct == 2: not a last one exactly one vector wide either
+ * (the narrow micro-kernels read it in place when A is not packed). */
 static FNN_KFUNC void KP(pack_b)(int tb, const T *B, ptrdiff_t ldb, ptrdiff_t pc, ptrdiff_t kc,
                                  ptrdiff_t jc, ptrdiff_t nc, T *bp, int direct)
 {
@@ -15,6 +16,7 @@ static FNN_KFUNC void KP(pack_b)(int tb, const T *B, ptrdiff_t ldb, ptrdiff_t pc
         ptrdiff_t nr = nc - jp < NR ? nc - jp : NR;
         T *dst = bp + jp * kc;
         if (direct && nr == NR) continue;
+        if (direct > 1 && nr == VL) continue;   /* read in place by the narrow tiles */
         if (!tb) {
             const T *src = B + pc * ldb + jc + jp;
             if (nr == NR) {

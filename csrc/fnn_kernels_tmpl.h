@@ -31,6 +31,7 @@
  * computes.  The next C tile (and Y tile) is prefetched while a tile computes.
  * Panels at most one vector wide (10-class outputs) use a 2*MR x VL tile
  * instead of MR x NR: the same FMAs per element, none spent on padding.
+ * Products of one column (N == 1) take gemm_col, VL rows per vector.
  *
  * Determinism: every C element is one FMA chain over k = 0..K-1 in order,
  * whatever tile it falls in and whichever of the paths above feeds it (they
@@ -231,7 +232,8 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
     if (fast && e) {
         switch (e->mode) {
         case FNN_EM_BIAS: fast = relu || e->identity; break;
-        case FNN_EM_DERIV: fast = relu; break;
+        case FNN_EM_DERIV: fast = relu || (!e->vexp && (e->act == FNN_ACT_SIGMOID ||
+                                                        e->act == FNN_ACT_TANH)); break;
         case FNN_EM_SCALE: break;
 #ifdef VFMA_FUSED
         case FNN_EM_AXPBY: break;
@@ -251,11 +253,25 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
             if (relu)
                 FNN_UNROLL for (int r = 0; r < MRX; r++)
                     FNN_UNROLL for (int v = 0; v < NVX; v++) acc[r][v] = VSELGT(acc[r][v], acc[r][v], zero);
-        } else if (e && e->mode == FNN_EM_DERIV) { /* relu' */
+        } else if (e && e->mode == FNN_EM_DERIV && relu) {
             const V one = VSET1((T)1);
             FNN_UNROLL for (int r = 0; r < MRX; r++)
                 FNN_UNROLL for (int v = 0; v < NVX; v++)
                     acc[r][v] = VMUL(acc[r][v], VSELGT(VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL), one, zero));
+        } else if (e && e->mode == FNN_EM_DERIV && e->act == FNN_ACT_SIGMOID) { /* y (1 - y) */
+            const V one = VSET1((T)1);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++) {
+                    V y = VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL);
+                    acc[r][v] = VMUL(acc[r][v], VMUL(y, VSUB(one, y)));
+                }
+        } else if (e && e->mode == FNN_EM_DERIV) { /* tanh': 1 - y^2 */
+            const V one = VSET1((T)1);
+            FNN_UNROLL for (int r = 0; r < MRX; r++)
+                FNN_UNROLL for (int v = 0; v < NVX; v++) {
+                    V y = VLOADU(e->Y + (i0 + r) * e->ldy + j0 + v * VL);
+                    acc[r][v] = VMUL(acc[r][v], VSUB(one, VMUL(y, y)));
+                }
         } else if (e && e->mode == FNN_EM_SCALE) {
             const V alpha = VSET1(e->alpha);
             FNN_UNROLL for (int r = 0; r < MRX; r++)
@@ -275,6 +291,24 @@ static FNN_ALWAYS_INLINE FNN_KFUNC void KP(ukr_t)(const int MRX, const int NVX, 
             FNN_UNROLL for (int v = 0; v < NVX; v++)
                 if (nl[v] > 0) STN(c + r * ldc + v * VL, acc[r][v], nl[v]);
         }
+#ifdef VLDEXP
+    } else if (NVX == 1 && nl[0] == VL && e->vexp && e->mode == FNN_EM_BIAS) {
+        /* Narrow tiles of a whole vector (a hidden layer one vector wide):
+         * bias, steepness and Z from the registers, then the activation on
+         * the vector exp over the stored tile in one call
+         * (KP(vact_exp_rows)), not one per row.  Not for a part of a
+         * vector: a masked load cannot take its value from the masked
+         * store just before it, and waits for it to reach the cache
+         * (measured: FANN's diabetes set, 8-4-2, 21 -> 35 us per epoch). */
+        KP(ectx) el = *e;
+        el.vexp = 0;
+        el.vact = FNN_ACT_LINEAR;
+        FNN_UNROLL for (int r = 0; r < MRX; r++) {
+            if (r >= mr) break;
+            KP(epi_vec)(&el, acc[r][0], c + r * ldc, i0 + r, j0, nl[0]);
+        }
+        KP(vact_exp_rows)(e->vact, c, ldc, mr, nl[0], e->p);
+#endif
     } else {
         FNN_UNROLL for (int r = 0; r < MRX; r++) {
             if (r >= mr) break;
@@ -304,6 +338,16 @@ static FNN_KFUNC void KP(ukr_narrow)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t
                                      ptrdiff_t j0, const T *cnext, const T *ynext)
 {
     KP(ukr_t)(2 * MR, 1, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
+}
+
+/* The same, MR x VL: for at most MR rows (a layer of few inputs' weight
+ * update), which the 2*MR-row tile would compute twice over. */
+static FNN_KFUNC void KP(ukr_narrow_half)(int ta, ptrdiff_t kc, const T *a, ptrdiff_t lda,
+                                          const T *bp, ptrdiff_t ldbp, T *c, ptrdiff_t ldc, int mr,
+                                          int nr, int accum, const KP(ectx) *e, ptrdiff_t i0,
+                                          ptrdiff_t j0, const T *cnext, const T *ynext)
+{
+    KP(ukr_t)(MR, 1, ta, kc, a, lda, bp, ldbp, c, ldc, mr, nr, accum, e, i0, j0, cnext, ynext);
 }
 
 #include "fnn_kernels_pack_tmpl.h"
@@ -354,6 +398,70 @@ static FNN_KFUNC void KP(gemv_rows)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
     }
     if (e->scalar_pass) KP(epi_scalar)(e, C, ldc, 0, 0, M, N);
 }
+
+#ifdef VFMA_FUSED
+/* One column (N == 1: a 1-wide output layer, its weight update), VL rows per
+ * vector instead of one row per vector: the micro-kernels would broadcast
+ * every op(A)[i][k] against a B row of one useful lane (and pack that B
+ * into NR-wide padded panels), and the epilogue (a sigmoid's exp) would
+ * spend a whole vector on each row.  Here the lanes are rows i .. i+VL-1:
+ * with trans_a, op(A)[i..][k] is VL consecutive elements of A's row k;
+ * without it, VL x VL blocks of A are transposed (the rows' k values side
+ * by side).  Each C element is still the one FMA chain over k = 0..K-1 from
+ * zero (fma(b, a, acc) is fma(a, b, acc): fused, so exact either way), and
+ * the epilogue's lane-wise code sees the same values: bit-identical to the
+ * blocked path.  The epilogue reads C, Y and Z as column vectors, so the
+ * caller checks that their leading dimensions are 1 (gemm_col_fits). */
+static inline int KP(gemm_col_fits)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t ldc, const KP(ectx) *e)
+{
+    return N == 1 && (ldc == 1 || M == 1) &&
+           (e->mode != FNN_EM_DERIV || e->ldy == 1 || M == 1) &&
+           (e->mode != FNN_EM_BIAS || e->Z == NULL || e->scalar_pass || e->ldz == 1 || M == 1);
+}
+
+static FNN_KFUNC void KP(gemm_col)(int ta, int tb, ptrdiff_t M, ptrdiff_t K, const T *A,
+                                   ptrdiff_t lda, const T *B, ptrdiff_t ldb, T *C,
+                                   const KP(ectx) *e)
+{
+    const ptrdiff_t sb = tb ? 1 : ldb;   /* op(B)[k][0] = B[k * sb] */
+    KP(ectx) ec = *e;
+    ec.bias = NULL;   /* added below: one value for every lane */
+    for (ptrdiff_t i = 0; i < M; i += VL) {
+        const int n = M - i < VL ? (int)(M - i) : VL;
+        V acc = VZERO();
+        if (ta) {
+            const T *a = A + i;
+            for (ptrdiff_t k = 0; k < K; k++, a += lda)
+                acc = VFMA(LDN(a, n), VSET1(B[k * sb]), acc);
+        } else {
+            /* at[kk * VL + q] = A[(i + q) * lda + k0 + kk] */
+            T at[VL * VL];
+            for (ptrdiff_t k0 = 0; k0 < K; k0 += VL) {
+                const int kb = K - k0 < VL ? (int)(K - k0) : VL;
+#ifdef VTRANSPOSE
+                if (n == VL && kb == VL) {
+                    VTRANSPOSE(A + i * lda + k0, lda, at, VL);
+                } else
+#endif
+                {
+                    for (int kk = 0; kk < kb; kk++)
+                        for (int q = 0; q < VL; q++)
+                            at[kk * VL + q] = q < n ? A[(i + q) * lda + k0 + kk] : (T)0;
+                }
+                for (int kk = 0; kk < kb; kk++)
+                    acc = VFMA(VLOADU(at + kk * VL), VSET1(B[(k0 + kk) * sb]), acc);
+            }
+        }
+        if (e->mode == FNN_EM_RAW) {
+            STN(C + i, acc, n);
+            continue;
+        }
+        if (e->mode == FNN_EM_BIAS && e->bias) acc = VADD(acc, VSET1(e->bias[0]));
+        KP(epi_vec)(&ec, acc, C + i, i, 0, n);
+    }
+    if (e->scalar_pass) KP(epi_scalar)(e, C, 1, 0, 0, M, 1);
+}
+#endif
 
 /* Whether one call packs A and B itself: the driver's decisions below, for
  * fnn_kprepack (the engine packs such an operand once for all its tiles). */
@@ -464,6 +572,12 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
         KP(gemv_rows)(M, N, K, A, lda, B, ldb, C, ldc, &e);
         return;
     }
+#ifdef VFMA_FUSED
+    if (!prepacked && KP(gemm_col_fits)(M, N, ldc, &e)) {
+        KP(gemm_col)(ta, tb, M, K, A, lda, B, ldb, C, &e);
+        return;
+    }
+#endif
 
     if (e.mode == FNN_EM_AXPBY && K > KC) {
         /* Raw sums of an MCS x NC block in the work buffer, epilogue at the end. */
@@ -526,7 +640,8 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
             const KP(ectx) *ee = (last && e.mode != FNN_EM_RAW) ? &e : NULL;
             const T *bsrc = prepacked ? pb + jc * K + pc * NR : bp;
             const ptrdiff_t pstride = prepacked ? K : kc;
-            if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct);
+            /* (2: a panel one vector wide is read in place too, by the narrow tiles) */
+            if (!prepacked) KP(pack_b)(tb, B, ldb, pc, kc, jc, nc, bp, direct ? (pack_a ? 1 : 2) : 0);
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 if (pack_a && !pa && (!pc_outer || bj == 0)) KP(pack_a)(ta, A, lda, ic, mc, pc, kc, ap);
@@ -559,8 +674,11 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
                         const T *cn = has_next ? C + ni * ldc + nj : NULL;
                         const T *yn = has_next && ee && e.mode == FNN_EM_DERIV ? e.Y + ni * e.ldy + nj : NULL;
                         if (narrow)
-                            KP(ukr_narrow)(ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda, bsrc + jr * pstride,
-                                           NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir, jc + jr, cn, yn);
+                            (mr <= MR ? KP(ukr_narrow_half) : KP(ukr_narrow))(
+                                ta, kc, A + (ic + ir) * sa_i + pc * sa_k, lda,
+                                direct && nr == VL ? B + pc * ldb + jc + jr : bsrc + jr * pstride,
+                                direct && nr == VL ? ldb : NR, ct, ldc, mr, nr, pc > 0, ee, ic + ir,
+                                jc + jr, cn, yn);
                         else
                             KP(ukr)(pack_a ? 1 : ta, kc,
                                     pa ? pa + (ic + ir) * K + pc * MR

@@ -111,6 +111,7 @@ cdef extern from "fnn_gemm.h" nogil:
 cdef extern from "fnn_activations.h" nogil:
     enum:
         FNN_ACT_LINEAR
+        FNN_ACT_SIGMOID
         FNN_ACT_SOFTMAX
         FNN_ACT_TANH
         FNN_ACT_SIGN
@@ -123,6 +124,11 @@ cdef extern from "fnn_activations.h" nogil:
 cdef extern from "fnn_finite.h" nogil:
     int fnn_finite_s(const float *x, Py_ssize_t n)
     int fnn_finite_d(const double *x, Py_ssize_t n)
+
+cdef extern from "fnn_colsum.h" nogil:
+    void fnn_colsum_s(const float *d, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n, float *sums)
+    void fnn_colsum_d(const double *d, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+                      double *sums)
 
 cdef extern from "fnn_omp.h" nogil:
     int fnn_omp_enabled()

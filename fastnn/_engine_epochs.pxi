@@ -12,7 +12,8 @@
 #   afterwards, are the same as the Python loop's;
 # - a copy of the parameters and optimizer state at the epoch's start (the
 #   undo of a diverged epoch), the training noise's epoch key, the epoch, the
-#   step and batch counts, the check of the parameters after the epoch;
+#   step and batch counts, the check of the parameters after the epoch
+#   (X's rows are checked in the first epoch only: X does not change);
 # - the stops between epochs: the wall-clock deadline (max_time), the target
 #   loss.
 
@@ -149,6 +150,10 @@ cdef void run_epochs_loop(Ctx *c, Epochs *E, bint is_double, int nt) noexcept no
             E.outcome = EPOCHS_WEIGHTS
             return
         E.n_finished = e + 1
+        if c.input_noise == 0:
+            # Every row of X was checked in this epoch, and X does not change
+            # during the call: later epochs would only check them again.
+            c.check_inputs = False
         if c.loss_sum / <double>c.n_done <= E.target:
             E.outcome = EPOCHS_TARGET
             return

@@ -141,6 +141,45 @@ cdef void output_stage(Ctx *c, const Batch *b, const floating *T, int tid, int n
     output_rows(c, b, T, blk.r0, blk.r1)
 
 
+cdef void mse_rows(Ctx *c, const Layer *L, const floating *T, Py_ssize_t r0,
+                   Py_ssize_t r1, double inv_rows) noexcept nogil:
+    """output_row's mean squared error (no softmax, no sample weights) for
+    rows r0..r1-1 in one loop, operation for operation as there: on a tiny
+    network a call per row cost as much as the rows' arithmetic.  A sigmoid
+    output's f' (no kept inputs, no flat spot) is fnn_dact_layer_d's
+    1 * (u * (1 - u)), written out."""
+    cdef Py_ssize_t r, j, k = L.n_out
+    cdef const floating *o = <const floating *>L.A + r0 * k
+    cdef floating *d = <floating *>L.D + r0 * k
+    cdef const floating *t = T + r0 * k
+    cdef double loss, g, u
+    cdef bint sigmoid = L.act == FNN_ACT_SIGMOID and L.Z == NULL and not L.flat_lo < L.flat_hi
+    if sigmoid and k == 1:
+        # one output (0.0 + x is x: a loss is never -0)
+        for r in range(r1 - r0):
+            g = <double>o[r] - t[r]
+            c.row_loss[r0 + r] = 0.5 * g * g
+            u = o[r]
+            d[r] = <floating>((o[r] - t[r]) * (u * (1.0 - u)) * inv_rows)
+        return
+    for r in range(r0, r1):
+        loss = 0.0
+        for j in range(k):
+            g = <double>o[j] - t[j]
+            loss += 0.5 * g * g
+        if sigmoid:
+            for j in range(k):
+                u = o[j]
+                d[j] = <floating>((o[j] - t[j]) * (u * (1.0 - u)) * inv_rows)
+        else:
+            for j in range(k):
+                d[j] = <floating>((o[j] - t[j]) * output_dact(L, o, j) * inv_rows)
+        c.row_loss[r] = loss
+        o += k
+        d += k
+        t += k
+
+
 cdef void output_rows(Ctx *c, const Batch *b, const floating *T, Py_ssize_t r0,
                       Py_ssize_t r1) noexcept nogil:
     """Per-sample losses (times the sample's weight) and output deltas of rows r0..r1-1."""
@@ -150,6 +189,9 @@ cdef void output_rows(Ctx *c, const Batch *b, const floating *T, Py_ssize_t r0,
     # data-parallel steps (grad_sums) take sums, scaled once all ranks added theirs
     cdef double inv_rows = L.steepness * (1.0 if c.grad_sums else 1.0 / rows), w, loss
     cdef double inv_weight = L.steepness * (1.0 if c.grad_sums else b.inv_weight)
+    if c.sample_weight == NULL and c.loss == LOSS_MSE and L.act != FNN_ACT_SOFTMAX:
+        mse_rows(c, L, T, r0, r1, inv_rows)
+        return
     for r in range(r0, r1):
         if c.sample_weight == NULL:
             c.row_loss[r] = output_row(c, <floating *>L.A + r * k, <floating *>L.D + r * k,

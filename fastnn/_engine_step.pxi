@@ -216,10 +216,10 @@ cdef void update_layer_tile(Ctx *c, const Batch *b, Py_ssize_t l, Py_ssize_t t,
     while jb < nb:
         # Each column is summed in row order, whatever the blocking.
         nj = min(<Py_ssize_t>BIAS_BLOCK, nb - jb)
-        memset(sums, 0, nj * sizeof(floating))
-        for r in range(rows):
-            for j in range(nj):
-                sums[j] += D[r * L.n_out + j0 + jb + j]
+        if floating is float:
+            fnn_colsum_s(D + j0 + jb, L.n_out, rows, nj, sums)
+        else:
+            fnn_colsum_d(D + j0 + jb, L.n_out, rows, nj, sums)
         for j in range(nj):
             if gb != NULL:
                 gb[jb + j] = sums[j]

@@ -347,6 +347,14 @@ class Network:
             A full-batch optimizer (RProp) always uses batch_size = n_samples.
         shuffle : bool or "blocks"
             Visit the samples in a new random order each epoch (seeded).
+            When one batch holds every sample (``batch_size`` at least the
+            number of samples, or a full-batch optimizer), the samples are
+            visited in X's order and no order is drawn: an epoch's one step
+            depends on the order only through rounding, and on a tiny
+            network the draw and the copy of X cost more than the rest of
+            the epoch.  The network's generator then advances only for what
+            else draws from it (dropout and input noise never do: they are
+            keyed on the seed, the epoch and the sample).
             "blocks": for X on disk (``np.load(path, mmap_mode="r")``),
             shuffle the order of blocks of consecutive rows (8 MiB of X
             each, at least ``batch_size`` rows), then the rows inside each
@@ -670,7 +678,10 @@ class Network:
             if order is None and comm is not None:
                 order = distributed.shard_order(comm, self, X, batch_size, shuffle)
             elif order is None:
-                order = _shuffler(self._rng, X, batch_size, shuffle)
+                # One batch of every row: its gradient does not depend on the
+                # order (but for rounding), so none is drawn (see shuffle).
+                whole = chunks is None and batch_size >= X.shape[0]
+                order = _shuffler(self._rng, X, batch_size, False if whole else shuffle)
             if chunks is not None:
                 loop = _chunks.make_fit_loop(chunks, (
                     self, trainer, optimizer, chunks, None, batch_size, lambda: None,

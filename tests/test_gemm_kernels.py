@@ -334,3 +334,73 @@ def test_gemm_steepness_flat_spot_and_kept_inputs(kernel, dtype, trans, shape):
             assert_within(out, expected, bound, what)
             if flat:
                 assert (np.clip(Y, lo, hi) != Y).any(), "the flat spot never bit"
+
+
+# (kind, act, extra epilogue fields) of the products a 1-wide output layer and
+# a layer of few inputs train with, and an update with beta = 1.
+NARROW_EPILOGUES = {
+    "sigmoid_steep_Z": dict(kind=1, act="sigmoid", steepness=0.5, Z=True),
+    "tanh": dict(kind=1, act="tanh"),
+    "linear": dict(kind=1, act="linear"),
+    "softplus": dict(kind=1, act="softplus"),     # the scalar pass on some kernels
+    "dsigmoid_flat": dict(kind=2, act="sigmoid", flat_lo=0.1, flat_hi=0.9),
+    "dsilu": dict(kind=2, act="silu"),
+    "axpby": dict(kind=0, alpha=-0.25, beta=1.0),
+}
+
+
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("trans", TRANS, ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("epi", NARROW_EPILOGUES)
+def test_a_column_or_few_rows_alone_give_the_bits_of_a_block(kernel, dtype, trans, epi):
+    """The determinism contract across the paths of tiny layers: a product of
+    one column (gemm_col, VL rows per vector) equals that column of a wider
+    product, and a product of a few rows one vector wide (the narrow MR-row
+    tile, B read in place) equals those rows of a taller one, bit for bit;
+    for every K blocking (K over KC) and row counts that are not a multiple
+    of the vector width."""
+    ta, tb = trans
+    spec = dict(NARROW_EPILOGUES[epi])
+    act = spec.pop("act", "linear")
+    want_Z = spec.pop("Z", False)
+    rng = np.random.default_rng(11)
+    for M, N, K in [(37, 5, 16), (300, 3, 8), (21, 16, 300), (8, 16, 256), (5, 48, 40),
+                    (1, 3, 7)]:
+        A, B = _operands(M, N, K, ta, tb, dtype, seed=M + N + K)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        Y = rng.uniform(-0.9, 0.95, (M, N)).astype(dtype)
+        bias = rng.standard_normal(N).astype(dtype)
+
+        def run(A, B, C, Y, bias, M, N):
+            kw = dict(spec, trans_a=ta, trans_b=tb, act=ACTS.index(act))
+            Z = np.full((M, N), np.nan, dtype) if want_Z else None
+            if spec["kind"] == 1:
+                kw.update(bias=bias, Z=Z)
+            if spec["kind"] == 2:
+                kw.update(Y=Y)
+            out = _run(A, B, M, N, dtype, kernel, 1, C=C if spec["kind"] == 0 else None,
+                       **kw)
+            return out, Z
+
+        block, Zb = run(A, B, C0, Y, bias, M, N)
+        opA, opB = (A.T if ta else A), (B.T if tb else B)
+
+        def operands(rows, cols):
+            As, Bs = opA[rows], opB[:, cols]
+            return (np.ascontiguousarray(As.T if ta else As),
+                    np.ascontiguousarray(Bs.T if tb else Bs))
+        for j in {0, N - 1}:                     # one column
+            col = slice(j, j + 1)
+            As, Bs = operands(slice(None), col)
+            alone, Za = run(As, Bs, np.ascontiguousarray(C0[:, col]),
+                            np.ascontiguousarray(Y[:, col]), bias[col], M, 1)
+            np.testing.assert_array_equal(alone.view(np.uint8), block[:, col].view(np.uint8))
+            if want_Z:
+                np.testing.assert_array_equal(Za, Zb[:, col])
+        rows = slice(M // 2, min(M, M // 2 + 5))   # a few rows
+        As, Bs = operands(rows, slice(None))
+        m = rows.stop - rows.start
+        alone, Za = run(As, Bs, np.ascontiguousarray(C0[rows]), np.ascontiguousarray(Y[rows]),
+                        bias, m, N)
+        np.testing.assert_array_equal(alone.view(np.uint8), block[rows].view(np.uint8))

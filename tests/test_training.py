@@ -166,3 +166,34 @@ def test_toolkit_training_bit_identical_for_1_and_2_threads(kernel, dtype, digit
     two, h2 = train(2)
     _assert_same_bits(one, two)
     assert h1.history["loss"] == h2.history["loss"]
+
+
+@pytest.mark.parametrize("engine_epochs", [True, False])
+def test_a_full_batch_draws_no_order(monkeypatch, dtype, engine_epochs):
+    """One batch of every row (batch_size >= n, or RProp): X's own order,
+    nothing drawn from the network's generator; with dropout and input noise
+    too, which are keyed on the seed, not drawn from it.  Smaller batches
+    still draw a new order each epoch."""
+    from fastnn import _fit_loop
+    monkeypatch.setattr(_fit_loop, "ENGINE_EPOCHS", engine_epochs)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 6))
+    y = (X[:, 0] > 0).astype(float)
+
+    def fit(**kw):
+        net = fn.Network([fn.Dense(6, 7, activation="tanh", dropout=0.2),
+                          fn.Dense(7, 1, activation="sigmoid")], dtype=dtype, seed=5)
+        before = net._rng.bit_generator.state
+        net.fit(X, y, epochs=6, input_noise=0.1, **kw)
+        return net, before, net._rng.bit_generator.state
+
+    shuffled, before, after = fit(batch_size=40, optimizer=fn.SGD(0.1))
+    assert after == before
+    ordered = fit(batch_size=64, optimizer=fn.SGD(0.1), shuffle=False)[0]
+    for a, b in zip(shuffled.layers, ordered.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+    _, before, after = fit(optimizer=fn.RProp())
+    assert after == before
+    _, before, after = fit(batch_size=39, optimizer=fn.SGD(0.1))
+    assert after != before
