@@ -162,6 +162,12 @@ cpdef enum:
     AMX_MIN_DEPTH = 128     # ... and terms per sum (measured: smaller products are faster
                             # on the FMAs, the tiles' six products per float32 product
                             # and their packing not paying off)
+    AMX_STEP_MIN_COLS = 512     # a training step's products: at least this many columns
+    AMX_STEP_MIN_DEPTH = 256    # and terms (the team shares one packed operand, half of it
+                                # from the other core, which costs the tiles more than the
+                                # FMAs: measured, 784-256-128-10 at batch 256 took 62 ms per
+                                # 16,384 rows on two threads with its products on the tiles,
+                                # 54 on the FMAs; from 512 x 256 the tiles win on 1 and 2)
 
 cdef enum:
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network

@@ -33,15 +33,18 @@ cdef enum:
 
 
 # The kernel "amx" runs large float32 products on the AMX tile unit
-# (csrc/fnn_amx.c: float32 accuracy, about twice the FMAs' speed on large
+# (csrc/fnn_amx.c: float32 accuracy, 1.1-1.5x the FMAs' speed on large
 # products; the rest on the AVX-512 kernel).  Both operands are then packed
 # once per product in the tiles' layout (plan_packing), and the same output
 # tiles as the FMA kernel's read their blocks from there (gemm_block): the
 # choice depends on the product's shape only, never on the thread count.
 cdef inline bint amx_product(int kernel, size_t itemsize, Py_ssize_t M, Py_ssize_t N,
-                             Py_ssize_t K) noexcept nogil:
+                             Py_ssize_t K, bint in_step) noexcept nogil:
+    """``in_step``: a training step's product (shared by the team), else a
+    predict's (each thread on its own rows)."""
     return (kernel == FNN_KERNEL_AMX and itemsize == sizeof(float) and M >= AMX_MIN_ROWS
-            and N >= AMX_MIN_COLS and K >= AMX_MIN_DEPTH
+            and N >= (AMX_STEP_MIN_COLS if in_step else AMX_MIN_COLS)
+            and K >= (AMX_STEP_MIN_DEPTH if in_step else AMX_MIN_DEPTH)
             and fnn_amx_available())    # (asks the OS once, if no one has yet)
 
 
@@ -226,7 +229,7 @@ cdef Packed plan_packing(floating *proto, int kernel, char *arena, PackOp *ops, 
     cdef Packed p
     cdef int flags = 0
     p.pa = p.pb = NULL
-    p.amx = arena != NULL and amx_product(kernel, sizeof(floating), M, N, K)
+    p.amx = arena != NULL and amx_product(kernel, sizeof(floating), M, N, K, True)
     if p.amx:
         flags = FNN_PREPACK_A | FNN_PREPACK_B
     elif arena != NULL:

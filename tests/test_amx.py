@@ -128,16 +128,42 @@ def test_amx_leaves_float64_on_the_fmas(amx):
     np.testing.assert_array_equal(got, net.predict(X))
 
 
-# A net whose every training product but the output layer's is on the tiles
-# at batches of 256: the forward (A rows, W), the hidden delta (D, W
-# transposed) and the weight gradient (X transposed, D).
-TRAIN_SIZES = (300, 256, 130, 10)
+# A training step runs a product on the tiles from AMX_STEP_MIN_COLS columns
+# and AMX_STEP_MIN_DEPTH terms.  This net at batches of 256 has its first
+# layer's forward (X, W), hidden delta (D, W transposed) and weight gradient
+# (X transposed, D) there, the rest on the FMAs.
+TRAIN_SIZES = (300, 520, 260, 10)
+
+
+def _on_tiles_in_a_step(M, N, K):
+    return (M >= MIN_ROWS and N >= _engine.AMX_STEP_MIN_COLS
+            and K >= _engine.AMX_STEP_MIN_DEPTH)
 
 
 def test_amx_training_products_are_on_the_tiles():
     rows, (n0, n1, n2, _) = 256, TRAIN_SIZES
-    for M, N, K in ((rows, n1, n0), (rows, n2, n1), (rows, n1, n2), (n0, n1, rows), (n1, n2, rows)):
-        assert _on_tiles(M, N, K)
+    for M, N, K in ((rows, n1, n0), (rows, n1, n2), (n0, n1, rows)):
+        assert _on_tiles_in_a_step(M, N, K)
+
+
+# Products as a training step runs them (both operands packed once for the
+# team's tiles), every epilogue and transpose: test_gemm_kernels' test.
+STEP_SHAPES = [(200, 520, 257), (257, 530, 300)]
+
+
+@pytest.mark.parametrize("trans", [(False, False), (False, True), (True, False), (True, True)],
+                         ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("shape", STEP_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_amx_step_products_every_epilogue_vs_reference(trans, shape):
+    from test_gemm_kernels import _operands, _run, test_gemm_every_epilogue_vs_reference
+    assert _on_tiles_in_a_step(*shape)
+    test_gemm_every_epilogue_vs_reference("amx", np.float32, trans, shape)
+    # and the tiles did run: not the AVX-512 kernel's bits
+    M, N, K = shape
+    A, B = _operands(M, N, K, *trans, np.float32, seed=1)
+    kw = dict(trans_a=trans[0], trans_b=trans[1], kind=0, alpha=1.0, prepack=True)
+    assert not np.array_equal(_run(A, B, M, N, np.float32, "amx", 1, **kw),
+                              _run(A, B, M, N, np.float32, "avx512", 1, **kw))
 
 
 def test_amx_gradients_within_the_float32_bounds(amx):
@@ -210,9 +236,3 @@ def test_amx_training_follows_the_fmas(alternating):
     for (Wa, ba), (Wb, bb) in zip(weights(on_tiles), weights(on_fmas)):
         np.testing.assert_allclose(Wa, Wb, rtol=0, atol=1e-4)
         np.testing.assert_allclose(ba, bb, rtol=0, atol=1e-4)
-
-
-def test_the_gemm_tests_cover_the_tiles():
-    """tests/test_gemm_kernels.py's every-epilogue test has shapes on the tiles."""
-    from test_gemm_kernels import SHAPES
-    assert sum(_on_tiles(M, N, K) for M, N, K in SHAPES) >= 2

@@ -45,8 +45,6 @@ SHAPES = [  # (M, N, K)
     (45, 600, 70),    # columns) is computed transposed; 600 = 512 + 88 columns
     (2, 300, 600),    # few rows; one row is the GEMV path of the own kernels: K over
     (1, 130, 257),    # one K block, a partial last strip of columns
-    (200, 130, 131),  # kernel "amx": on the tiles (>= AMX_MIN_ROWS x _COLS x _DEPTH),
-    (257, 160, 300),  # ragged in every direction
 ]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 THREADS = [1, 2]
