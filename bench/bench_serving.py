@@ -12,7 +12,8 @@ bench_mlp.py); the parent imports no numerical library.  Each measurement is
 the median over ``--repeat`` rounds of the mean time per call of a round
 (``--calls`` calls for one row, a tenth of that for 1,000 rows), after a warm
 round; the same input array is passed every call, as a server reuses its
-buffers.
+buffers.  The peers run in turn, ``--passes`` times; a figure is the median
+over the passes, and a ratio the median of the ratios within each pass.
 """
 import argparse
 import json
@@ -152,6 +153,7 @@ def main():
     ap.add_argument("--peers", nargs="+", default=PEERS, choices=PEERS)
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--out")
     ap.add_argument("--single", help=argparse.SUPPRESS)
     ap.add_argument("--single-out", help=argparse.SUPPRESS)
@@ -159,31 +161,48 @@ def main():
     if args.single:
         child(args.single, args.calls, args.repeat, args.single_out)
         return
+    import statistics
     import tempfile
     records = []
     env = {**os.environ, **THREAD_ENV}
+    # Passes over every peer in turn: the machine's speed drifts (its FMA peak
+    # by 10% within minutes here), so each ratio is taken within one pass.
+    for n_pass in range(args.passes):
+        for peer in args.peers:
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                proc = subprocess.run([sys.executable, __file__, "--single", peer, "--single-out",
+                                       tmp.name, "--calls", str(args.calls), "--repeat",
+                                       str(args.repeat)], env=env)
+                if proc.returncode != 0:
+                    print(f"{peer}: failed (exit {proc.returncode}), skipped", file=sys.stderr)
+                    continue
+                with open(tmp.name) as f:
+                    records += [{**r, "pass": n_pass} for r in json.load(f)]
+    fast = {(r["pass"], r["rows"]): r["median_us"] for r in records if r["peer"] == "fastnn"}
+    print(f"{'peer':<12} {'rows':>5} {'median us':>10} {'min us':>9} {'fastnn faster':>14}"
+          f"   (medians of {args.passes} passes; ratios within each pass)")
+    summary = []
     for peer in args.peers:
-        with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-            proc = subprocess.run([sys.executable, __file__, "--single", peer, "--single-out",
-                                   tmp.name, "--calls", str(args.calls), "--repeat",
-                                   str(args.repeat)], env=env)
-            if proc.returncode != 0:
-                print(f"{peer}: failed (exit {proc.returncode}), skipped", file=sys.stderr)
+        for rows in ROWS:
+            mine = [r for r in records if r["peer"] == peer and r["rows"] == rows]
+            if not mine:
                 continue
-            with open(tmp.name) as f:
-                records += json.load(f)
-    fast = {r["rows"]: r["median_us"] for r in records if r["peer"] == "fastnn"}
-    print(f"{'peer':<12} {'rows':>5} {'median us':>10} {'min us':>9} {'fastnn faster':>14}")
-    for r in records:
-        ratio = r["median_us"] / fast[r["rows"]] if r["rows"] in fast else float("nan")
-        print(f"{r['peer']:<12} {r['rows']:>5} {r['median_us']:>10.1f} {r['min_us']:>9.1f} "
-              f"{ratio:>13.2f}x")
+            ratios = [r["median_us"] / fast[r["pass"], rows] for r in mine
+                      if (r["pass"], rows) in fast]
+            row = {"peer": peer, "rows": rows,
+                   "median_us": statistics.median(r["median_us"] for r in mine),
+                   "min_us": min(r["min_us"] for r in mine),
+                   "fastnn_faster": statistics.median(ratios) if ratios else float("nan"),
+                   "fastnn_faster_per_pass": ratios}
+            summary.append(row)
+            print(f"{peer:<12} {rows:>5} {row['median_us']:>10.1f} {row['min_us']:>9.1f} "
+                  f"{row['fastnn_faster']:>13.2f}x")
     if args.out:
         meta = {"machine": platform.machine(), "python": platform.python_version(),
                 "affinity": sorted(os.sched_getaffinity(0)), "date": time.strftime("%Y-%m-%d"),
                 "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
         with open(args.out, "w") as f:
-            json.dump({"meta": meta, "records": records}, f, indent=1)
+            json.dump({"meta": meta, "summary": summary, "records": records}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.math cimport exp, log, sqrt, pow, isfinite, fabs, cos, sin, M_PI
+from libc.math cimport exp, expf, log, sqrt, pow, isfinite, fabs, cos, sin, M_PI
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free, getenv
 

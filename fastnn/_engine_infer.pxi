@@ -23,13 +23,11 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
     fnn_amx_pack_b, with ``amx_work`` as the product's work.  ``poll``: thread 0's, which runs the signal
     handlers between layers (a chunk of a wide network takes milliseconds);
     the chunk is abandoned when one raised."""
-    cdef Py_ssize_t l, r, j, k, ld_in = layers[0].n_in, ld_out
+    cdef Py_ssize_t l, r, ld_in = layers[0].n_in, ld_out
     cdef Layer *L
     cdef const floating *inp = X
     cdef floating *out
-    cdef floating *o
     cdef fnn_epilogue ep
-    cdef double lse
     memset(&ep, 0, sizeof(ep))
     ep.kind = FNN_EPI_BIAS_ACT
     for l in range(n_layers):
@@ -55,12 +53,8 @@ cdef void forward_chunk(floating *proto, Layer *layers, int n_layers, int kernel
             gemm(proto, kernel, 0, 0, rows, L.n_out, L.n_in, inp, ld_in,
                  <const floating *>L.W, L.n_out, out, ld_out, &ep, work)
         if L.act == FNN_ACT_SOFTMAX:
-            k = L.n_out
             for r in range(rows):
-                o = out + r * ld_out
-                lse = log_sum_exp(o, k)
-                for j in range(k):
-                    o[j] = <floating>exp(o[j] - lse)
+                softmax_row(out + r * ld_out, L.n_out)
         inp, ld_in = out, ld_out
         if poll != NULL and poll_signals(poll):
             return

@@ -48,6 +48,27 @@ cdef inline double log_sum_exp(const floating *z, Py_ssize_t k) noexcept nogil:
     return mx + log(s)
 
 
+cdef inline void softmax_row(floating *o, Py_ssize_t k) noexcept nogil:
+    """The softmax of a row of logits, in place: exp(o_j - max) / sum, one exp
+    per value in the row's own precision (inference; training takes
+    log_sum_exp, which its cross-entropy needs anyway)."""
+    cdef Py_ssize_t j
+    cdef floating mx = o[0], inv
+    cdef double s = 0.0
+    for j in range(1, k):
+        if o[j] > mx:
+            mx = o[j]
+    for j in range(k):
+        if floating is float:
+            o[j] = expf(o[j] - mx)
+        else:
+            o[j] = exp(o[j] - mx)
+        s += o[j]
+    inv = <floating>(1.0 / s)
+    for j in range(k):
+        o[j] *= inv
+
+
 cdef inline double output_dact(const Layer *L, const floating *o, Py_ssize_t j) noexcept nogil:
     """f' of the output layer's unit j of the row ``o`` (of L.A): from the
     output, or from the same row of the kept inputs L.Z; clipped into the
