@@ -171,6 +171,7 @@ cpdef enum:
 
 cdef enum:
     PREDICT_CHUNK = 256     # rows per inference task: one chunk runs the whole network
+    PREDICT_TAIL_CHUNK = 64 # ... and per task of the last rows, with a team (predict_worker)
     BIAS_BLOCK = 256        # columns of a bias gradient summed at once (on the stack)
     CACHE_LINE = 64         # bytes: scratch and packed buffers start on one
     TAIL_ROWS = 64          # rows per task of the fused output stage (tail_stage)

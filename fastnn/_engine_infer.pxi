@@ -64,20 +64,31 @@ cdef void predict_worker(floating *proto, Layer *layers, int n_layers, int kerne
                          void **packed, const floating *X, Py_ssize_t n, floating **outs,
                          char *scratch, Py_ssize_t ld_scratch, char **work,
                          const bint *on_amx, char **amx_work,
-                         long *bad_input, Poll *poll, long *next_chunk, int tid) noexcept nogil:
+                         long *bad_input, Poll *poll, long *next_chunk, int tid,
+                         int n_threads) noexcept nogil:
     """One thread's share of a forward pass: the threads claim chunks as they
     come (``next_chunk``), so a thread that the OS starts late - the other
     core busy with another process - finds the work done by the others
-    instead of holding them up."""
-    cdef Py_ssize_t chunk, r0, rows, l, n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
+    instead of holding them up.  With a team, the last rows go in chunks of
+    PREDICT_TAIL_CHUNK (two per thread), so that the call waits less for a
+    thread the OS stops while it holds the last chunk."""
+    cdef Py_ssize_t tail = 2 * n_threads * PREDICT_TAIL_CHUNK if n_threads > 1 else 0
+    cdef Py_ssize_t n_big = max(n - tail, 0) // PREDICT_CHUNK, t0 = n_big * PREDICT_CHUNK
+    cdef Py_ssize_t chunk, r0, rows, l
+    cdef Py_ssize_t n_chunks = n_big + ((n - t0 + PREDICT_TAIL_CHUNK - 1) // PREDICT_TAIL_CHUNK
+                                        if tail else (n - t0 + PREDICT_CHUNK - 1) // PREDICT_CHUNK)
     cdef floating *my_outs[MAX_LAYERS]
     cdef floating *my_scratch = <floating *>(scratch) + tid * 2 * PREDICT_CHUNK * ld_scratch
     chunk = fnn_atomic_fetch_add(next_chunk, 1)
     while chunk < n_chunks:
         if poll_stopped(poll):    # a signal handler raised: the call raises it
             break
-        r0 = chunk * PREDICT_CHUNK
-        rows = min(<Py_ssize_t>PREDICT_CHUNK, n - r0)
+        if chunk < n_big or not tail:
+            r0 = chunk * PREDICT_CHUNK
+            rows = min(<Py_ssize_t>PREDICT_CHUNK, n - r0)
+        else:
+            r0 = t0 + (chunk - n_big) * PREDICT_TAIL_CHUNK
+            rows = min(<Py_ssize_t>PREDICT_TAIL_CHUNK, n - r0)
         if bad_input != NULL:
             # Check the chunk's inputs just before the first layer reads them
             # (which then finds them in cache); after a bad one, stop.
@@ -232,22 +243,22 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
             if is_double:
                 predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                               amx_layers, amx_work, bad, &poll, &next_chunk, 0)
+                               amx_layers, amx_work, bad, &poll, &next_chunk, 0, 1)
             else:
                 predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                               amx_layers, amx_work, bad, &poll, &next_chunk, 0)
+                               amx_layers, amx_work, bad, &poll, &next_chunk, 0, 1)
         else:
             with parallel(num_threads=n_threads):
                 tid = fnn_omp_thread_num()
                 if is_double:
                     predict_worker(<double *>NULL, layers, n_layers, kernel, packed,
                                    <const double *>x, n, <double **>outs, scr, ld_scr, work,
-                                   amx_layers, amx_work, bad, &poll, &next_chunk, tid)
+                                   amx_layers, amx_work, bad, &poll, &next_chunk, tid, n_threads)
                 else:
                     predict_worker(<float *>NULL, layers, n_layers, kernel, packed,
                                    <const float *>x, n, <float **>outs, scr, ld_scr, work,
-                                   amx_layers, amx_work, bad, &poll, &next_chunk, tid)
+                                   amx_layers, amx_work, bad, &poll, &next_chunk, tid, n_threads)
     give_back_workspace(workspace)
     if poll.raised:
         raise_pending()
