@@ -1,8 +1,10 @@
 /* fnn_amx.c - float32 products on the AMX tile unit (Intel Xeon since
- * Sapphire Rapids), for inference on many rows.
+ * Sapphire Rapids), for the engine's large float32 products (kernel "amx":
+ * which ones, see amx_product in fastnn/_engine_team.pxi).
  *
  * Why: one core's float32 FMAs peak near 245 GFLOP/s on this project's
- * machine; the tile unit's bfloat16 dot products run about 16 times as fast.
+ * machine; the tile unit's bfloat16 dot products run about 16 times as fast
+ * (measured: 3.2-3.9 TFLOP/s), so even six of them per float32 product win.
  *
  * How, keeping float32 accuracy: every float32 x is split exactly into three
  * bfloat16 parts by truncation, x = h + m + l (h the top 8 significant bits,
@@ -10,7 +12,7 @@
  * products  l_a h_b + m_a m_b + m_a h_b + h_a l_b + h_a m_b + h_a h_b
  * (smallest first), each exact in float32 and accumulated in float32 by the
  * tile unit.  The three products left out (m l, l m, l l) are below
- * 2^-21 |ab| and in practice of the order of 2^-24 |ab| with random sign:
+ * 2^-20 |ab| and in practice of the order of 2^-24 |ab|:
  * measured against float64 on a 1000 x 784 x 256 product, the largest error
  * relative to sum |a b| is 7.7e-8 here and 2.2e-7 for a float32 FMA loop.
  * The tile unit treats subnormal inputs and results as zero.
@@ -22,10 +24,12 @@
  *
  * Layouts.  Tiles are 16 rows of 64 bytes.  An A tile holds 16 rows x 32 k
  * of one part; a B tile 16 pairs of k rows x 16 columns, each column's two k
- * values side by side (the unit's "VNNI" order).  Packed B holds W whole
- * (fnn_amx_pack_b); packed A is built per block of AMX_ROWS rows in the
- * caller's work buffer (pack_a).  The micro-kernel computes a
- * 32 x 32 block of C in four accumulator tiles.
+ * values side by side (the unit's "VNNI" order).  Both operands are packed
+ * in blocks of 16 rows (of op(A)) or columns (of op(B)), K deep
+ * (fnn_amx_pack_a/b: a training step packs both once for the team;
+ * fnn_amx_gemm_pb splits a predict's rows AMX_ROWS at a time into its work).
+ * The micro-kernel (block32) computes a 32 x 32 block of C in four
+ * accumulator tiles, 18 tile loads per 24 dot products.
  *
  * The OS must let the process use the tile registers: on Linux,
  * arch_prctl(ARCH_REQ_XCOMP_PERM) once (fnn_amx_available asks).  Elsewhere,
