@@ -75,29 +75,12 @@ size_t fnn_amx_work_bytes(ptrdiff_t K)
      (defined(__clang__) && __clang_major__ >= 12))
 
 #include <immintrin.h>
-#include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-bf16")))
 
 /* ---- may this process use the tiles? -------------------------------- */
-
-static int amx_cpu_and_os(void)
-{
-    unsigned a, b, c, d;
-    if (__get_cpuid_max(0, 0) < 0xd) return 0;
-    __cpuid_count(1, 0, a, b, c, d);
-    if (!((c >> 27) & 1)) return 0;                          /* OSXSAVE */
-    __cpuid_count(7, 0, a, b, c, d);
-    int tile = (d >> 24) & 1, bf16 = (d >> 22) & 1;
-    int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
-    if (!(tile && bf16 && avx512)) return 0;
-    unsigned lo, hi;
-    __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));  /* xgetbv */
-    (void)hi;
-    return (lo & 0xe6) == 0xe6;   /* the OS saves ymm/zmm state (AMX: asked below) */
-}
 
 static int amx_permission(void)
 {
@@ -111,7 +94,8 @@ static int amx_state = -1;   /* computed once; the race is benign */
 int fnn_amx_available(void)
 {
     int s = amx_state;
-    if (s < 0) amx_state = s = amx_cpu_and_os() && amx_permission();
+    /* the packing and the epilogue are AVX-512 (fnn_cpu.c checks the OS too) */
+    if (s < 0) amx_state = s = fnn_cpu_has_avx512() && fnn_cpu_has_amx() && amx_permission();
     return s;
 }
 

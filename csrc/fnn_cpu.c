@@ -39,7 +39,9 @@ static unsigned long long fnn_xgetbv0(void)
 #endif
 }
 
-/* bit 0: avx2+fma usable, bit 1: avx512 f/vl/bw/dq usable */
+/* bit 0: avx2+fma usable, bit 1: avx512 f/vl/bw/dq usable, bit 2: the CPU has
+ * the AMX tile unit with bfloat16 (amx-tile, amx-bf16); Linux enables its
+ * state per process on request (fnn_amx.c asks) */
 static int fnn_cpu_detect(void)
 {
     unsigned r[4], r7[4];
@@ -57,6 +59,7 @@ static int fnn_cpu_detect(void)
     int f = (r7[1] >> 16) & 1, dq = (r7[1] >> 17) & 1, bw = (r7[1] >> 30) & 1, vl = (r7[1] >> 31) & 1;
     if (ymm_os && avx2 && fma) flags |= 1;
     if (ymm_os && zmm_os && avx2 && fma && f && dq && bw && vl) flags |= 2;
+    if (((r7[3] >> 24) & 1) && ((r7[3] >> 22) & 1)) flags |= 4;
     return flags;
 }
 
@@ -71,8 +74,10 @@ static int fnn_cpu_get(void)
 
 int fnn_cpu_has_avx2_fma(void) { return (fnn_cpu_get() & 1) != 0; }
 int fnn_cpu_has_avx512(void) { return (fnn_cpu_get() & 2) != 0; }
+int fnn_cpu_has_amx(void) { return (fnn_cpu_get() & 4) != 0; }
 
 #else
 int fnn_cpu_has_avx2_fma(void) { return 0; }
 int fnn_cpu_has_avx512(void) { return 0; }
+int fnn_cpu_has_amx(void) { return 0; }
 #endif

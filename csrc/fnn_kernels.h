@@ -210,6 +210,7 @@ size_t fnn_kgemm_avx512_work_bytes(size_t elem_size);
  * Both return 0 on non-x86 targets. */
 int fnn_cpu_has_avx2_fma(void);
 int fnn_cpu_has_avx512(void);
+int fnn_cpu_has_amx(void);      /* amx-tile + amx-bf16 in the CPU (not yet the OS) */
 
 #ifdef __cplusplus
 }
