@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _config
+from fastnn import _config, _engine
 from fastnn import _reference as ref
 from fastnn.activations import CODES, REGISTRY
 
@@ -72,6 +72,15 @@ def eps(dtype):
 def rtol(dtype, K):
     """Relative (to the |A| @ |B| magnitude) tolerance of a K-term product."""
     return 4.0 * np.sqrt(K + 1.0) * eps(dtype)
+
+
+@pytest.fixture
+def alternating():
+    """Every batch of a fit its own slice, alternating one thread and a team
+    (the thread governor's worst case: results must not change)."""
+    previous = _engine.alternate_threads_for_tests(True)
+    yield
+    _engine.alternate_threads_for_tests(previous)
 
 
 @pytest.fixture(params=KERNEL_NAMES)

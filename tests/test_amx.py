@@ -183,13 +183,6 @@ def test_amx_gradients_within_the_float32_bounds(amx):
             assert_within(db, eb, bb, f"db[{l}], {n_threads} threads")
 
 
-@pytest.fixture
-def alternating():
-    previous = _engine.alternate_threads_for_tests(True)
-    yield
-    _engine.alternate_threads_for_tests(previous)
-
-
 def _fit(n_threads, optimizer, dropout=0.0):
     net = make_net(TRAIN_SIZES, ("relu", "tanh", "softmax"), loss="cross_entropy",
                    dtype=np.float32, seed=13)

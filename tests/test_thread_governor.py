@@ -18,13 +18,6 @@ from conftest import assert_same_weights, make_net, weights
 SIZES = (100, 300, 10)
 
 
-@pytest.fixture
-def alternating():
-    previous = _engine.alternate_threads_for_tests(True)
-    yield
-    _engine.alternate_threads_for_tests(previous)
-
-
 def _data(dtype, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(1000, SIZES[0])).astype(dtype)
