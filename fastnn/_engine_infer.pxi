@@ -187,7 +187,8 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         outs[l] = data_or_null(outputs[l])
         width = max(width, layers[l].n_out)
         flops += 2.0 * n * layers[l].n_in * layers[l].n_out
-        on_amx[l] = amx_product(kernel, itemsize, n, layers[l].n_out, layers[l].n_in, False)
+        on_amx[l] = amx_product(kernel, itemsize, n, layers[l].n_out, layers[l].n_in,
+                                PREDICT_PRODUCT)
         if on_amx[l]:
             packed_bytes[l] = fnn_amx_packed_bytes(layers[l].n_out, layers[l].n_in)
             amx_bytes = max(amx_bytes, fnn_amx_work_bytes(layers[l].n_in))

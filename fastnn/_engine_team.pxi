@@ -37,15 +37,26 @@ cdef enum:
 # products; the rest on the AVX-512 kernel).  Both operands are then packed
 # once per product in the tiles' layout (plan_packing), and the same output
 # tiles as the FMA kernel's read their blocks from there (gemm_block): the
-# choice depends on the product's shape only, never on the thread count.
+# choice depends on the product's shape and role only, never on the thread
+# count.
+cdef enum ProductRole:
+    PREDICT_PRODUCT     # each thread on its own rows
+    STEP_PRODUCT        # a training step's forward or delta, shared by the team
+    GRADIENT_PRODUCT    # a training step's weight gradient, X.T @ D
+
+
 cdef inline bint amx_product(int kernel, size_t itemsize, Py_ssize_t M, Py_ssize_t N,
-                             Py_ssize_t K, bint in_step) noexcept nogil:
-    """``in_step``: a training step's product (shared by the team), else a
-    predict's (each thread on its own rows)."""
-    return (kernel == FNN_KERNEL_AMX and itemsize == sizeof(float) and M >= AMX_MIN_ROWS
-            and N >= (AMX_STEP_MIN_COLS if in_step else AMX_MIN_COLS)
-            and K >= (AMX_STEP_MIN_DEPTH if in_step else AMX_MIN_DEPTH)
-            and fnn_amx_available())    # (asks the OS once, if no one has yet)
+                             Py_ssize_t K, ProductRole role) noexcept nogil:
+    """Whether the product runs on the tiles (the limits: _engine_decl.pxi)."""
+    cdef bint wide
+    if not (kernel == FNN_KERNEL_AMX and itemsize == sizeof(float) and M >= AMX_MIN_ROWS
+            and N >= AMX_MIN_COLS and K >= AMX_MIN_DEPTH):
+        return False
+    if role != PREDICT_PRODUCT:
+        wide = N >= AMX_STEP_MIN_COLS and K >= AMX_STEP_MIN_DEPTH
+        if not (wide or (role == GRADIENT_PRODUCT and M >= AMX_GRADIENT_MIN_ROWS)):
+            return False
+    return fnn_amx_available()      # (asks the OS once, if no one has yet)
 
 
 cdef inline Py_ssize_t tile_m(int kernel, Py_ssize_t M) noexcept nogil:
@@ -229,7 +240,9 @@ cdef Packed plan_packing(floating *proto, int kernel, char *arena, PackOp *ops, 
     cdef Packed p
     cdef int flags = 0
     p.pa = p.pb = NULL
-    p.amx = arena != NULL and amx_product(kernel, sizeof(floating), M, N, K, True)
+    # (in a step, op(A) is transposed in the weight gradients only)
+    p.amx = arena != NULL and amx_product(kernel, sizeof(floating), M, N, K,
+                                          GRADIENT_PRODUCT if ta else STEP_PRODUCT)
     if p.amx:
         flags = FNN_PREPACK_A | FNN_PREPACK_B
     elif arena != NULL:

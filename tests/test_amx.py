@@ -133,37 +133,68 @@ def test_amx_leaves_float64_on_the_fmas(amx):
 # layer's forward (X, W), hidden delta (D, W transposed) and weight gradient
 # (X transposed, D) there, the rest on the FMAs.
 TRAIN_SIZES = (300, 520, 260, 10)
+# A weight gradient (X.T @ D) also runs there from AMX_GRADIENT_MIN_ROWS
+# inputs (with AMX_MIN_COLS and AMX_MIN_DEPTH): this net's first layer's,
+# whose forward stays on the FMAs.
+GRADIENT_SIZES = (600, 200, 10)
 
 
-def _on_tiles_in_a_step(M, N, K):
-    return (M >= MIN_ROWS and N >= _engine.AMX_STEP_MIN_COLS
-            and K >= _engine.AMX_STEP_MIN_DEPTH)
+def _on_tiles_in_a_step(M, N, K, gradient=False):
+    if not (M >= MIN_ROWS and N >= _engine.AMX_MIN_COLS and K >= _engine.AMX_MIN_DEPTH):
+        return False
+    return ((N >= _engine.AMX_STEP_MIN_COLS and K >= _engine.AMX_STEP_MIN_DEPTH)
+            or (gradient and M >= _engine.AMX_GRADIENT_MIN_ROWS))
 
 
 def test_amx_training_products_are_on_the_tiles():
     rows, (n0, n1, n2, _) = 256, TRAIN_SIZES
     for M, N, K in ((rows, n1, n0), (rows, n1, n2), (n0, n1, rows)):
         assert _on_tiles_in_a_step(M, N, K)
+    n0, n1, _ = GRADIENT_SIZES
+    assert _on_tiles_in_a_step(n0, n1, rows, gradient=True)
+    assert not _on_tiles_in_a_step(rows, n1, n0)
 
 
 # Products as a training step runs them (both operands packed once for the
 # team's tiles), every epilogue and transpose: test_gemm_kernels' test.
 STEP_SHAPES = [(200, 520, 257), (257, 530, 300)]
+# Weight-gradient shapes (op(A) transposed): on the tiles from
+# AMX_GRADIENT_MIN_ROWS rows, narrower and shallower than STEP_SHAPES.
+GRADIENT_SHAPES = [(513, 130, 129), (600, 200, 256)]
+
+
+def _amx_and_avx512(shape, trans):
+    from test_gemm_kernels import _operands, _run
+    M, N, K = shape
+    A, B = _operands(M, N, K, *trans, np.float32, seed=1)
+    kw = dict(trans_a=trans[0], trans_b=trans[1], kind=0, alpha=1.0, prepack=True)
+    return (_run(A, B, M, N, np.float32, "amx", 1, **kw),
+            _run(A, B, M, N, np.float32, "avx512", 1, **kw))
 
 
 @pytest.mark.parametrize("trans", [(False, False), (False, True), (True, False), (True, True)],
                          ids=["NN", "NT", "TN", "TT"])
 @pytest.mark.parametrize("shape", STEP_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_amx_step_products_every_epilogue_vs_reference(trans, shape):
-    from test_gemm_kernels import _operands, _run, test_gemm_every_epilogue_vs_reference
+    from test_gemm_kernels import test_gemm_every_epilogue_vs_reference
     assert _on_tiles_in_a_step(*shape)
     test_gemm_every_epilogue_vs_reference("amx", np.float32, trans, shape)
     # and the tiles did run: not the AVX-512 kernel's bits
-    M, N, K = shape
-    A, B = _operands(M, N, K, *trans, np.float32, seed=1)
-    kw = dict(trans_a=trans[0], trans_b=trans[1], kind=0, alpha=1.0, prepack=True)
-    assert not np.array_equal(_run(A, B, M, N, np.float32, "amx", 1, **kw),
-                              _run(A, B, M, N, np.float32, "avx512", 1, **kw))
+    on_tiles, on_fmas = _amx_and_avx512(shape, trans)
+    assert not np.array_equal(on_tiles, on_fmas)
+
+
+@pytest.mark.parametrize("trans_b", [False, True], ids=["TN", "TT"])
+@pytest.mark.parametrize("shape", GRADIENT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_amx_gradient_products_every_epilogue_vs_reference(trans_b, shape):
+    from test_gemm_kernels import test_gemm_every_epilogue_vs_reference
+    assert _on_tiles_in_a_step(*shape, gradient=True) and not _on_tiles_in_a_step(*shape)
+    test_gemm_every_epilogue_vs_reference("amx", np.float32, (True, trans_b), shape)
+    on_tiles, on_fmas = _amx_and_avx512(shape, (True, trans_b))
+    assert not np.array_equal(on_tiles, on_fmas)
+    # the same shape with op(A) not transposed is no weight gradient: FMAs
+    on_tiles, on_fmas = _amx_and_avx512(shape, (False, trans_b))
+    np.testing.assert_array_equal(on_tiles, on_fmas)
 
 
 def test_amx_gradients_within_the_float32_bounds(amx):
@@ -183,45 +214,48 @@ def test_amx_gradients_within_the_float32_bounds(amx):
             assert_within(db, eb, bb, f"db[{l}], {n_threads} threads")
 
 
-def _fit(n_threads, optimizer, dropout=0.0):
-    net = make_net(TRAIN_SIZES, ("relu", "tanh", "softmax"), loss="cross_entropy",
-                   dtype=np.float32, seed=13)
+def _fit(n_threads, optimizer, dropout=0.0, sizes=TRAIN_SIZES):
+    acts = ("relu", "tanh", "softmax")[-(len(sizes) - 1):]
+    net = make_net(sizes, acts, loss="cross_entropy", dtype=np.float32, seed=13)
     net.layers[0].dropout = dropout
     rng = np.random.default_rng(14)
-    X = rng.normal(size=(1100, TRAIN_SIZES[0])).astype(np.float32)   # a short last batch
+    X = rng.normal(size=(1100, sizes[0])).astype(np.float32)   # a short last batch
     y = rng.integers(0, 10, 1100)
     history = net.fit(X, y, epochs=2, batch_size=256, optimizer=optimizer, verbose=0,
                       n_threads=n_threads)
     return net, history.history["loss"]
 
 
+@pytest.mark.parametrize("sizes", [TRAIN_SIZES, GRADIENT_SIZES], ids=["wide", "gradient"])
 @pytest.mark.parametrize("optimizer,dropout", [(lambda: fn.SGD(lr=0.05), 0.0),
                                                (lambda: fn.Adam(lr=1e-3), 0.2)],
                          ids=["sgd", "adam+dropout"])
-def test_amx_training_does_not_depend_on_the_threads(amx, alternating, optimizer, dropout):
+def test_amx_training_does_not_depend_on_the_threads(amx, alternating, optimizer, dropout,
+                                                     sizes):
     """Every batch its own slice, alternating one thread and two (the thread
     governor's worst case), against plain 1- and 2-thread runs, bit for bit."""
     if not _engine.openmp_enabled() or _engine.team_size(2) < 2:
         pytest.skip("a team of two is not available here (serial engine, or one core)")
-    assert _engine.threads_for_batch([np.empty(s) for s in zip(TRAIN_SIZES, TRAIN_SIZES[1:])],
+    assert _engine.threads_for_batch([np.empty(s) for s in zip(sizes, sizes[1:])],
                                      256, 2) == 2
-    net_alt, loss_alt = _fit(2, optimizer(), dropout)
+    net_alt, loss_alt = _fit(2, optimizer(), dropout, sizes)
     _engine.alternate_threads_for_tests(False)
     for n_threads in (1, 2):
-        net, loss = _fit(n_threads, optimizer(), dropout)
+        net, loss = _fit(n_threads, optimizer(), dropout, sizes)
         assert_same_weights(weights(net), weights(net_alt))
         assert loss == loss_alt
 
 
-def test_amx_training_follows_the_fmas(alternating):
+@pytest.mark.parametrize("sizes", [TRAIN_SIZES, GRADIENT_SIZES], ids=["wide", "gradient"])
+def test_amx_training_follows_the_fmas(alternating, sizes):
     """Two epochs on the tiles end within float32 noise of the same run on
     the AVX-512 kernel (and not bit-identical: the tiles did run)."""
     _engine.alternate_threads_for_tests(False)
     try:
         fn.set_kernel("amx")
-        on_tiles, loss_tiles = _fit(1, fn.SGD(lr=0.05))
+        on_tiles, loss_tiles = _fit(1, fn.SGD(lr=0.05), sizes=sizes)
         fn.set_kernel("avx512")
-        on_fmas, loss_fmas = _fit(1, fn.SGD(lr=0.05))
+        on_fmas, loss_fmas = _fit(1, fn.SGD(lr=0.05), sizes=sizes)
     finally:
         fn.set_kernel(None)
     assert loss_tiles != loss_fmas
