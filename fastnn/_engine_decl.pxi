@@ -306,7 +306,7 @@ cdef struct Ctx:
     char **work           # per-thread GEMM scratch
     char *pack            # operands packed once per product for all its tiles
                           # (shared by the team; NULL: none), pack_arena_bytes
-    long claims[3]        # tile claim counters of the team (see begin_stage)
+    long claims[3 * MAX_THREADS]  # the team's claim counters (see claim)
     Governor governor     # one thread or the team, slice by slice (_engine_threads.pxi)
 
 

@@ -92,7 +92,7 @@ cdef void tail_stage(Ctx *c, const Batch *b, const floating *X, const floating *
     if P != NULL:
         delta = delta_epilogue(P)
     k = begin_stage(team)
-    t = claim(team, k)
+    t = claim(team, k, count)
     while t < count and not aborted(c, team.tid):
         blk.i0, blk.j0 = t * TAIL_ROWS, 0
         blk.mb, blk.nb = min(<Py_ssize_t>TAIL_ROWS, rows - blk.i0), L.n_out
@@ -108,7 +108,7 @@ cdef void tail_stage(Ctx *c, const Batch *b, const floating *X, const floating *
                        <floating *>P.D, P.n_out, &delta, work, NO_PACKING)
             if P.dropout:   # as backward_stage does
                 dropout_tile(c, b, c.n_layers - 2, <floating *>P.D, <const floating *>P.D, blk)
-        t = claim(team, k)
+        t = claim(team, k, count)
     fnn_omp_barrier()
 
 
@@ -134,7 +134,7 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team,
         pack_stage(<floating *>NULL, c.kernel, ops, n_ops, team)
         count = n_tiles(c.kernel, rows, L.n_out)
         k = begin_stage(team)
-        t = claim(team, k)
+        t = claim(team, k, count)
         while t < count and not aborted(c, team.tid):
             gemm_tile(<floating *>NULL, c.kernel, t, 0, 0, rows, L.n_out, L.n_in,
                       inp, L.n_in, <const floating *>L.W, L.n_out,
@@ -142,7 +142,7 @@ cdef void forward_layers(Ctx *c, const Batch *b, const floating *X, Team *team,
             if L.dropout:      # while the tile is still in cache
                 dropout_tile(c, b, l, <floating *>L.Aout, <const floating *>L.A,
                              tile_bounds(c.kernel, t, rows, L.n_out))
-            t = claim(team, k)
+            t = claim(team, k, count)
         fnn_omp_barrier()
         inp = <const floating *>L.Aout
 
@@ -242,7 +242,7 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team,
     phase (l = 0) updates W[1] and W[0] together.  ``tail_done``: tail_stage
     computed the first phase's delta, and that phase (with no update) is skipped.
     """
-    cdef Py_ssize_t l, t, t_delta, t_upd, t_first, rows = b.rows
+    cdef Py_ssize_t l, t, t_delta, t_upd, t_first, count, rows = b.rows
     cdef long k
     cdef Layer *L
     cdef Layer *P
@@ -276,9 +276,10 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team,
             t_first = n_tiles(c.kernel, L.n_in, L.n_out)
             p_first = plan_update(c, b, 0, X, ops, &n_ops, &used)
         pack_stage(<floating *>NULL, c.kernel, ops, n_ops, team)
+        count = t_delta + t_upd + t_first
         k = begin_stage(team)
-        t = claim(team, k)
-        while t < t_delta + t_upd + t_first and not aborted(c, team.tid):
+        t = claim(team, k, count)
+        while t < count and not aborted(c, team.tid):
             if t < t_delta:
                 gemm_tile(<floating *>NULL, c.kernel, t, 0, 1, rows, L.n_in, L.n_out,
                           <const floating *>L.D, L.n_out, <const floating *>L.W, L.n_out,
@@ -292,7 +293,7 @@ cdef void backward_stage(Ctx *c, const Batch *b, const floating *X, Team *team,
                 update_layer_tile(c, b, l + 1, t - t_delta, X, work, p_upd)
             else:
                 update_layer_tile(c, b, 0, t - t_delta - t_upd, X, work, p_first)
-            t = claim(team, k)
+            t = claim(team, k, count)
         if l == 0 and team.tid == 0 and poll_signals(&c.poll):
             # Before the batch's last barrier, which publishes it to the team:
             # everyone stops after this batch (train_worker).

@@ -35,7 +35,7 @@ def gemm_tiled(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C, *,
         ep.Z, ep.ldz = &Z[0, 0], Z.shape[1]
     n_threads = start_team(max(1, min(n_threads, MAX_THREADS)))
     works = alloc_work(work, n_threads, kernel, C.itemsize)
-    cdef long counters[3]
+    cdef long counters[3 * MAX_THREADS]
     cdef char *arena = NULL
     cdef int flags = 0
     memset(counters, 0, sizeof(counters))
@@ -79,11 +79,12 @@ cdef void tiled_worker(floating *proto, int kernel, int ta, int tb,
     packed = plan_packing(proto, kernel, arena, ops, &n_ops, &used, ta, tb, M, N, K,
                           A, lda, B, ldb, ep)
     pack_stage(proto, kernel, ops, n_ops, &team)
+    cdef Py_ssize_t count = n_tiles(kernel, M, N)
     k = begin_stage(&team)
-    t = claim(&team, k)
-    while t < n_tiles(kernel, M, N):
+    t = claim(&team, k, count)
+    while t < count:
         gemm_tile(proto, kernel, t, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep, work[tid], packed)
-        t = claim(&team, k)
+        t = claim(&team, k, count)
 
 
 cdef extern from "fnn_kernels.h" nogil:

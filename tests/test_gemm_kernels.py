@@ -207,6 +207,24 @@ def test_gemm_prepacked_operands_bit_identical(kernel, dtype, n_threads):
     assert planned == 3      # both operands were packed once somewhere above
 
 
+@pytest.mark.parametrize("prepack", [False, True], ids=["tiles-pack", "packed-once"])
+@pytest.mark.parametrize("n_threads", [3, 5])
+def test_gemm_teams_of_any_size_compute_every_tile_once(n_threads, prepack):
+    """Threads claim their own block of tiles (and of packing parts) first,
+    then the others' (_engine_team.pxi, claim).  With beta = 1 a tile done
+    twice would add twice, one never done would keep C's old values."""
+    kernel = OWN_KERNELS[0]
+    for case, (M, N, K, ta, tb) in enumerate([(600, 700, 64, True, False),
+                                              (1100, 300, 40, False, False),
+                                              (517, 1030, 33, False, True)]):
+        A, B = _operands(M, N, K, ta, tb, np.float32, seed=case)
+        C0 = np.random.default_rng(case).standard_normal((M, N)).astype(np.float32)
+        kw = dict(trans_a=ta, trans_b=tb, kind=0, alpha=-0.5, beta=1.0, prepack=prepack)
+        np.testing.assert_array_equal(_run(A, B, M, N, np.float32, kernel, n_threads, C=C0, **kw),
+                                      _run(A, B, M, N, np.float32, kernel, 1, C=C0, **kw),
+                                      err_msg=f"case {case}")
+
+
 @pytest.mark.parametrize("kernel", KERNEL_NAMES)
 def test_gemm_rejects_mismatched_operands(kernel):
     A = np.ones((3, 4))

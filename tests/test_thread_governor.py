@@ -63,6 +63,34 @@ def test_slices_alternating_one_thread_and_two_change_nothing(name, dtype, alter
         assert loss == loss_alt
 
 
+@pytest.mark.parametrize("n_threads", [3, 5])
+def test_teams_of_any_size_change_nothing(n_threads, monkeypatch, alternating):
+    """Each thread claims its own block of a stage's tasks first, then the
+    others' (_engine_team.pxi, claim): with blocks of unequal sizes every task
+    still runs once.  More threads than this machine's cores, allowed here
+    for the test (the thread count is otherwise capped at the cores); every
+    other batch on the team, against one thread throughout."""
+    from fastnn import _config
+    sizes = (300, 520, 10)      # wide enough for threads_for_batch to give 5 threads
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(700, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 700)
+    if not _engine.openmp_enabled():
+        pytest.skip("a serial engine")
+    assert _engine.threads_for_batch([np.empty(s) for s in zip(sizes, sizes[1:])],
+                                     128, n_threads) == n_threads
+    monkeypatch.setattr(_config, "_available_cores", lambda: n_threads)
+    runs = []
+    for threads in (1, n_threads):
+        _engine.alternate_threads_for_tests(threads > 1)
+        net = make_net(sizes, ("relu", "softmax"), loss="cross_entropy", seed=5)
+        history = net.fit(X, y, epochs=2, batch_size=128, verbose=0, n_threads=threads,
+                          optimizer=fn.SGD(lr=0.05, momentum=0.9), l2=1e-3)
+        runs.append((weights(net), history.history["loss"]))
+    assert_same_weights(runs[1][0], runs[0][0])
+    assert runs[1][1] == runs[0][1]
+
+
 def test_the_governor_keeps_the_faster_count_and_tries_the_other_less_often():
     # (seconds per row on one thread, on the team, on the team, next try, wait)
     state = (0.0, 0.0, True, 0.0, 0.01)
