@@ -381,6 +381,10 @@ cdef inline Py_ssize_t claim(Team *team, long k, Py_ssize_t count) noexcept nogi
     cdef long *counters = &team.counters[k * MAX_THREADS]
     cdef Py_ssize_t first, end, t
     cdef int block
+    if team.nt == 1:    # alone: no atomics, no blocks (tiny networks claim often)
+        t = counters[0]
+        counters[0] = t + 1
+        return min(t, count)
     while team.victim < team.nt:
         block = (team.tid + team.victim) % team.nt
         first, end = block * count // team.nt, (block + 1) * count // team.nt
