@@ -8,8 +8,9 @@ Products go through the engine's tiles with both operands packed once, as a
 training step runs them (``_engine.gemm_tiled(prepack=True)``), in the three
 orientations of a step (forward A @ W, hidden delta D @ W.T, weight gradient
 X.T @ D); a step puts those of at least AMX_MIN_ROWS x AMX_STEP_MIN_COLS x
-AMX_STEP_MIN_DEPTH on the tiles, the rest stay on the FMAs (the same on
-both kernels); on one thread only (this test entry point allocates its
+AMX_STEP_MIN_DEPTH on the tiles, and the weight gradients from
+AMX_GRADIENT_MIN_ROWS x AMX_MIN_COLS x AMX_MIN_DEPTH, the rest stay on the
+FMAs (the same on both kernels); on one thread only (this test entry point allocates its
 packing arena on every call, whose page faults two threads then contend
 for: training allocates it once per fit).  Then 1,000-row predicts and SGD
 epochs at batch 256 of 784-256-128-10 and 784-1024-1024-10 on ``--threads``
@@ -85,8 +86,10 @@ def main():
                     t[k].append(product_seconds(M, N, K, ta, tb, k, rng))
             amx, fma = (float(np.median(t[k])) for k in KERNELS)
             flop = 2.0 * M * N * K
-            on_tiles = (M >= _engine.AMX_MIN_ROWS and N >= _engine.AMX_STEP_MIN_COLS
-                        and K >= _engine.AMX_STEP_MIN_DEPTH)
+            on_tiles = bool((M >= _engine.AMX_MIN_ROWS and N >= _engine.AMX_STEP_MIN_COLS
+                             and K >= _engine.AMX_STEP_MIN_DEPTH)
+                            or (ta and M >= _engine.AMX_GRADIENT_MIN_ROWS
+                                and N >= _engine.AMX_MIN_COLS and K >= _engine.AMX_MIN_DEPTH))
             rows.append(dict(M=M, N=N, K=K, product=name, amx_s=amx, avx512_s=fma,
                              on_tiles=on_tiles))
             print(f"{M:>6} x {N:>4} x {K:>4} {name:>8}  {flop / amx * 1e-9:11.0f}  "
