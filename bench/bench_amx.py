@@ -10,9 +10,9 @@ orientations of a step (forward A @ W, hidden delta D @ W.T, weight gradient
 X.T @ D); a step puts those of at least AMX_MIN_ROWS x AMX_STEP_MIN_COLS x
 AMX_STEP_MIN_DEPTH on the tiles, and the weight gradients from
 AMX_GRADIENT_MIN_ROWS x AMX_MIN_COLS x AMX_MIN_DEPTH, the rest stay on the
-FMAs (the same on both kernels); on one thread only (this test entry point allocates its
-packing arena on every call, whose page faults two threads then contend
-for: training allocates it once per fit).  Then 1,000-row predicts and SGD
+FMAs (the same on both kernels); on one thread only (this test entry point
+allocates its packing arena on every call, whose page faults two threads
+then contend for: training allocates it once per fit).  Then 1,000-row predicts and SGD
 epochs at batch 256 of 784-256-128-10 and 784-1024-1024-10 on ``--threads``
 threads.  The two kernels alternate, ``--rounds`` times; figures are
 medians of wall time.

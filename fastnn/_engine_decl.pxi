@@ -163,11 +163,12 @@ cpdef enum:
                             # on the FMAs, the tiles' six products per float32 product
                             # and their packing not paying off)
     AMX_STEP_MIN_COLS = 512     # a training step's products: at least this many columns
-    AMX_STEP_MIN_DEPTH = 256    # and terms (the team shares one packed operand, half of it
-                                # from the other core, which costs the tiles more than the
-                                # FMAs: measured, 784-256-128-10 at batch 256 took 62 ms per
-                                # 16,384 rows on two threads with its products on the tiles,
-                                # 54 on the FMAs; from 512 x 256 the tiles win on 1 and 2)
+    AMX_STEP_MIN_DEPTH = 256    # and terms (on two threads smaller ones are slower on the
+                                # tiles than on the FMAs, also with each thread packing its
+                                # own operands: measured, 784-256-128-10 at batch 256 with
+                                # all its products on the tiles 0.29 s per epoch on one
+                                # thread, 0.20-0.21 on two, against 0.19 without; from
+                                # 512 x 256 the tiles win on 1 and 2)
     AMX_GRADIENT_MIN_ROWS = 512 # ... except weight gradients (X.T @ D) of this many inputs
                                 # or more, with AMX_MIN_COLS and AMX_MIN_DEPTH: their FMA
                                 # path transposes X while packing it, the tiles' packing does
