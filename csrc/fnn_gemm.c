@@ -162,7 +162,7 @@ static const fnn_kernel_table kernel_tables[] = {
     [FNN_KERNEL_GENERIC] = FNN_KERNEL_TABLE(generic, always_available),
     [FNN_KERNEL_AVX2] = FNN_KERNEL_TABLE(avx2, fnn_cpu_has_avx2_fma),
     [FNN_KERNEL_AVX512] = FNN_KERNEL_TABLE(avx512, fnn_cpu_has_avx512),
-    /* every product as AVX-512's; inference adds fnn_amx_* (fastnn/_engine_infer.pxi) */
+    /* every product as AVX-512's; the engine adds fnn_amx_* for large ones (amx_product) */
     [FNN_KERNEL_AMX] = FNN_KERNEL_TABLE(avx512, fnn_amx_available),
 };
 enum { N_KERNELS = (int)(sizeof kernel_tables / sizeof kernel_tables[0]) };

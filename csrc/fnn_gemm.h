@@ -10,11 +10,11 @@
  * epilogue - never on M, N, the tile's position or the thread.  That is what
  * makes results bit-identical for any number of threads.
  *
- * The kernel code FNN_KERNEL_AMX bends it: the engine runs a float32 product
- * of at least AMX_MIN_ROWS x _COLS x _DEPTH on the AMX tiles (fnn_amx_*
- * below) and smaller ones on the AVX-512 kernel, so whether a row's values
- * come from the tiles depends on the product's M as well; never on the tile
- * or the thread.
+ * The kernel code FNN_KERNEL_AMX bends it: the engine runs a large float32
+ * product on the AMX tiles (fnn_amx_* below; which ones: amx_product in
+ * fastnn/_engine_team.pxi, from the product's shape and role) and the rest
+ * on the AVX-512 kernel, so whether a row's values come from the tiles
+ * depends on the product's M as well; never on the tile or the thread.
  *
  * The BLAS path is the exception: OpenBLAS may round an edge block differently
  * from the same block inside a larger product.  The engine's tiles depend on
@@ -38,7 +38,7 @@ enum {
     FNN_KERNEL_GENERIC = 1,
     FNN_KERNEL_AVX2 = 2,
     FNN_KERNEL_AVX512 = 3,
-    FNN_KERNEL_AMX = 4    /* the AVX-512 kernels, plus fnn_amx_* below for inference */
+    FNN_KERNEL_AMX = 4    /* the AVX-512 kernels, plus fnn_amx_* below for large products */
 };
 
 /* Epilogue kinds. */

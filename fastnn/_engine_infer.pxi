@@ -172,7 +172,7 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
     cdef char *work[MAX_THREADS]
     cdef size_t packed_total = 0
     cdef size_t packed_offset[MAX_LAYERS]
-    cdef size_t packed_bytes[MAX_LAYERS]
+    cdef size_t packed_size[MAX_LAYERS]    # layer l's packed W, bytes (0: none)
     cdef bint on_amx[MAX_LAYERS]
     cdef char *amx_work[MAX_THREADS]
     cdef size_t amx_bytes = 0      # work per thread for the AMX layers (0: none)
@@ -190,15 +190,15 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
         on_amx[l] = amx_product(kernel, itemsize, n, layers[l].n_out, layers[l].n_in,
                                 PREDICT_PRODUCT)
         if on_amx[l]:
-            packed_bytes[l] = fnn_amx_packed_bytes(layers[l].n_out, layers[l].n_in)
+            packed_size[l] = fnn_amx_packed_bytes(layers[l].n_out, layers[l].n_in)
             amx_bytes = max(amx_bytes, fnn_amx_work_bytes(layers[l].n_in))
         elif n > PREDICT_CHUNK:  # (one chunk packs each W once anyway)
-            packed_bytes[l] = fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
-                                                      layers[l].n_in)
+            packed_size[l] = fnn_gemm_packed_b_bytes(kernel, itemsize, layers[l].n_out,
+                                                     layers[l].n_in)
         else:
-            packed_bytes[l] = 0
+            packed_size[l] = 0
         packed_offset[l] = packed_total
-        packed_total += (packed_bytes[l] + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+        packed_total += whole_lines(packed_size[l])
     # One chunk per task, and no thread for less work than waking it costs.
     n_threads = int(max(1, min(n_threads, MAX_THREADS, (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK,
                                flops / MIN_FLOPS_PER_PREDICT_THREAD)))
@@ -207,11 +207,11 @@ def forward(list weights, list biases, list activations, cnp.ndarray X not None,
     scratch = np.empty(n_threads * 2 * PREDICT_CHUNK * ld_scr * itemsize + CACHE_LINE, np.uint8)
     works = alloc_work(work, n_threads, kernel, itemsize)
     cdef char *pk
-    amx_bytes = (amx_bytes + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+    amx_bytes = whole_lines(amx_bytes)
     workspace = take_workspace(packed_total + n_threads * amx_bytes + CACHE_LINE)
     pk = <char *>aligned(workspace)
     for l in range(n_layers):
-        if packed_bytes[l] > 0:
+        if packed_size[l] > 0:
             packed[l] = pk + packed_offset[l]
     for tid in range(n_threads if amx_bytes else 0):
         amx_work[tid] = pk + packed_total + tid * amx_bytes

@@ -210,6 +210,12 @@ cdef struct PackOp:
     void *dst
 
 
+cdef inline size_t whole_lines(size_t nbytes) noexcept nogil:
+    """``nbytes`` rounded up to whole cache lines (buffers placed one after
+    another in an arena all start on a line)."""
+    return (nbytes + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+
+
 cdef inline size_t packed_bytes(int kernel, size_t itemsize, bint is_a, Py_ssize_t n,
                                 Py_ssize_t K) noexcept nogil:
     """Bytes one packed operand takes in the arena (whole cache lines), in
@@ -218,7 +224,7 @@ cdef inline size_t packed_bytes(int kernel, size_t itemsize, bint is_a, Py_ssize
                       else fnn_gemm_packed_b_bytes(kernel, itemsize, n, K))
     if kernel == FNN_KERNEL_AMX and itemsize == sizeof(float):
         nb = max(nb, fnn_amx_packed_bytes(n, K))
-    return (nb + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+    return whole_lines(nb)
 
 
 cdef void *add_pack_op(int kernel, size_t itemsize, char *arena, PackOp *ops, int *n_ops,
