@@ -485,6 +485,23 @@ static inline int KP(packs_a)(int ta, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptr
                : (lda * (ptrdiff_t)sizeof(T)) % 4096 == 0);
 }
 
+/* Whether a product of M rows reads B's full panels in place instead of
+ * packing them (see the top of this file): few rows, and when B's rows are
+ * a multiple of 8 KiB apart, at most MR of them (one pass over B, which
+ * packing cannot beat).  At 8 KiB the K rows of a panel fall in one group
+ * of L2 sets (16 of the 256 rows of a K block per set, as many as the
+ * ways), so every further pass over a panel misses (measured, one core,
+ * AVX-512: float32 M x 2048 x 1024, M = 12..128, and float64 M x 1024 x
+ * 1024 are 1.15-2x as fast packed, M = 2..8 1.5x as fast in place; B
+ * 4 KiB apart, M x 1024 x 1024 floats, in place stays as fast). */
+static inline int KP(reads_b_in_place)(int tb, ptrdiff_t M, ptrdiff_t ldb)
+{
+    const int few_sets = (ldb * (ptrdiff_t)sizeof(T)) % 8192 == 0;
+    return !tb && M <= (few_sets ? MR : DIRECT_B_MAX_M);
+}
+
+/* (fnn_kprepack's question, for tiles of M rows: those are hundreds of rows
+ * there, so B's stride does not enter) */
 static inline int KP(packs_b)(int ta, int tb, ptrdiff_t M)
 {
     const int gemv = !ta && !tb && M <= GEMV_MAX_M;
@@ -560,7 +577,7 @@ static FNN_KFUNC void KP(gemm)(int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff
     const ptrdiff_t kcb = K > KC ? (K + nkb - 1) / nkb : KC;
     /* Few rows: each B element is used only M/MR times, so read full B
      * panels in place instead of packing them (same FMAs, same results). */
-    const int direct = !prepacked && !tb && M <= DIRECT_B_MAX_M;
+    const int direct = !prepacked && KP(reads_b_in_place)(tb, M, ldb);
     /* A in [k][MR] panels: packed whole by the caller (pa), or block by
      * block here when KP(packs_a) says so. */
     const int pack_a = pa != NULL || KP(packs_a)(ta, M, N, K, lda);

@@ -175,6 +175,24 @@ def test_gemm_element_independent_of_position(kernel, dtype, trans):
     np.testing.assert_array_equal(part, full[i0:i1, j0:j1])
 
 
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_few_rows_with_b_rows_8_kib_apart_give_the_bits_of_a_block(kernel, dtype):
+    """B's rows 8 KiB apart (a 2048-wide float32 layer): a product of a few
+    rows reads B in place up to MR rows and packs it for more (see
+    reads_b_in_place); either way its rows are bit for bit those of a tall
+    product, for row counts on both sides of MR and of a vector's width."""
+    N, K = 8192 // np.dtype(dtype).itemsize, 40
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((300, K)).astype(dtype)
+    B = rng.standard_normal((K, N)).astype(dtype)
+    kw = dict(kind=1, act=ACTS.index("tanh"), bias=rng.standard_normal(N).astype(dtype))
+    tall = _run(A, B, 300, N, dtype, kernel, 1, **kw)
+    for rows in (1, 2, 5, 6, 7, 8, 9, 12, 17, 100):
+        few = _run(np.ascontiguousarray(A[:rows]), B, rows, N, dtype, kernel, 1, **kw)
+        np.testing.assert_array_equal(few.view(np.uint8), tall[:rows].view(np.uint8))
+
+
 # Products whose operands the training step packs once for all their tiles
 # (fnn_gemm_prepack): (M, N, K, trans_a, trans_b, beta).
 PREPACK_CASES = [
