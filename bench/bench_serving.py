@@ -4,6 +4,8 @@ JAX and ONNX Runtime, all given the same float32 weights, one thread.
 
     taskset -c 0 python bench/bench_serving.py --out bench/results_serving.json
 
+``--sizes 1024-2048-10 --rows 1 100`` serves another network and row counts.
+
 ONNX Runtime runs a scikit-learn MLPClassifier carrying the same weights,
 exported by skl2onnx with ``zipmap=False`` (``pip install onnxruntime
 skl2onnx``), with one intra- and inter-op thread.  Each peer runs in its own
@@ -25,17 +27,17 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ["fastnn", "numpy", "torch", "jax", "onnxruntime"]
-SIZES = [784, 256, 128, 10]
+SIZES = "784-256-128-10"
 ROWS = [1, 1000]
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
 
-def make_params():
+def make_params(sizes):
     import numpy as np
     sys.path.insert(0, HERE)
     from peers import init_params
-    params = init_params(SIZES)
+    params = init_params(sizes)
     rng = np.random.default_rng(1)
     # Non-zero biases, so that every peer really adds them.
     return [(W, (0.1 * rng.standard_normal(W.shape[1])).astype(np.float32)) for W, _ in params]
@@ -99,13 +101,14 @@ def build(peer, params):
         import onnxruntime as ort
         from skl2onnx import to_onnx
         from sklearn.neural_network import MLPClassifier
-        clf = MLPClassifier(hidden_layer_sizes=tuple(SIZES[1:-1]), max_iter=1)
+        sizes = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
+        clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), max_iter=1)
         rng = np.random.default_rng(0)
-        Xfit = rng.standard_normal((50, SIZES[0])).astype(np.float32)
+        Xfit = rng.standard_normal((50, sizes[0])).astype(np.float32)
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit(Xfit, np.arange(50) % SIZES[-1])
+            clf.fit(Xfit, np.arange(50) % sizes[-1])
         clf.coefs_ = [W.astype(np.float64) for W, _ in params]
         clf.intercepts_ = [b.astype(np.float64) for _, b in params]
         onx = to_onnx(clf, Xfit[:1], options={id(clf): {"zipmap": False}})
@@ -119,14 +122,14 @@ def build(peer, params):
     raise ValueError(peer)
 
 
-def child(peer, calls, repeat, out):
+def child(peer, calls, repeat, out, sizes, row_counts):
     import numpy as np
-    params = make_params()
+    params = make_params(sizes)
     predict = build(peer, params)
     rng = np.random.default_rng(2)
     records = []
-    for rows in ROWS:
-        X = rng.standard_normal((rows, SIZES[0])).astype(np.float32)
+    for rows in row_counts:
+        X = rng.standard_normal((rows, sizes[0])).astype(np.float32)
         n = max(10, calls if rows == 1 else calls // 10)
         proba = predict(X)
         # every peer computes the same function (checked against NumPy)
@@ -154,12 +157,15 @@ def main():
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--sizes", default=SIZES, help="the network's layer sizes (default %(default)s)")
+    ap.add_argument("--rows", type=int, nargs="+", default=ROWS)
     ap.add_argument("--out")
     ap.add_argument("--single", help=argparse.SUPPRESS)
     ap.add_argument("--single-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.single:
-        child(args.single, args.calls, args.repeat, args.single_out)
+        child(args.single, args.calls, args.repeat, args.single_out,
+              [int(s) for s in args.sizes.split("-")], args.rows)
         return
     import statistics
     import tempfile
@@ -172,7 +178,8 @@ def main():
             with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
                 proc = subprocess.run([sys.executable, __file__, "--single", peer, "--single-out",
                                        tmp.name, "--calls", str(args.calls), "--repeat",
-                                       str(args.repeat)], env=env)
+                                       str(args.repeat), "--sizes", args.sizes, "--rows",
+                                       *map(str, args.rows)], env=env)
                 if proc.returncode != 0:
                     print(f"{peer}: failed (exit {proc.returncode}), skipped", file=sys.stderr)
                     continue
@@ -183,7 +190,7 @@ def main():
           f"   (medians of {args.passes} passes; ratios within each pass)")
     summary = []
     for peer in args.peers:
-        for rows in ROWS:
+        for rows in args.rows:
             mine = [r for r in records if r["peer"] == peer and r["rows"] == rows]
             if not mine:
                 continue
@@ -198,7 +205,7 @@ def main():
             print(f"{peer:<12} {rows:>5} {row['median_us']:>10.1f} {row['min_us']:>9.1f} "
                   f"{row['fastnn_faster']:>13.2f}x")
     if args.out:
-        meta = {"machine": platform.machine(), "python": platform.python_version(),
+        meta = {"sizes": args.sizes, "machine": platform.machine(), "python": platform.python_version(),
                 "affinity": sorted(os.sched_getaffinity(0)), "date": time.strftime("%Y-%m-%d"),
                 "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
         with open(args.out, "w") as f:
