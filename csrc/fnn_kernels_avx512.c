@@ -47,7 +47,8 @@
 #define KPREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #define VFMA_FUSED 1
 /* Read B in place (no packing) up to 128 rows: measured faster than packing
- * for M <= 128 on Zen; the AVX2 and generic variants keep 4 * MR. */
+ * for M <= 128 on Zen, unless B's rows are 8 KiB apart (reads_b_in_place);
+ * the AVX2 and generic variants keep 4 * MR. */
 #define DIRECT_B_MAX_M (16 * MR)
 /* Pack op(A) of every trans_a product with K >= 128 (the weight updates of
  * batches of 128 and more): measured on Intel (Emerald Rapids), floats

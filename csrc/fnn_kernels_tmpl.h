@@ -11,7 +11,8 @@
  *         for jr in NC step NR                B micro-panel stays in L1
  *           for ir in MC step MR              micro-kernel: MR x NR tile
  * B is packed (trans_b == 1: with in-register VL x VL transposes), except
- * that for small M (<= DIRECT_B_MAX_M) and trans_b == 0 the full panels are
+ * that for small M (<= DIRECT_B_MAX_M; <= MR when B's rows are a multiple
+ * of 8 KiB apart, see reads_b_in_place) and trans_b == 0 the full panels are
  * read in place: each B element is then used only M/MR times, and packing it
  * would cost as much as the FMAs.  A is normally read in place too: the
  * micro-kernel broadcasts op(A)[i][k] straight from memory (trans_a == 0: MR
