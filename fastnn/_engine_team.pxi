@@ -3,8 +3,8 @@
 # Threads: one OpenMP team per epoch.  Every stage of a step (gather, forward
 # per layer, loss, backward, update) is split into a fixed list of tasks that
 # depends on the shapes only, never on the number of threads; threads claim
-# the tasks of a stage from a shared counter and an orphaned barrier
-# separates the stages.  A task always does the same arithmetic in the same
+# the tasks of a stage from shared counters (claim: each its own block
+# first) and an orphaned barrier separates the stages.  A task always does the same arithmetic in the same
 # order whoever runs it, so results are bit-identical for any ``n_threads``.
 #
 # Signals: thread 0 of a team runs in the caller's thread, and when that is
